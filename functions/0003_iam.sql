@@ -1,0 +1,91 @@
+-- iam: platform permission helpers. Tenant permission helpers need
+-- tenancy.memberships and live in functions/0004_access.sql.
+{% import 'sql/macros.sql' as m with context %}
+
+-- private.has_system_permission(permission text) -> boolean
+-- Returns whether the caller (auth.uid()) holds an active, unexpired grant
+-- of a system role carrying the permission. Refuses nothing; null caller or
+-- tenant permission: false. Callable by authenticated and service_role.
+create or replace function private.has_system_permission(permission text)
+  returns boolean
+  language sql
+  stable
+  security definer
+  set search_path = ''
+as $fn$
+  select exists (
+    select
+      from iam.system_role_grants g
+      join iam.role_permissions rp on rp.role_key = g.role_key
+     where g.user_id = auth.uid()
+       and g.revoked_at is null
+       and (g.expires_at is null or g.expires_at > now())
+       and rp.permission_key = has_system_permission.permission
+       and rp.permission_is_platform)
+$fn$;
+comment on function private.has_system_permission is 'Definer twin of has_system_permission: reads the grants the caller cannot see.';
+{{ m.private_grants('has_system_permission') }}
+{{ m.api_function('has_system_permission', 'permission text', 'boolean', 'permission',
+   'Returns whether the caller holds the platform permission through an active system role grant. Never consults memberships. Callable by authenticated users.') }}
+
+-- private.is_platform_team_member() -> boolean
+-- Returns whether the caller holds any active, unexpired system role grant.
+-- Callable by authenticated and service_role.
+create or replace function private.is_platform_team_member()
+  returns boolean
+  language sql
+  stable
+  security definer
+  set search_path = ''
+as $fn$
+  select exists (
+    select from iam.system_role_grants g
+     where g.user_id = auth.uid()
+       and g.revoked_at is null
+       and (g.expires_at is null or g.expires_at > now()))
+$fn$;
+comment on function private.is_platform_team_member is 'Definer twin of is_platform_team_member.';
+{{ m.private_grants('is_platform_team_member') }}
+{{ m.api_function('is_platform_team_member', '', 'boolean', '',
+   'Returns whether the caller holds any active system role grant. Callable by authenticated users.') }}
+
+-- private.platform_account_type(user_id uuid) -> text
+-- Returns super_admin (an active platform_superadmin grant), admin (any
+-- other active system role grant) or user: seed 001's account_type, derived
+-- from grants, never stored. Refuses (42501) asking about another user
+-- unless the caller has platform.tenant.read. Unknown user: P0002.
+-- Callable by authenticated and service_role.
+create or replace function private.platform_account_type(user_id uuid)
+  returns text
+  language plpgsql
+  stable
+  security definer
+  set search_path = ''
+as $fn$
+begin
+  if user_id is distinct from auth.uid()
+     and coalesce(auth.role(), '') <> 'service_role'
+     and not private.has_system_permission('platform.tenant.read') then
+    raise exception 'platform_account_type: only platform staff may look up another user'
+      using errcode = '42501';
+  end if;
+  if not exists (select from identity.users u where u.id = platform_account_type.user_id) then
+    raise exception 'platform_account_type: no user %', user_id using errcode = 'P0002';
+  end if;
+  return case
+    when exists (select from iam.system_role_grants g
+                  where g.user_id = platform_account_type.user_id and g.role_key = 'platform_superadmin'
+                    and g.revoked_at is null and (g.expires_at is null or g.expires_at > now()))
+      then 'super_admin'
+    when exists (select from iam.system_role_grants g
+                  where g.user_id = platform_account_type.user_id
+                    and g.revoked_at is null and (g.expires_at is null or g.expires_at > now()))
+      then 'admin'
+    else 'user'
+  end;
+end
+$fn$;
+comment on function private.platform_account_type is 'Definer twin of platform_account_type.';
+{{ m.private_grants('platform_account_type') }}
+{{ m.api_function('platform_account_type', 'user_id uuid default auth.uid()', 'text', 'user_id',
+   'Returns super_admin, admin or user, derived from active system role grants. Another user: needs platform.tenant.read (42501). Unknown user: P0002.') }}

@@ -1,0 +1,21 @@
+-- SECURITY DEFINER only in private, pinned to search_path = '', not
+-- executable by PUBLIC or anon; API functions are SECURITY INVOKER.
+{% import 'sql/macros.sql' as m with context %}
+select 'definer' as check, p.oid::regprocedure::text as object, problem as detail
+  from pg_catalog.pg_proc p
+  join pg_catalog.pg_namespace n on n.oid = p.pronamespace
+  cross join lateral (values
+    (case when p.prosecdef and n.nspname <> 'private'
+          then 'SECURITY DEFINER outside the private schema' end),
+    (case when p.prosecdef and not coalesce('search_path=""' = any (p.proconfig), false)
+          then 'SECURITY DEFINER without search_path = ''''' end),
+    (case when n.nspname = 'private'
+               and exists (select from aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a where a.grantee = 0 and a.privilege_type = 'EXECUTE')
+          then 'private function executable by PUBLIC' end),
+    (case when n.nspname = 'private' and exists (select from pg_catalog.pg_roles r where r.rolname = 'anon')
+               and has_function_privilege('anon', p.oid, 'execute')
+          then 'private function executable by anon' end)
+  ) as v (problem)
+ where n.nspname in ({{ m.schema_list() }}, 'private', '{{ api }}')
+   and not exists (select from pg_catalog.pg_depend d where d.objid = p.oid and d.deptype = 'e')
+   and problem is not null

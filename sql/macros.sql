@@ -1,0 +1,108 @@
+{#-
+  Shared shapes of the tenantdb schema: one macro per idea.
+  Every SQL file is rendered by jinja2 with these imported as `m`.
+-#}
+
+{#- updated_at: the trigger that stamps updated_at on every UPDATE. -#}
+{% macro updated_at(table) -%}
+drop trigger if exists set_updated_at on {{ table }};
+create trigger set_updated_at
+  before update on {{ table }}
+  for each row execute function private.set_updated_at();
+{%- endmacro %}
+
+{#- table_grants: the privileges of a table that holds tenant or personal
+    data. RLS decides which rows; anon and PUBLIC get nothing. -#}
+{% macro table_grants(table, authenticated='select, insert, update, delete') -%}
+revoke all on table {{ table }} from public, anon, authenticated;
+{%- if authenticated %}
+grant {{ authenticated }} on table {{ table }} to authenticated;
+{%- endif %}
+grant select, insert, update, delete on table {{ table }} to service_role;
+{%- endmacro %}
+
+{#- rls_on: row-level security enabled and forced (also for the owner). -#}
+{% macro rls_on(table) -%}
+alter table {{ table }} enable row level security;
+alter table {{ table }} force row level security;
+{%- endmacro %}
+
+{#- policy: drop-and-create one policy, so a policies/ file can be re-applied. -#}
+{% macro policy(table, name, command, using=none, check=none) -%}
+drop policy if exists {{ name }} on {{ table }};
+create policy {{ name }} on {{ table }}
+  as permissive for {{ command }} to authenticated
+  {%- if using %} using ({{ using }}){% endif %}
+  {%- if check %} with check ({{ check }}){% endif %};
+{%- endmacro %}
+
+{#- in_orgs_with: the row's organization is one where the caller holds the
+    permission. The sub-select makes the permission lookup an InitPlan: it
+    runs once per statement, not once per row. -#}
+{% macro in_orgs_with(permission, column='organization_id') -%}
+{{ column }} = any ((select private.org_ids_with_permission('{{ permission }}'))::uuid[])
+{%- endmacro %}
+
+{#- tenant_policies: the RLS policy set of a tenant table.
+    read: permission needed to see rows; write: permission needed to insert,
+    update and delete them (none = writes only through functions). -#}
+{% macro tenant_policies(table, read, write=none, column='organization_id') -%}
+{{ rls_on(table) }}
+{{ policy(table, 'tenant_select', 'select', using=in_orgs_with(read, column)) }}
+{%- if write %}
+{{ policy(table, 'tenant_insert', 'insert', check=in_orgs_with(write, column)) }}
+{{ policy(table, 'tenant_update', 'update', using=in_orgs_with(write, column), check=in_orgs_with(write, column)) }}
+{{ policy(table, 'tenant_delete', 'delete', using=in_orgs_with(write, column)) }}
+{%- else %}
+drop policy if exists tenant_insert on {{ table }};
+drop policy if exists tenant_update on {{ table }};
+drop policy if exists tenant_delete on {{ table }};
+{%- endif %}
+{%- endmacro %}
+
+{#- personal_policies: rows that belong to one user, seen (and, with
+    writable, updated) by that user only. -#}
+{% macro personal_policies(table, column='user_id', writable=false) -%}
+{{ rls_on(table) }}
+{{ policy(table, 'owner_select', 'select', using=column ~ ' = (select auth.uid())') }}
+{%- if writable %}
+{{ policy(table, 'owner_update', 'update', using=column ~ ' = (select auth.uid())', check=column ~ ' = (select auth.uid())') }}
+{%- else %}
+drop policy if exists owner_update on {{ table }};
+{%- endif %}
+{%- endmacro %}
+
+{#- catalog_policies: reference data every signed-in user may read; written
+    only by the migration role and service_role. -#}
+{% macro catalog_policies(table) -%}
+{{ rls_on(table) }}
+{{ policy(table, 'catalog_select', 'select', using='true') }}
+{%- endmacro %}
+
+{#- api_function: a SECURITY INVOKER function in the API schema that calls
+    its SECURITY DEFINER twin in private. args: the argument list with
+    defaults; call: the arguments passed on. -#}
+{% macro api_function(name, args, returns, call, comment) -%}
+create or replace function {{ api }}.{{ name }}({{ args }})
+  returns {{ returns }}
+  language sql
+  security invoker
+  set search_path = ''
+as $fn$ select {% if returns.startswith('table') or returns.startswith('setof') %}* from {% endif %}private.{{ name }}({{ call }}) $fn$;
+comment on function {{ api }}.{{ name }} is {{ comment | sqlquote }};
+revoke all on function {{ api }}.{{ name }} from public, anon;
+grant execute on function {{ api }}.{{ name }} to authenticated, service_role;
+{%- endmacro %}
+
+{#- definer: header shared by every SECURITY DEFINER function in private. -#}
+{% macro private_grants(name, roles='authenticated, service_role') -%}
+revoke all on function private.{{ name }} from public, anon;
+grant execute on function private.{{ name }} to {{ roles }};
+{%- endmacro %}
+
+{#- The schemas whose tables hold tenant, personal or catalog data: verify's
+    checks and the isolation tests read this list. -#}
+{% set domain_schemas = ['identity', 'tenancy', 'iam'] %}
+{% macro schema_list() -%}
+{% for s in domain_schemas %}'{{ s }}'{{ ', ' if not loop.last }}{% endfor %}
+{%- endmacro %}

@@ -1,0 +1,49 @@
+"""Errors the CLI turns into one-line messages and exit codes."""
+
+from __future__ import annotations
+
+# Exit codes, documented in README.md.
+EXIT_OK = 0
+EXIT_FAILED = 1  # a statement failed, or verify found problems
+EXIT_USAGE = 2  # bad arguments (click's own code)
+EXIT_CONNECT = 3  # the database could not be reached
+EXIT_LOCKED = 4  # another tenantdb held the migration lock past --lock-timeout
+EXIT_EDITED = 5  # an applied migration file was edited: refusing to continue
+
+
+class TenantdbError(Exception):
+    """An error with a message for a DBA and an exit code."""
+
+    exit_code = EXIT_FAILED
+
+
+class ConnectError(TenantdbError):
+    exit_code = EXIT_CONNECT
+
+
+class LockTimeout(TenantdbError):
+    exit_code = EXIT_LOCKED
+
+
+class EditedChange(TenantdbError):
+    exit_code = EXIT_EDITED
+
+
+class StatementError(TenantdbError):
+    """A SQL statement failed: names the file, the statement and the SQLSTATE."""
+
+    def __init__(self, source: str, statement: str, error: Exception) -> None:
+        diag = getattr(error, "diag", None)
+        sqlstate = getattr(diag, "sqlstate", None) or "?????"
+        primary = getattr(diag, "message_primary", None) or str(error).strip()
+        where = ""
+        position = getattr(diag, "statement_position", None)
+        if position and str(position).isdigit():
+            offset = int(position) - 1
+            line_no = statement.count("\n", 0, offset) + 1
+            line_text = statement.splitlines()[line_no - 1].strip() if statement else ""
+            where = f" at line {line_no} of the rendered SQL: {line_text[:120]}"
+        else:
+            where = f" [in: {' '.join(statement.split())[:120]}]"
+        super().__init__(f"{source}: SQLSTATE {sqlstate}: {primary}{where}")
+        self.sqlstate = sqlstate

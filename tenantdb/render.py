@@ -1,0 +1,123 @@
+"""Render the package's SQL templates for a target, and list its changes.
+
+A *change* is one versioned migration (migrations/NNNN_name.sql, with its
+NNNN_name.rollback.sql) plus the repeatable files paired with it by number
+(functions/NNNN_*.sql, then policies/NNNN_*.sql). Repeatables hold functions,
+triggers and policies: re-applied whenever their rendered text changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+
+from .paths import sql_root
+
+TARGETS = ("postgres", "supabase")
+_FUNCTION_RE = re.compile(r"create\s+or\s+replace\s+function\s+([a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*)\s*\(", re.I)
+
+
+def sqlquote(value: str) -> str:
+    """A SQL string literal."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def checksum(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str = "postgres"
+    api: str = "public"
+
+    def __post_init__(self) -> None:
+        if self.name not in TARGETS:
+            raise ValueError(f"unknown target {self.name!r} (choose from {', '.join(TARGETS)})")
+        if not re.fullmatch(r"[a-z_][a-z0-9_]*", self.api):
+            raise ValueError(f"API schema name {self.api!r} is not a plain lower-case identifier")
+
+
+@dataclass
+class Repeatable:
+    path: str  # relative to the SQL root, e.g. functions/0004_access.sql
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return checksum(self.sql)
+
+    @property
+    def functions(self) -> list[str]:
+        """Schema-qualified names of the functions the file defines."""
+        return sorted(set(_FUNCTION_RE.findall(self.sql)))
+
+
+@dataclass
+class Change:
+    id: str  # e.g. 0002_identity
+    path: str
+    sql: str
+    rollback: str
+    repeatables: list[Repeatable] = field(default_factory=list)
+
+    @property
+    def number(self) -> str:
+        return self.id.split("_", 1)[0]
+
+    @property
+    def checksum(self) -> str:
+        return checksum(self.sql)
+
+
+class Renderer:
+    def __init__(self, target: Target, root: Path | None = None) -> None:
+        self.target = target
+        self.root = root or sql_root()
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(self.root)),
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=True,
+            autoescape=False,
+        )
+        self.env.filters["sqlquote"] = sqlquote
+
+    def render(self, relpath: str) -> str:
+        template = self.env.get_template(relpath)
+        return template.render(target=self.target.name, api=self.target.api)
+
+    def _files(self, folder: str, exclude_rollback: bool = True) -> list[str]:
+        base = self.root / folder
+        names = sorted(p.name for p in base.glob("*.sql"))
+        if exclude_rollback:
+            names = [n for n in names if not n.endswith(".rollback.sql")]
+        return [f"{folder}/{n}" for n in names]
+
+    def changes(self) -> list[Change]:
+        result: list[Change] = []
+        for relpath in self._files("migrations"):
+            change_id = Path(relpath).stem
+            rollback_path = f"migrations/{change_id}.rollback.sql"
+            if not (self.root / rollback_path).exists():
+                raise FileNotFoundError(f"{relpath} has no {rollback_path}")
+            result.append(Change(change_id, relpath, self.render(relpath), self.render(rollback_path)))
+        by_number = {c.number: c for c in result}
+        if len(by_number) != len(result):
+            raise ValueError("two migrations share a number")
+        for folder in ("functions", "policies"):
+            for relpath in self._files(folder):
+                number = Path(relpath).name.split("_", 1)[0]
+                if number not in by_number:
+                    raise ValueError(f"{relpath}: no migration numbered {number} to pair it with")
+                by_number[number].repeatables.append(Repeatable(relpath, self.render(relpath)))
+        return result
+
+    def seeds(self, extra: list[Path] | None = None) -> list[tuple[str, str]]:
+        return [(relpath, self.render(relpath)) for relpath in self._files("seeds")]
+
+    def checks(self) -> list[tuple[str, str]]:
+        return [(relpath, self.render(relpath)) for relpath in self._files("sql/checks")]
