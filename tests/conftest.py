@@ -1,0 +1,92 @@
+"""Test harness: a PostgreSQL 15 started by pytest-postgresql (as an
+unprivileged user when we are root), a template database migrated and
+seeded once, and a fresh clone of it for every test."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from pytest_postgresql import factories
+
+from tenantdb.engine import Engine
+from tenantdb.render import Renderer, Target
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+PG_BINDIR = Path(subprocess.check_output(["pg_config", "--bindir"], text=True).strip())
+
+
+def _pg_ctl() -> str:
+    if os.geteuid() == 0:
+        return str(TESTS / "bin" / "pg_ctl-as-postgres")
+    return str(PG_BINDIR / "pg_ctl")
+
+
+def conninfo(host: str, port: int, user: str, dbname: str, password: str | None = None) -> str:
+    info = f"host={host} port={port} user={user} dbname={dbname}"
+    return info + (f" password={password}" if password else "")
+
+
+def build_template(host: str, port: int, user: str, dbname: str, password: str | None = None, **_: object) -> None:
+    """Migrate and seed the template every test database is cloned from."""
+    dsn = conninfo(host, port, user, dbname, password)
+    engine = Engine(dsn, Renderer(Target()), echo=lambda _line: None)
+    engine.migrate()
+    engine.seed()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("create extension if not exists pgtap")
+
+
+postgresql_proc = factories.postgresql_proc(executable=_pg_ctl(), load=[build_template])
+postgresql = factories.postgresql("postgresql_proc")
+
+
+@pytest.fixture
+def dsn(postgresql: psycopg.Connection) -> str:
+    """Conninfo of this test's fresh, migrated and seeded database."""
+    info = postgresql.info
+    return conninfo(info.host, info.port, info.user, info.dbname)
+
+
+@pytest.fixture
+def empty_db(postgresql_proc) -> Iterator[str]:
+    """Conninfo of a new, empty database (for engine tests)."""
+    name = f"empty_{uuid.uuid4().hex[:10]}"
+    admin = conninfo(postgresql_proc.host, postgresql_proc.port, postgresql_proc.user, "postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'create database "{name}"')
+    yield conninfo(postgresql_proc.host, postgresql_proc.port, postgresql_proc.user, name)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'drop database if exists "{name}" with (force)')
+
+
+@pytest.fixture
+def empty_db_factory(postgresql_proc) -> Iterator:
+    """Make any number of empty databases; all dropped afterwards."""
+    admin = conninfo(postgresql_proc.host, postgresql_proc.port, postgresql_proc.user, "postgres")
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"empty_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'create database "{name}"')
+        made.append(name)
+        return conninfo(postgresql_proc.host, postgresql_proc.port, postgresql_proc.user, name)
+
+    yield make
+    with psycopg.connect(admin, autocommit=True) as conn:
+        for name in made:
+            conn.execute(f'drop database if exists "{name}" with (force)')
+
+
+def pg_tool(name: str) -> str:
+    """A client binary of the server under test (psql, pg_dump)."""
+    path = PG_BINDIR / name
+    return str(path) if path.exists() else (shutil.which(name) or name)
