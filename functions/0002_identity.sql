@@ -71,14 +71,15 @@ comment on function private.check_username_available is 'Definer twin of check_u
 {{ m.api_function('check_username_available', 'username text', 'boolean', 'username',
    'Returns true when the user name is well formed, not reserved and not taken (case-insensitive). Null or blank: 22023. Callable by authenticated users.') }}
 
--- complete_onboarding(user_id uuid) -> void
+-- private.complete_onboarding(user_id uuid) -> void
 -- Marks the caller's own profile onboarded (idempotent: the first time is
 -- kept). Refuses another user's id (42501) and a missing profile (P0002).
+-- Definer because the onboarding flags are not client-writable columns.
 -- Callable by authenticated users, for themselves.
-create or replace function {{ api }}.complete_onboarding(user_id uuid)
+create or replace function private.complete_onboarding(user_id uuid)
   returns void
   language plpgsql
-  security invoker
+  security definer
   set search_path = ''
 as $fn$
 begin
@@ -96,9 +97,10 @@ begin
   end if;
 end
 $fn$;
-comment on function {{ api }}.complete_onboarding is 'Marks the caller''s profile onboarded. Another user''s id: 42501; no profile: P0002. Callable by authenticated users for themselves.';
-revoke all on function {{ api }}.complete_onboarding from public, anon;
-grant execute on function {{ api }}.complete_onboarding to authenticated;
+comment on function private.complete_onboarding is 'Definer twin of complete_onboarding.';
+{{ m.private_grants('complete_onboarding', 'authenticated') }}
+{{ m.api_function('complete_onboarding', 'user_id uuid', 'void', 'user_id',
+   'Marks the caller''s profile onboarded. Another user''s id: 42501; no profile: P0002. Callable by authenticated users for themselves.') }}
 
 {{ m.updated_at('identity.users') }}
 {% if target == 'postgres' %}

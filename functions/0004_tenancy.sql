@@ -15,8 +15,13 @@ create or replace function private.organizations_keep_an_owner()
   set search_path = ''
 as $fn$
 declare
-  org uuid := case when tg_table_name = 'organizations' then new.id else old.organization_id end;
+  org uuid;
 begin
+  if tg_table_name = 'organizations' then
+    org := new.id;
+  else
+    org := old.organization_id;
+  end if;
   if exists (select from tenancy.organizations o where o.id = org)
      and not exists (select from tenancy.memberships m
                       where m.organization_id = org and m.role_key = 'tenant_owner' and m.status = 'active') then
