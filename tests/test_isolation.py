@@ -1,0 +1,196 @@
+"""The isolation matrix, generated from the catalog.
+
+For every table of every tenantdb domain schema, three attackers try to
+select, insert, update and delete the victim's rows (organization A's, or
+Alice's own), through the same role switch and request.jwt.claims PostgREST
+uses: a member of another organization, an anonymous caller, and a member
+of organization A whose role carries no permission. Each attempt must see
+or change nothing. A new table is covered without editing this file; one
+with no victim row in the fixture fails until the fixture gets one.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import psycopg
+import pytest
+from psycopg import sql
+
+ACTORS = ("outsider", "anon", "no_permission_member")
+OPERATIONS = ("select", "insert", "update", "delete")
+REFUSED = "42501"  # insufficient_privilege: no grant, or a row-level security violation
+
+
+@dataclass
+class Table:
+    schema: str
+    name: str
+    victim_filter: sql.Composable
+    catalog: bool  # readable by every signed-in user by design
+
+    @property
+    def ident(self) -> sql.Identifier:
+        return sql.Identifier(self.schema, self.name)
+
+    def __str__(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+def domain_tables(conn: psycopg.Connection, ids: dict[str, str]) -> list[Table]:
+    rows = conn.execute(
+        """
+        select n.nspname, c.relname,
+               exists (select from pg_attribute a where a.attrelid = c.oid and a.attname = 'organization_id' and not a.attisdropped),
+               exists (select from pg_attribute a where a.attrelid = c.oid and a.attname = 'user_id' and not a.attisdropped),
+               exists (select from pg_constraint k join pg_attribute a on a.attrelid = k.conrelid and a.attnum = any (k.conkey)
+                        where k.confrelid = c.oid and k.contype = 'f' and a.attname = 'organization_id'),
+               exists (select from pg_constraint k join pg_attribute a on a.attrelid = k.conrelid and a.attnum = any (k.conkey)
+                        where k.confrelid = c.oid and k.contype = 'f' and a.attname = 'user_id'),
+               exists (select from pg_policies p where p.schemaname = n.nspname and p.tablename = c.relname
+                        and p.cmd = 'SELECT' and p.qual = 'true')
+          from pg_class c join pg_namespace n on n.oid = c.relnamespace
+         where c.relkind in ('r', 'p') and not c.relispartition
+           and obj_description(n.oid, 'pg_namespace') like 'tenantdb %'
+           and n.nspname not in ('tenantdb', 'private', 'auth', 'public')
+         order by 1, 2
+        """
+    ).fetchall()
+    tables = []
+    for schema, name, has_org, has_user, is_org_root, is_user_root, catalog in rows:
+        if has_org:
+            flt = sql.SQL("organization_id = {}").format(sql.Literal(ids["org_a"]))
+        elif is_org_root:
+            flt = sql.SQL("id = {}").format(sql.Literal(ids["org_a"]))
+        elif has_user:
+            flt = sql.SQL("user_id = {}").format(sql.Literal(ids["alice"]))
+        elif is_user_root:
+            flt = sql.SQL("id = {}").format(sql.Literal(ids["alice"]))
+        else:
+            flt = sql.SQL("true")
+        # Catalog: reference data open to every signed-in user; never a table
+        # that holds an organization's or a user's rows.
+        is_catalog = catalog and not (has_org or is_org_root or has_user or is_user_root)
+        tables.append(Table(schema, name, flt, is_catalog))
+    return tables
+
+
+@pytest.fixture
+def world(dsn: str) -> dict[str, str]:
+    """Organization A (Alice owns it; Nina is a member with no permission),
+    organization B (Bob), and a row of A's or Alice's in every table."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        def user(email: str) -> str:
+            return str(conn.execute("insert into auth.users (email) values (%s) returning id", (email,)).fetchone()[0])
+
+        def as_user(uid: str, query: str, params: tuple = ()) -> object:
+            with conn.transaction():
+                conn.execute("select set_config('request.jwt.claims', %s, true), set_config('role', 'authenticated', true)",
+                             (json.dumps({"sub": uid, "role": "authenticated"}),))
+                return conn.execute(query, params).fetchone()[0]
+
+        ids = {"alice": user("alice@a.test"), "bob": user("bob@b.test"), "nina": user("nina@a.test")}
+        ids["org_a"] = str(as_user(ids["alice"], "select public.create_organization('Org A', 'org-a')"))
+        ids["org_b"] = str(as_user(ids["bob"], "select public.create_organization('Org B', 'org-b')"))
+        conn.execute("insert into iam.roles (key, name, is_system) values ('test_no_permissions', 'No permissions', false)")
+        conn.execute("insert into tenancy.memberships (organization_id, user_id, role_key) values (%s, %s, 'test_no_permissions')",
+                     (ids["org_a"], ids["nina"]))
+        as_user(ids["alice"], "select count(*) from public.invite_member(%s, 'carol@a.test')", (ids["org_a"],))
+        conn.execute("insert into iam.system_role_grants (user_id, role_key, reason) values (%s, 'platform_support', 'fixture')",
+                     (ids["alice"],))
+        if conn.execute("select to_regclass('identity.sessions') is not null").fetchone()[0]:
+            conn.execute("insert into identity.sessions (user_id, token_hash, expires_at) values (%s, repeat('a', 64), now() + interval '1 day')",
+                         (ids["alice"],))
+            conn.execute("insert into identity.accounts (user_id, provider_id, account_id) values (%s, 'credential', 'alice')",
+                         (ids["alice"],))
+            conn.execute("insert into identity.verifications (identifier, value_hash, purpose, expires_at) "
+                         "values ('alice@a.test', repeat('b', 64), 'email_verification', now() + interval '1 hour')")
+    return ids
+
+
+def act(conn: psycopg.Connection, actor: str, ids: dict[str, str]) -> None:
+    if actor == "anon":
+        claims, role = {"role": "anon"}, "anon"
+    else:
+        uid = ids["bob"] if actor == "outsider" else ids["nina"]
+        claims, role = {"sub": uid, "role": "authenticated"}, "authenticated"
+    conn.execute("select set_config('request.jwt.claims', %s, true), set_config('role', %s, true)", (json.dumps(claims), role))
+
+
+def attack_copy(conn: psycopg.Connection, table: Table) -> str:
+    """One victim row as json, with fresh values in its uuid and unique columns."""
+    row = conn.execute(sql.SQL("select to_jsonb(t) from {} t where {} limit 1").format(table.ident, table.victim_filter)).fetchone()[0]
+    unique_cols = {r[0] for r in conn.execute(
+        """select a.attname from pg_index i join pg_attribute a on a.attrelid = i.indrelid and a.attnum = any (i.indkey)
+            where i.indrelid = %s::regclass and i.indisunique""", (str(table),)).fetchall()}
+    for col in unique_cols:
+        value = row.get(col)
+        if isinstance(value, str) and len(value) == 36 and value.count("-") == 4 and col not in ("organization_id", "user_id"):
+            row[col] = conn.execute("select gen_random_uuid()::text").fetchone()[0]
+        elif isinstance(value, str) and col not in ("organization_id", "user_id"):
+            row[col] = value[:-1] + ("x" if value[-1:] != "x" else "y")
+    return json.dumps(row)
+
+
+@pytest.mark.parametrize("actor", ACTORS)
+@pytest.mark.parametrize("operation", OPERATIONS)
+def test_attacker_sees_and_changes_nothing(dsn: str, world: dict[str, str], actor: str, operation: str) -> None:
+    failures: list[str] = []
+    with psycopg.connect(dsn) as conn:
+        tables = domain_tables(conn, world)
+        assert len(tables) >= 9, [str(t) for t in tables]
+        for table in tables:
+            victims = conn.execute(sql.SQL("select count(*) from {} where {}").format(table.ident, table.victim_filter)).fetchone()[0]
+            if victims == 0:
+                failures.append(f"{table}: the fixture has no victim row; add one to world()")
+                continue
+            if table.catalog and operation == "select" and actor != "anon":
+                continue  # catalog rows are readable by every signed-in user by design
+            payload = attack_copy(conn, table) if operation == "insert" else None
+            conn.execute("savepoint attack")
+            try:
+                act(conn, actor, world)
+                if operation == "select":
+                    q = sql.SQL("select count(*) from {} where {}").format(table.ident, table.victim_filter)
+                    seen = conn.execute(q).fetchone()[0]
+                    if seen:
+                        failures.append(f"{table}: {actor} saw {seen} victim row(s)")
+                elif operation == "insert":
+                    cur = conn.execute(sql.SQL("insert into {} select * from jsonb_populate_record(null::{}, %s)").format(table.ident, table.ident), (payload,))
+                    failures.append(f"{table}: {actor} inserted {cur.rowcount} row(s) into the victim's tenancy")
+                else:
+                    first_col = conn.execute("select attname from pg_attribute where attrelid = %s::regclass and attnum = 1", (str(table),)).fetchone()[0]
+                    if operation == "update":
+                        q = sql.SQL("update {} set {} = {} where {}").format(table.ident, sql.Identifier(first_col), sql.Identifier(first_col), table.victim_filter)
+                    else:
+                        q = sql.SQL("delete from {} where {}").format(table.ident, table.victim_filter)
+                    cur = conn.execute(q)
+                    if cur.rowcount:
+                        failures.append(f"{table}: {actor} {operation}d {cur.rowcount} victim row(s)")
+            except psycopg.Error as exc:
+                if exc.sqlstate != REFUSED:
+                    failures.append(f"{table}: {actor} {operation}: expected refusal {REFUSED}, got {exc.sqlstate}: {exc.diag.message_primary}")
+            finally:
+                conn.execute("rollback to savepoint attack")
+            # The victim's rows are all still there, unchanged in number.
+            after = conn.execute(sql.SQL("select count(*) from {} where {}").format(table.ident, table.victim_filter)).fetchone()[0]
+            if after != victims:
+                failures.append(f"{table}: victim rows went from {victims} to {after}")
+        conn.rollback()
+    assert not failures, "\n".join(failures)
+
+
+def test_matrix_refuses_a_table_left_open(dsn: str, world: dict[str, str]) -> None:
+    """The matrix can fail: a tenant table without RLS is caught."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("create table tenancy.leaky (organization_id uuid not null references tenancy.organizations (id), "
+                     "id uuid default gen_random_uuid(), primary key (organization_id, id))")
+        conn.execute("grant select on tenancy.leaky to authenticated")
+        conn.execute("insert into tenancy.leaky (organization_id) values (%s)", (world["org_a"],))
+    with psycopg.connect(dsn) as conn:
+        leaky = [t for t in domain_tables(conn, world) if t.name == "leaky"]
+        assert len(leaky) == 1
+        act(conn, "outsider", world)
+        seen = conn.execute(sql.SQL("select count(*) from {} where {}").format(leaky[0].ident, leaky[0].victim_filter)).fetchone()[0]
+        assert seen == 1  # what the matrix would report as a failure
