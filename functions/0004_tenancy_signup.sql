@@ -82,7 +82,11 @@ create trigger on_auth_user_created
   after insert on auth.users
   for each row execute function private.handle_new_user();
 
--- Backfill: users that signed up before tenantdb was installed.
+-- Backfill: users that signed up before tenantdb was installed. Switching
+-- the owner check to immediate afterwards runs its pending checks now, so no
+-- trigger event is pending when the policies of this change alter the tables.
 select private.provision_user(u.id, u.email, u.raw_user_meta_data)
   from auth.users u
  where not exists (select from tenancy.organizations o where o.personal_owner_id = u.id);
+set constraints tenancy.organizations_keep_an_owner immediate;
+set constraints tenancy.organizations_keep_an_owner deferred;

@@ -1,0 +1,164 @@
+"""The migration engine on a real server: locking, atomicity, checksums,
+repeatables, rollback, and fresh install = upgrade."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from conftest import ROOT, pg_tool
+from tenantdb.engine import LOCK_KEY, Engine
+from tenantdb import verify
+from tenantdb.errors import EditedChange, LockTimeout, StatementError
+from tenantdb.paths import SQL_DIRS
+from tenantdb.render import Renderer, Target
+
+CLI = [sys.executable, str(ROOT / "cli.py")]
+
+
+def engine(dsn: str, root: Path | None = None, lines: list[str] | None = None, **kw) -> Engine:
+    sink = lines if lines is not None else []
+    return Engine(dsn, Renderer(Target(), root=root), echo=sink.append, **kw)
+
+
+@pytest.fixture
+def sql_copy(tmp_path: Path) -> Path:
+    """A private copy of the package's SQL that a test may edit."""
+    for d in SQL_DIRS:
+        shutil.copytree(ROOT / d, tmp_path / d)
+    return tmp_path
+
+
+def scalar(dsn: str, query: str) -> object:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(query).fetchone()[0]
+
+
+def schema_dump(dsn: str) -> str:
+    out = subprocess.run([pg_tool("pg_dump"), "--schema-only", "--no-owner", "-d", dsn],
+                         check=True, capture_output=True, text=True).stdout
+    return "\n".join(l for l in out.splitlines() if l.strip() and not l.startswith("--") and not l.startswith("\\"))
+
+
+def test_concurrent_migrate_applies_once(empty_db: str) -> None:
+    procs = [subprocess.Popen(CLI + ["--dsn", empty_db, "migrate"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    applied = [line for out, _ in outs for line in out.splitlines() if line.startswith("applied ")]
+    changes = Renderer(Target()).changes()
+    assert len(applied) == len(changes), outs  # each change applied by exactly one of the two runs
+    assert scalar(empty_db, "select count(*) from tenantdb.changes") == len(changes)
+    assert scalar(empty_db, "select count(*) from tenantdb._yoyo_log where operation = 'apply'") == len(changes)
+
+
+def test_lock_timeout_is_a_clear_error(empty_db: str) -> None:
+    with psycopg.connect(empty_db, autocommit=True) as holder:
+        holder.execute("select pg_advisory_lock(%s)", (LOCK_KEY,))
+        started = time.monotonic()
+        proc = subprocess.run(CLI + ["--dsn", empty_db, "migrate", "--lock-timeout", "1"], capture_output=True, text=True)
+        waited = time.monotonic() - started
+    assert proc.returncode == 4, proc.stderr
+    assert "holds the migration lock" in proc.stderr and "Traceback" not in proc.stderr
+    assert waited < 30
+    assert scalar(empty_db, "select to_regclass('identity.users') is null")
+
+
+def test_failing_migration_leaves_nothing(empty_db: str, sql_copy: Path) -> None:
+    engine(empty_db, sql_copy).migrate()
+    (sql_copy / "migrations" / "0099_broken.sql").write_text(
+        "create table tenancy.half_done (id uuid primary key);\n"
+        "insert into tenancy.half_done values ('not-a-uuid');\n")
+    (sql_copy / "migrations" / "0099_broken.rollback.sql").write_text("drop table tenancy.half_done;\n")
+    with pytest.raises(StatementError) as err:
+        engine(empty_db, sql_copy).migrate()
+    message = str(err.value)
+    assert "migrations/0099_broken.sql" in message and "SQLSTATE 22P02" in message and "not-a-uuid" in message
+    assert scalar(empty_db, "select to_regclass('tenancy.half_done') is null")
+    assert scalar(empty_db, "select count(*) from tenantdb.changes where change_id = '0099_broken'") == 0
+    assert scalar(empty_db, "select count(*) from tenantdb._yoyo_migration where migration_id = '0099_broken'") == 0
+    assert engine(empty_db, sql_copy).status().pending == ["0099_broken"]
+
+
+def test_failing_repeatable_rolls_back_its_change(empty_db: str, sql_copy: Path) -> None:
+    with (sql_copy / "functions" / "0004_tenancy.sql").open("a") as f:
+        f.write("\nselect 1/0;\n")
+    with pytest.raises(StatementError) as err:
+        engine(empty_db, sql_copy).migrate()
+    assert "functions/0004_tenancy.sql" in str(err.value) and "22012" in str(err.value)
+    st = engine(empty_db, sql_copy).status()
+    assert st.pending == ["0004_tenancy"] and st.applied == ["0001_foundation", "0002_identity", "0003_iam"]
+    assert scalar(empty_db, "select to_regclass('tenancy.memberships') is null")
+
+
+def test_edited_applied_file_is_reported_and_refused(empty_db: str, sql_copy: Path) -> None:
+    engine(empty_db, sql_copy).migrate()
+    path = sql_copy / "migrations" / "0002_identity.sql"
+    path.write_text(path.read_text() + "\n-- a late edit\n")
+    st = engine(empty_db, sql_copy).status()
+    assert st.edited == ["0002_identity"] and not st.pending
+    with pytest.raises(EditedChange):
+        engine(empty_db, sql_copy).migrate()
+    problems = verify.problems(engine(empty_db, sql_copy))
+    assert [(p.check, p.object) for p in problems] == [("edited", "0002_identity")]
+
+
+def test_changed_repeatable_is_reapplied(empty_db: str, sql_copy: Path) -> None:
+    engine(empty_db, sql_copy).migrate()
+    path = sql_copy / "functions" / "0002_identity.sql"
+    path.write_text(path.read_text().replace("Returns true when the user name is well formed", "True when the user name is well formed"))
+    st = engine(empty_db, sql_copy).status()
+    assert st.stale_repeatables == ["functions/0002_identity.sql"]
+    lines: list[str] = []
+    engine(empty_db, sql_copy, lines).migrate()
+    assert len(lines) == 1 and lines[0].startswith("reapplied functions/0002_identity.sql")
+    assert engine(empty_db, sql_copy).status().clean
+    assert scalar(empty_db, "select obj_description('public.check_username_available'::regproc)").startswith("True when")
+
+
+def test_fresh_install_equals_upgrade_and_round_trip(empty_db_factory) -> None:
+    fresh, stepwise, roundtrip = empty_db_factory(), empty_db_factory(), empty_db_factory()
+    engine(fresh).migrate()
+    for change in Renderer(Target()).changes():
+        engine(stepwise).migrate(to=change.id)
+    engine(roundtrip).migrate()
+    engine(roundtrip).rollback(all_=True)
+    engine(roundtrip).migrate()
+    assert schema_dump(stepwise) == schema_dump(fresh)
+    assert schema_dump(roundtrip) == schema_dump(fresh)
+
+
+def test_rollback_all_leaves_only_bookkeeping(empty_db: str) -> None:
+    engine(empty_db).migrate()
+    lines: list[str] = []
+    assert engine(empty_db, lines=lines).rollback(all_=True) == 4
+    assert [l.split()[1] for l in lines] == ["0004_tenancy", "0003_iam", "0002_identity", "0001_foundation"]
+    schemas = scalar(empty_db, "select array_agg(nspname::text order by nspname) from pg_namespace "
+                               "where nspname not like 'pg\\_%' and nspname <> 'information_schema'")
+    assert schemas == ["public", "tenantdb"]
+    assert scalar(empty_db, "select count(*) from pg_proc where pronamespace = 'public'::regnamespace") == 0
+    assert scalar(empty_db, "select count(*) from tenantdb.changes") == 0
+
+
+def test_rollback_steps_and_to(empty_db: str) -> None:
+    engine(empty_db).migrate()
+    assert engine(empty_db).rollback(steps=1) == 1
+    assert engine(empty_db).status().pending == ["0004_tenancy"]
+    assert engine(empty_db).rollback(to="0001_foundation") == 2
+    assert engine(empty_db).status().applied == ["0001_foundation"]
+    assert scalar(empty_db, "select to_regprocedure('public.has_system_permission(text)') is null")
+
+
+def test_backfill_provisions_existing_users(empty_db: str) -> None:
+    engine(empty_db).migrate(to="0003_iam")
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        conn.execute("insert into auth.users (email) values ('early@bird.test'), ('second@bird.test')")
+    engine(empty_db).migrate()
+    assert scalar(empty_db, "select count(*) from tenancy.organizations where is_personal") == 2
+    assert scalar(empty_db, "select count(*) from identity.users") == 2
