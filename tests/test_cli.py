@@ -1,0 +1,125 @@
+"""The CLI as a DBA runs it: help everywhere, one-line errors with exit
+codes, dry runs that change nothing, verify that can fail."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import psycopg
+import pytest
+
+from conftest import ROOT
+
+CLI = [sys.executable, str(ROOT / "cli.py")]
+COMMANDS = ["up", "down", "migrate", "status", "rollback", "seed", "verify", "render", "export", "export sqitch", "export supabase"]
+
+
+def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(CLI + list(args), capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command: str) -> None:
+    proc = run(*command.split(), "--help")
+    assert proc.returncode == 0 and "Usage:" in proc.stdout
+
+
+def test_unreachable_database_is_exit_3_without_traceback() -> None:
+    proc = run("--dsn", "host=127.0.0.1 port=1 dbname=x user=x connect_timeout=2", "status")
+    assert proc.returncode == 3
+    assert proc.stderr.startswith("tenantdb: cannot connect to the database") and "Traceback" not in proc.stderr
+
+
+def test_dsn_falls_back_to_database_url(empty_db: str) -> None:
+    import os
+    proc = run("status", env=dict(os.environ, DATABASE_URL=empty_db))
+    assert proc.returncode == 0 and proc.stdout.splitlines()[0] == "pending  0001_foundation"
+
+
+def test_dry_run_prints_sql_and_changes_nothing(empty_db: str) -> None:
+    proc = run("--dsn", empty_db, "migrate", "--dry-run")
+    assert proc.returncode == 0
+    assert "create table identity.users" in proc.stdout and "-- change 0004_tenancy" in proc.stdout
+    with psycopg.connect(empty_db) as conn:
+        assert conn.execute("select count(*) from pg_namespace where nspname in ('tenantdb', 'identity')").fetchone()[0] == 0
+
+
+def test_migrate_prints_one_line_per_change_then_status_and_verify(empty_db: str) -> None:
+    proc = run("--dsn", empty_db, "migrate")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert [l.split()[1] for l in lines] == ["0001_foundation", "0002_identity", "0003_iam", "0004_tenancy"]
+    assert all(l.startswith("applied ") and l.endswith(" ms)") for l in lines)
+    assert run("--dsn", empty_db, "migrate").stdout.strip() == "nothing to apply"
+    assert run("--dsn", empty_db, "seed").returncode == 0
+    seeded = run("--dsn", empty_db, "seed")
+    assert seeded.returncode == 0
+    proc = run("--dsn", empty_db, "verify", "--json")
+    assert proc.returncode == 0, proc.stdout
+    assert json.loads(proc.stdout) == {"ok": True, "problems": []}
+
+
+def test_seed_twice_changes_nothing(dsn: str) -> None:
+    query = "select md5(string_agg(t::text, ',' order by t::text)) from (select * from iam.role_permissions) t"
+    with psycopg.connect(dsn) as conn:
+        before = conn.execute(query).fetchone()[0]
+        xmin_before = conn.execute("select max(xmin::text::bigint) from iam.roles").fetchone()[0]
+    assert run("--dsn", dsn, "seed").returncode == 0
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute(query).fetchone()[0] == before
+        assert conn.execute("select max(xmin::text::bigint) from iam.roles").fetchone()[0] == xmin_before, "seed rewrote unchanged rows"
+        # Seed 002: owner 10, admin 6, member 3, guest 1, support 3, platform admin 5 mappings,
+        # plus every platform permission for superadmin and break-glass.
+        platform = conn.execute("select count(*) from iam.permissions where is_platform").fetchone()[0]
+        assert platform == 8
+        assert conn.execute("select count(*) from iam.role_permissions").fetchone()[0] == 28 + 2 * platform
+
+
+def test_seed_before_migrate_is_refused(empty_db: str) -> None:
+    proc = run("--dsn", empty_db, "seed")
+    assert proc.returncode == 1 and "run tenantdb migrate first" in proc.stderr
+
+
+def test_verify_reports_catalog_problems(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("alter table tenancy.invitations no force row level security")
+        conn.execute("create function public.leaky() returns int language sql security definer as 'select 1'")
+        conn.execute("create table tenancy.no_key (organization_id uuid references tenancy.organizations (id))")
+    proc = run("--dsn", dsn, "verify", "--json")
+    assert proc.returncode == 1
+    found = {(p["check"], p["object"]) for p in json.loads(proc.stdout)["problems"]}
+    assert ("rls", "tenancy.invitations") in found
+    assert ("definer", "leaky()") in found
+    assert ("primary_key", "tenancy.no_key") in found
+    assert ("fk_index", "tenancy.no_key") in found
+    assert ("rls", "tenancy.no_key") in found
+
+
+def test_verify_reports_citus_shape(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("create table tenancy.projects (organization_id uuid not null references tenancy.organizations (id), "
+                     "id uuid primary key, code text unique)")
+    proc = run("--dsn", dsn, "verify", "--json")
+    details = [p["detail"] for p in json.loads(proc.stdout)["problems"] if p["check"] == "citus"]
+    assert any("projects_pkey" in d for d in details) and any("projects_code_key" in d for d in details)
+
+
+def test_rollback_options_are_exclusive(empty_db: str) -> None:
+    proc = run("--dsn", empty_db, "rollback", "--all", "--steps", "1")
+    assert proc.returncode == 2 and "choose one of" in proc.stderr
+
+
+def test_unknown_change_is_a_clear_error(empty_db: str) -> None:
+    proc = run("--dsn", empty_db, "migrate", "--to", "9999_nothing")
+    assert proc.returncode == 1 and "no such change" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_render_is_the_sql_that_runs(tmp_path) -> None:
+    proc = run("--target", "supabase", "render", "--out", str(tmp_path))
+    assert proc.returncode == 0
+    foundation = (tmp_path / "0001_foundation.sql").read_text()
+    assert "tenantdb shim" not in foundation, "the supabase target creates nothing in auth"
+    postgres = run("render").stdout
+    assert "tenantdb shim" in postgres and "{{" not in postgres and "{%" not in postgres
