@@ -168,7 +168,8 @@ def up(c: Context, data_dir: Path) -> None:
     started = time.perf_counter()
     dsn = embedded.start(data_dir)
     engine = c.engine(dsn=dsn)
-    engine.migrate()
+    if engine.migrate() == 0:
+        click.echo("nothing to apply")
     engine.seed()
     click.echo(f"ready in {time.perf_counter() - started:.1f}s; stop it with: tenantdb down --data-dir {data_dir}", err=True)
     click.echo(dsn)

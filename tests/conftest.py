@@ -20,7 +20,20 @@ from tenantdb.render import Renderer, Target
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
-PG_BINDIR = Path(subprocess.check_output(["pg_config", "--bindir"], text=True).strip())
+
+
+def _pg_bindir() -> Path:
+    """PostgreSQL 15 (Supabase's major): TENANTDB_PG_BINDIR, Debian's path, or pg_config."""
+    if os.environ.get("TENANTDB_PG_BINDIR"):
+        return Path(os.environ["TENANTDB_PG_BINDIR"])
+    debian = Path("/usr/lib/postgresql/15/bin")
+    if debian.is_dir():
+        return debian
+    return Path(subprocess.check_output(["pg_config", "--bindir"], text=True).strip())
+
+
+PG_BINDIR = _pg_bindir()
+os.environ["TENANTDB_PG_BINDIR"] = str(PG_BINDIR)  # read by tests/bin/pg_ctl-as-postgres
 
 
 def _pg_ctl() -> str:

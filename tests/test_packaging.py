@@ -1,0 +1,35 @@
+"""The wheel carries its SQL: installed into a fresh virtual environment and
+run from outside the repository, `tenantdb` migrates a database."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import psycopg
+
+from conftest import ROOT
+
+
+def test_wheel_installed_outside_the_repo_migrates(empty_db: str, tmp_path: Path) -> None:
+    dist = tmp_path / "dist"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(ROOT)], check=True, timeout=600)
+    wheels = list(dist.glob("tenantdb-*.whl"))
+    assert len(wheels) == 1
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=True, system_site_packages=True).create(env_dir)
+    py = env_dir / "bin" / "python"
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", str(wheels[0])], check=True, timeout=600)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    tool = env_dir / "bin" / "tenantdb"
+    proc = subprocess.run([str(tool), "--dsn", empty_db, "migrate"], capture_output=True, text=True, cwd=elsewhere, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.splitlines()) == 4
+    located = subprocess.run([str(py), "-c", "import tenantdb.paths as p; print(p.sql_root())"],
+                             capture_output=True, text=True, cwd=elsewhere, check=True).stdout.strip()
+    assert "site-packages" in located and not located.startswith(str(ROOT))
+    with psycopg.connect(empty_db) as conn:
+        assert conn.execute("select count(*) from tenantdb.changes").fetchone()[0] == 4
