@@ -19,9 +19,9 @@ def test_wheel_installed_outside_the_repo_migrates(empty_db: str, tmp_path: Path
     wheels = list(dist.glob("tenantdb-*.whl"))
     assert len(wheels) == 1
     env_dir = tmp_path / "venv"
-    venv.EnvBuilder(with_pip=True, system_site_packages=True).create(env_dir)
+    venv.EnvBuilder(with_pip=True).create(env_dir)
     py = env_dir / "bin" / "python"
-    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", str(wheels[0])], check=True, timeout=600)
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(wheels[0])], check=True, timeout=600)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     tool = env_dir / "bin" / "tenantdb"
