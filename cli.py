@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from tenantdb import embedded, export, verify
+from tenantdb import export, verify
 from tenantdb.db import resolve_dsn
 from tenantdb.engine import Engine
 from tenantdb.errors import EXIT_FAILED, TenantdbError
@@ -165,6 +165,8 @@ def export_supabase(c: Context, directory: Path) -> None:
 @pass_ctx
 def up(c: Context, data_dir: Path) -> None:
     """Start a local PostgreSQL (embedded), migrate and seed it; print its DSN last."""
+    from tenantdb import embedded  # the embedded server is an optional extra
+
     started = time.perf_counter()
     dsn = embedded.start(data_dir)
     engine = c.engine(dsn=dsn)
@@ -180,6 +182,8 @@ def up(c: Context, data_dir: Path) -> None:
               show_default=True)
 def down(data_dir: Path) -> None:
     """Stop the embedded server started by `tenantdb up`."""
+    from tenantdb import embedded
+
     click.echo("stopped" if embedded.stop(data_dir) else f"no server running in {data_dir}")
 
 

@@ -49,6 +49,20 @@ comment on table tenantdb.repeatables is 'The functions/ and policies/ files app
 """
 
 
+def _write_yoyo_migration(folder: Path, change: Change) -> None:
+    """The rendered change as a yoyo migration of one step.
+
+    One step holding the whole file (sent with the simple query protocol)
+    instead of yoyo's .sql reader, which splits statements with sqlparse and
+    took as long as applying them. The migration id is the change id.
+    """
+    (folder / f"{change.id}.py").write_text(
+        "from yoyo import step\n"
+        "__transactional__ = True\n"
+        f"steps = [step({change.sql!r}, {change.rollback!r})]\n"
+    )
+
+
 class _YoyoBackend(PostgresqlPsycopgBackend):
     """yoyo's psycopg 3 backend on a plain conninfo, bookkeeping in schema tenantdb."""
 
@@ -175,8 +189,7 @@ class Engine:
                     "restore the files, or write a new migration (tenantdb status shows them)"
                 )
             for change in selected:
-                (Path(tmp) / f"{change.id}.sql").write_text(change.sql)
-                (Path(tmp) / f"{change.id}.rollback.sql").write_text(change.rollback)
+                _write_yoyo_migration(Path(tmp), change)
             migrations = {m.id: m for m in read_migrations(tmp)}
             backend = _YoyoBackend(self.dsn)
             try:
@@ -260,8 +273,7 @@ class Engine:
             else:
                 victims = applied[-1:]
             for change in victims:
-                (Path(tmp) / f"{change.id}.sql").write_text(change.sql)
-                (Path(tmp) / f"{change.id}.rollback.sql").write_text(change.rollback)
+                _write_yoyo_migration(Path(tmp), change)
             migrations = {m.id: m for m in read_migrations(tmp)}
             backend = _YoyoBackend(self.dsn)
             try:
