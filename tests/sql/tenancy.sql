@@ -1,7 +1,7 @@
 -- tenancy: organizations, invitations, membership changes, the owner rule.
 begin;
 \ir _helpers.psql
-select plan(30);
+select plan(37);
 
 select tests.user('olivia@acme.test') as olivia \gset
 select tests.user('adam@acme.test') as adam \gset
@@ -46,6 +46,8 @@ select throws_ok(format($$select invite_member(%L, 'mia@acme.test', 'tenant_owne
   'an admin cannot invite an owner');
 select token as tok_mia, invitation_id as inv_mia from invite_member(:'acme', 'mia@acme.test', 'tenant_member') \gset
 select lives_ok(format($$select revoke_invitation(%L, %L)$$, :'acme', :'inv_mia'), 'an admin revokes an invitation');
+select throws_ok(format($$select revoke_invitation(%L, %L)$$, :'acme', :'inv_mia'), '55000', null, 'an invitation is revoked once');
+select throws_ok(format($$select revoke_invitation(%L, gen_random_uuid())$$, :'acme'), 'P0002', null, 'revoking an unknown invitation is refused');
 reset role;
 
 select tests.act_as(:'mia');
@@ -65,6 +67,8 @@ reset role;
 select tests.act_as(:'mia');
 select lives_ok(format($$select accept_invitation(%L)$$, :'tok_mia3'), 'a fresh invitation is accepted');
 select throws_ok(format($$select remove_member(%L, %L)$$, :'acme', :'adam'), '42501', null, 'a member without member.remove cannot remove');
+select throws_ok(format($$select revoke_invitation(%L, %L)$$, :'acme', :'inv_mia'), '42501', null, 'a member without member.invite cannot revoke');
+select is((select count(*)::int from tenancy.invitations), 0, 'a member without member.invite sees no invitations');
 reset role;
 
 -- remove, leave, transfer, and the owner rule
@@ -73,6 +77,7 @@ select throws_ok(format($$select remove_member(%L, %L)$$, :'acme', :'olivia'), '
 select lives_ok(format($$select remove_member(%L, %L)$$, :'acme', :'mia'), 'an admin removes a member');
 select throws_ok(format($$select remove_member(%L, %L)$$, :'acme', :'mia'), 'P0002', null, 'removing a non-member is refused');
 select throws_ok(format($$select leave_organization(%L)$$, tests.personal_org(:'adam')), '55000', null, 'nobody leaves their personal organization');
+select throws_ok(format($$select leave_organization(%L)$$, tests.personal_org(:'olivia')), 'P0002', null, 'leaving an organization one is not in is refused');
 reset role;
 
 select tests.act_as(:'olivia');
@@ -86,6 +91,14 @@ select throws_ok(format($$select transfer_ownership(%L, %L)$$, :'acme', :'olivia
 reset role;
 select throws_ok(format($$delete from tenancy.memberships where organization_id = %L and role_key = 'tenant_owner'$$, :'acme'), '23514',
   'organization ' || :'acme' || ' must keep at least one active owner', 'not even the table owner can leave an organization without an owner');
+
+-- A member leaves; updated_at is stamped by the trigger.
+select tests.act_as(:'olivia');
+select lives_ok(format($$select leave_organization(%L)$$, :'acme'), 'a member who is not the last owner leaves');
+reset role;
+update tenancy.organizations set created_at = now() - interval '1 day', updated_at = now() - interval '1 day' where id = :'acme';
+update tenancy.organizations set name = 'Acme Inc' where id = :'acme';
+select ok((select updated_at = now() from tenancy.organizations where id = :'acme'), 'an update stamps updated_at');
 
 select * from finish();
 rollback;
