@@ -6,7 +6,7 @@
 create or replace function private.set_updated_at()
   returns trigger
   language plpgsql
-  set search_path = ''
+  set search_path = pg_catalog, pg_temp
 as $fn$
 begin
   new.updated_at := now();

@@ -9,7 +9,7 @@ create or replace function private.username_is_reserved(name text)
   language sql
   stable
   security definer
-  set search_path = ''
+  set search_path = pg_catalog, pg_temp
 as $fn$
   select exists (select from identity.reserved_usernames r where r.name = lower(username_is_reserved.name))
 $fn$;
@@ -23,7 +23,7 @@ create or replace function private.users_username_rules()
   returns trigger
   language plpgsql
   security definer
-  set search_path = ''
+  set search_path = pg_catalog, pg_temp
 as $fn$
 begin
   if new.username is not null and private.username_is_reserved(new.username) then
@@ -51,7 +51,7 @@ create or replace function private.check_username_available(username text)
   language plpgsql
   stable
   security definer
-  set search_path = ''
+  set search_path = pg_catalog, pg_temp
 as $fn$
 begin
   if username is null or btrim(username) = '' then
@@ -80,7 +80,7 @@ create or replace function private.complete_onboarding(user_id uuid)
   returns void
   language plpgsql
   security definer
-  set search_path = ''
+  set search_path = pg_catalog, pg_temp
 as $fn$
 begin
   if user_id is null or user_id is distinct from auth.uid() then
@@ -98,7 +98,7 @@ begin
 end
 $fn$;
 comment on function private.complete_onboarding is 'Definer twin of complete_onboarding.';
-{{ m.private_grants('complete_onboarding', 'authenticated') }}
+{{ m.private_grants('complete_onboarding') }}
 {{ m.api_function('complete_onboarding', 'user_id uuid', 'void', 'user_id',
    'Marks the caller''s profile onboarded. Another user''s id: 42501; no profile: P0002. Callable by authenticated users for themselves.') }}
 

@@ -11,7 +11,7 @@ create or replace function private.has_system_permission(permission text)
   language sql
   stable
   security definer
-  set search_path = ''
+  set search_path = pg_catalog, pg_temp
 as $fn$
   select exists (
     select
@@ -36,7 +36,7 @@ create or replace function private.is_platform_team_member()
   language sql
   stable
   security definer
-  set search_path = ''
+  set search_path = pg_catalog, pg_temp
 as $fn$
   select exists (
     select from iam.system_role_grants g
@@ -60,7 +60,7 @@ create or replace function private.platform_account_type(user_id uuid)
   language plpgsql
   stable
   security definer
-  set search_path = ''
+  set search_path = pg_catalog, pg_temp
 as $fn$
 begin
   if user_id is distinct from auth.uid()

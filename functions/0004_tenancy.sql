@@ -12,7 +12,7 @@ create or replace function private.organizations_keep_an_owner()
   returns trigger
   language plpgsql
   security definer
-  set search_path = ''
+  set search_path = pg_catalog, pg_temp
 as $fn$
 declare
   org uuid;
@@ -22,7 +22,10 @@ begin
   else
     org := old.organization_id;
   end if;
-  if exists (select from tenancy.organizations o where o.id = org)
+  -- Serialize owner checks per organization: without the lock, two owners
+  -- leaving at once each still see the other and both commit.
+  perform from tenancy.organizations o where o.id = org for no key update;
+  if found
      and not exists (select from tenancy.memberships m
                       where m.organization_id = org and m.role_key = 'tenant_owner' and m.status = 'active') then
     raise exception 'organization % must keep at least one active owner', org
@@ -32,7 +35,7 @@ begin
   return null;
 end
 $fn$;
-comment on function private.organizations_keep_an_owner is 'Deferred trigger: an organization always keeps an active tenant_owner (23514).';
+comment on function private.organizations_keep_an_owner is 'Deferred trigger: an organization always keeps an active tenant_owner (23514). Locks the organization row, so concurrent removals are checked one after the other (READ COMMITTED and SERIALIZABLE).';
 revoke all on function private.organizations_keep_an_owner from public;
 drop trigger if exists organizations_keep_an_owner on tenancy.organizations;
 create constraint trigger organizations_keep_an_owner
@@ -53,7 +56,7 @@ create or replace function private.require_role_within_reach(organization_id uui
   language plpgsql
   stable
   security definer
-  set search_path = ''
+  set search_path = pg_catalog, pg_temp
 as $fn$
 begin
   if not exists (select from iam.roles r where r.key = require_role_within_reach.role_key and not r.is_system) then
@@ -80,7 +83,7 @@ create or replace function private.create_organization(name text, slug text, org
   returns uuid
   language plpgsql
   security definer
-  set search_path = ''
+  set search_path = pg_catalog, pg_temp
 as $fn$
 declare
   caller uuid := auth.uid();
@@ -110,15 +113,15 @@ comment on function private.create_organization is 'Definer twin of create_organ
 --   -> table (invitation_id uuid, token text)
 -- Returns the invitation and its token (shown once; only its sha256 is
 -- stored). Replaces a pending invitation to the same address. Refuses:
--- without member.invite (42501); a role with permissions the caller lacks
--- (42501); unknown or system role, bad email, validity outside 1 hour to
+-- without member.invite (42501); a role, or a pending invitation's role,
+-- with permissions the caller lacks (42501); unknown or system role, bad email, validity outside 1 hour to
 -- 30 days, an address that already belongs to a member (22023).
 -- Callable by authenticated users.
 create or replace function private.invite_member(organization_id uuid, email text, role_key text, valid_for interval)
   returns table (invitation_id uuid, token text)
   language plpgsql
   security definer
-  set search_path = ''
+  set search_path = pg_catalog, pg_temp
 as $fn$
 declare
   secret text := replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', '');
@@ -137,6 +140,12 @@ begin
                 and lower(u.email) = lower(invite_member.email)) then
     raise exception 'invite_member: % is already a member', email using errcode = '22023';
   end if;
+  -- The pending invitation this one replaces must be within reach too.
+  perform private.require_role_within_reach(invite_member.organization_id, i.role_key)
+     from tenancy.invitations i
+    where i.organization_id = invite_member.organization_id
+      and lower(i.email) = lower(invite_member.email)
+      and i.accepted_at is null and i.revoked_at is null;
   update tenancy.invitations i
      set revoked_at = now(), revoked_by = auth.uid()
    where i.organization_id = invite_member.organization_id
@@ -158,13 +167,14 @@ comment on function private.invite_member is 'Definer twin of invite_member.';
 -- private.accept_invitation(token text) -> uuid
 -- Returns the organization joined. Refuses: signed out (42501); unknown
 -- token (P0002); an invitation for another email address (42501); one that
--- is expired, revoked or already accepted, or a caller already a member
--- (55000). Callable by authenticated users.
+-- is expired, revoked or already accepted, an organization not active, an
+-- inviter who no longer holds member.invite and the role's permissions, or
+-- a caller already a member (55000). Callable by authenticated users.
 create or replace function private.accept_invitation(token text)
   returns uuid
   language plpgsql
   security definer
-  set search_path = ''
+  set search_path = pg_catalog, pg_temp
 as $fn$
 declare
   caller uuid := auth.uid();
@@ -191,6 +201,19 @@ begin
   if inv.expires_at <= now() then
     raise exception 'accept_invitation: the invitation expired at %', inv.expires_at using errcode = '55000';
   end if;
+  if not exists (select from tenancy.organizations o where o.id = inv.organization_id and o.status = 'active') then
+    raise exception 'accept_invitation: the organization is not active' using errcode = '55000';
+  end if;
+  -- The inviter must still be entitled to extend it: a member removed since
+  -- cannot let themselves back in through an invitation planted earlier.
+  if inv.invited_by is not null and (
+       not private.user_has_permission(inv.organization_id, inv.invited_by, 'member.invite')
+       or exists (select from iam.role_permissions rp
+                   where rp.role_key = inv.role_key
+                     and not private.user_has_permission(inv.organization_id, inv.invited_by, rp.permission_key))) then
+    raise exception 'accept_invitation: the member who sent this invitation may no longer extend it'
+      using errcode = '55000', hint = 'Ask the organization for a new invitation.';
+  end if;
   if exists (select from tenancy.memberships m where m.organization_id = inv.organization_id and m.user_id = caller) then
     raise exception 'accept_invitation: you are already a member' using errcode = '55000';
   end if;
@@ -207,13 +230,14 @@ comment on function private.accept_invitation is 'Definer twin of accept_invitat
    'Joins the organization of the invitation and returns its id. Wrong email: 42501; unknown token: P0002; expired, revoked, used or already a member: 55000. Callable by authenticated users.') }}
 
 -- private.revoke_invitation(organization_id uuid, invitation_id uuid) -> void
--- Revokes a pending invitation. Refuses: without member.invite (42501);
--- unknown invitation (P0002); one already accepted or revoked (55000).
+-- Revokes a pending invitation. Refuses: without member.invite, or for a
+-- role carrying permissions the caller lacks (42501); unknown invitation
+-- (P0002); one already accepted or revoked (55000).
 create or replace function private.revoke_invitation(organization_id uuid, invitation_id uuid)
   returns void
   language plpgsql
   security definer
-  set search_path = ''
+  set search_path = pg_catalog, pg_temp
 as $fn$
 declare
   inv tenancy.invitations;
@@ -229,6 +253,7 @@ begin
   if inv.accepted_at is not null or inv.revoked_at is not null then
     raise exception 'revoke_invitation: the invitation is no longer pending' using errcode = '55000';
   end if;
+  perform private.require_role_within_reach(revoke_invitation.organization_id, inv.role_key);
   update tenancy.invitations i set revoked_at = now(), revoked_by = auth.uid()
    where i.organization_id = inv.organization_id and i.id = inv.id;
 end
@@ -247,7 +272,7 @@ create or replace function private.remove_member(organization_id uuid, user_id u
   returns void
   language plpgsql
   security definer
-  set search_path = ''
+  set search_path = pg_catalog, pg_temp
 as $fn$
 declare
   target tenancy.memberships;
@@ -284,7 +309,7 @@ create or replace function private.leave_organization(organization_id uuid)
   returns void
   language plpgsql
   security definer
-  set search_path = ''
+  set search_path = pg_catalog, pg_temp
 as $fn$
 begin
   if exists (select from tenancy.organizations o
@@ -312,7 +337,7 @@ create or replace function private.transfer_ownership(organization_id uuid, new_
   returns void
   language plpgsql
   security definer
-  set search_path = ''
+  set search_path = pg_catalog, pg_temp
 as $fn$
 begin
   if not exists (select from tenancy.memberships m

@@ -9,7 +9,7 @@ create or replace function private.after_personal_organization_created(organizat
   returns void
   language plpgsql
   security definer
-  set search_path = ''
+  set search_path = pg_catalog, pg_temp
 as $fn$
 begin
   return;
@@ -27,7 +27,7 @@ create or replace function private.provision_user(user_id uuid, email text, meta
   returns uuid
   language plpgsql
   security definer
-  set search_path = ''
+  set search_path = pg_catalog, pg_temp
 as $fn$
 declare
   local_part text := nullif(split_part(coalesce(email, ''), '@', 1), '');
@@ -35,7 +35,7 @@ declare
   org uuid;
 begin
   insert into identity.users (id, email, display_name)
-  values (user_id, email, coalesce(nullif(meta ->> 'full_name', ''), nullif(meta ->> 'name', '')))
+  values (user_id, email, left(coalesce(nullif(meta ->> 'full_name', ''), nullif(meta ->> 'name', '')), 200))
   on conflict (id) do nothing;
 
   select o.id into org from tenancy.organizations o where o.personal_owner_id = provision_user.user_id;
@@ -48,7 +48,7 @@ begin
     base_slug := 'user';
   end if;
   insert into tenancy.organizations (name, slug, org_type, is_personal, personal_owner_id)
-  values (coalesce(nullif(meta ->> 'full_name', ''), local_part, 'Personal') || '''s workspace',
+  values (left(coalesce(nullif(btrim(meta ->> 'full_name'), ''), local_part, 'Personal'), 150) || '''s workspace',
           base_slug || '-' || left(replace(user_id::text, '-', ''), 12),
           'personal', true, user_id)
   returning id into org;
@@ -68,7 +68,7 @@ create or replace function private.handle_new_user()
   returns trigger
   language plpgsql
   security definer
-  set search_path = ''
+  set search_path = pg_catalog, pg_temp
 as $fn$
 begin
   perform private.provision_user(new.id, new.email, new.raw_user_meta_data);
@@ -81,6 +81,27 @@ drop trigger if exists on_auth_user_created on auth.users;
 create trigger on_auth_user_created
   after insert on auth.users
   for each row execute function private.handle_new_user();
+
+-- private.sync_user_email() -> trigger
+-- AFTER UPDATE OF email on auth.users: keeps the profile's copy current, so
+-- invitations match the address the user has now.
+create or replace function private.sync_user_email()
+  returns trigger
+  language plpgsql
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $fn$
+begin
+  update identity.users u set email = new.email where u.id = new.id and u.email is distinct from new.email;
+  return null;
+end
+$fn$;
+comment on function private.sync_user_email is 'Trigger on auth.users: copies a changed email into identity.users.';
+revoke all on function private.sync_user_email from public, anon, authenticated;
+drop trigger if exists on_auth_user_email_changed on auth.users;
+create trigger on_auth_user_email_changed
+  after update of email on auth.users
+  for each row execute function private.sync_user_email();
 
 -- Backfill: users that signed up before tenantdb was installed. Switching
 -- the owner check to immediate afterwards runs its pending checks now, so no

@@ -1,5 +1,18 @@
 -- 0001 foundation: the schemas of every domain, the private schema for
 -- SECURITY DEFINER helpers, and (postgres target) the Supabase auth shim.
+
+-- Tables force row-level security, which binds their owner too; the
+-- SECURITY DEFINER functions (owned by the role migrating) must bypass it.
+do $owner$
+begin
+  if not exists (select from pg_catalog.pg_roles r
+                  where r.rolname = current_user and (r.rolsuper or r.rolbypassrls)) then
+    raise exception 'tenantdb must be migrated by a role that bypasses row level security; % does not', current_user
+      using errcode = '42501',
+            hint = 'Use a superuser, Supabase''s postgres role, or: alter role ' || current_user || ' bypassrls';
+  end if;
+end
+$owner$;
 {% if target == 'postgres' %}
 {% include 'sql/targets/postgres_auth_shim.sql' %}
 {% endif %}

@@ -96,8 +96,9 @@ create table identity.sessions (
 );
 create index sessions_user_id on identity.sessions (user_id);
 comment on table identity.sessions is 'Self-hosted auth: a login session (postgres target only; the app''s auth library writes it as service_role).';
-comment on column identity.sessions.token_hash is 'sha256 hex of the session token; the token itself is never stored.';
-{{ m.table_grants('identity.sessions', 'select') }}
+comment on column identity.sessions.token_hash is 'sha256 hex of the session token; the token itself is never stored. Not readable by clients.';
+{{ m.table_grants('identity.sessions', none) }}
+grant select (id, user_id, expires_at, ip_address, user_agent, created_at, updated_at) on identity.sessions to authenticated;
 
 create table identity.accounts (
   id uuid primary key default gen_random_uuid(),
@@ -117,7 +118,11 @@ create index accounts_user_id on identity.accounts (user_id);
 comment on table identity.accounts is 'Self-hosted auth: a credential or OAuth link of a user (postgres target only).';
 comment on column identity.accounts.provider_id is 'Identity provider: credential, google, github, ...';
 comment on column identity.accounts.account_id is 'The user''s id at the provider.';
-{{ m.table_grants('identity.accounts', 'select') }}
+comment on column identity.accounts.password_hash is 'Password hash of the credential provider; never readable by clients.';
+comment on column identity.accounts.access_token is 'Provider access token; never readable by clients.';
+comment on column identity.accounts.refresh_token is 'Provider refresh token; never readable by clients.';
+{{ m.table_grants('identity.accounts', none) }}
+grant select (id, user_id, provider_id, account_id, scope, expires_at, created_at, updated_at) on identity.accounts to authenticated;
 
 create table identity.verifications (
   id uuid primary key default gen_random_uuid(),

@@ -87,7 +87,7 @@ create or replace function {{ api }}.{{ name }}({{ args }})
   returns {{ returns }}
   language sql
   security invoker
-  set search_path = ''
+  set search_path = pg_catalog, pg_temp
 as $fn$ select {% if returns.startswith('table') or returns.startswith('setof') %}* from {% endif %}private.{{ name }}({{ call }}) $fn$;
 comment on function {{ api }}.{{ name }} is {{ comment | sqlquote }};
 revoke all on function {{ api }}.{{ name }} from public, anon;

@@ -21,7 +21,7 @@ from yoyo.connections import parse_uri
 
 from .db import connect
 from .errors import EditedChange, LockTimeout, StatementError, TenantdbError
-from .render import Change, Renderer, Repeatable
+from .render import Change, Renderer, Repeatable, drop_functions_sql
 
 LOCK_KEY = 7_461_353_217  # pg_advisory_lock key of tenantdb's migration lock
 Echo = Callable[[str], None]
@@ -61,6 +61,16 @@ def _write_yoyo_migration(folder: Path, change: Change) -> None:
         "__transactional__ = True\n"
         f"steps = [step({change.sql!r}, {change.rollback!r})]\n"
     )
+
+
+# The overloads of the named functions, with the transaction that last wrote
+# each catalog row (create or replace always rewrites the row).
+_OVERLOADS = """
+select p.oid::regprocedure::text, p.xmin::text
+  from pg_catalog.pg_proc p
+  join pg_catalog.pg_namespace n on n.oid = p.pronamespace
+ where n.nspname || '.' || p.proname = any (%s)
+"""
 
 
 class _YoyoBackend(PostgresqlPsycopgBackend):
@@ -109,6 +119,12 @@ class Engine:
     def _recorded(self, conn: psycopg.Connection) -> tuple[dict[str, str], dict[str, str]]:
         if conn.execute("select to_regclass('tenantdb.changes') is not null").fetchone()[0] is False:
             return {}, {}
+        targets = [r[0] for r in conn.execute("select distinct target from tenantdb.changes").fetchall()]
+        if targets and targets != [self.renderer.target.name]:
+            raise TenantdbError(
+                f"this database was migrated with --target {', '.join(targets)}, not {self.renderer.target.name}; "
+                "pass the same --target (and --api-schema) it was installed with"
+            )
         changes = dict(conn.execute("select change_id, checksum from tenantdb.changes").fetchall())
         reps = dict(conn.execute("select path, checksum from tenantdb.repeatables").fetchall())
         return changes, reps
@@ -194,18 +210,19 @@ class Engine:
             backend = _YoyoBackend(self.dsn)
             try:
                 backend.ensure_internal_schema_updated()
-                count = 0
+                # Changed repeatables of applied changes first, all in one
+                # transaction (older than anything pending), then each
+                # pending change in its own.
+                stale = [(c, r) for c in selected if c.id in recorded for r in c.repeatables if reps.get(r.path) != r.checksum]
+                if stale:
+                    with backend.transaction():
+                        for change, rep in stale:
+                            self._apply_repeatable(backend, change, rep)
+                count = len(stale)
                 for change in selected:
                     if change.id not in recorded:
                         self._apply_change(backend, migrations[change.id], change)
                         count += 1
-                    else:
-                        stale = [r for r in change.repeatables if reps.get(r.path) != r.checksum]
-                        if stale:
-                            with backend.transaction():
-                                for rep in stale:
-                                    self._apply_repeatable(backend, change, rep)
-                            count += len(stale)
             finally:
                 backend.connection.close()
         return count
@@ -235,7 +252,15 @@ class Engine:
 
     def _apply_repeatable(self, backend: _YoyoBackend, change: Change, rep: Repeatable, quiet: bool = False) -> None:
         started = time.perf_counter()
+        before = self._overloads(backend, rep.functions)
         self._execute(backend, rep.path, rep.sql)
+        # A function whose signature changed leaves its old overload behind
+        # (create or replace keeps both): drop the overloads of this file's
+        # functions that the file did not just (re)create.
+        for signature, xmin in self._overloads(backend, rep.functions).items():
+            if before.get(signature) == xmin:
+                self._execute(backend, rep.path, f"drop function {signature}")
+                self.echo(f"dropped {signature} (no longer defined by {rep.path})")
         self._execute(
             backend,
             rep.path,
@@ -245,6 +270,13 @@ class Engine:
         )
         if not quiet:
             self.echo(f"reapplied {rep.path} ({int((time.perf_counter() - started) * 1000)} ms)")
+
+    @staticmethod
+    def _overloads(backend: _YoyoBackend, names: list[str]) -> dict[str, str]:
+        if not names:
+            return {}
+        with backend.connection.cursor() as cur:
+            return dict(cur.execute(_OVERLOADS, (list(names),)).fetchall())
 
     @staticmethod
     def _execute(backend: _YoyoBackend, source: str, sql: str, params: tuple | None = None) -> None:
@@ -282,8 +314,8 @@ class Engine:
                     started = time.perf_counter()
                     migration = migrations[change.id]
                     with backend.transaction():
-                        for name in sorted({f for r in change.repeatables for f in r.functions}):
-                            self._execute(backend, change.path, f"drop function if exists {name} cascade")
+                        if change.functions:
+                            self._execute(backend, change.path, drop_functions_sql(change.functions))
                         migration.load()
                         for step in reversed(migration.steps):
                             statement = getattr(getattr(step, "step", step), "_rollback", "")
@@ -304,7 +336,7 @@ class Engine:
         st = self.status()
         if st.pending:
             raise TenantdbError(f"cannot seed: changes pending ({', '.join(st.pending)}); run tenantdb migrate first")
-        with connect(self.dsn) as conn:
+        with self._locked(), connect(self.dsn) as conn:
             for relpath, sql in self.renderer.seeds():
                 started = time.perf_counter()
                 try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .render import Change
+from .render import Change, drop_functions_sql
 
 _TABLE_RE = re.compile(r"^create table (?:if not exists )?([a-z_]+\.[a-z_]+)", re.I | re.M)
 PLANNER = "tenantdb <tenantdb@localhost>"
@@ -18,8 +18,7 @@ def deploy_sql(change: Change) -> str:
 
 
 def revert_sql(change: Change) -> str:
-    drops = [f"drop function if exists {name} cascade;" for name in sorted({f for r in change.repeatables for f in r.functions})]
-    return "\n".join(drops + [change.rollback])
+    return drop_functions_sql(change.functions) + change.rollback
 
 
 def verify_sql(change: Change) -> str:

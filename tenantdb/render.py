@@ -30,6 +30,21 @@ def checksum(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def drop_functions_sql(names: list[str]) -> str:
+    """SQL dropping every overload of the named (schema-qualified) functions."""
+    if not names:
+        return ""
+    listed = ", ".join(sqlquote(n) for n in sorted(set(names)))
+    return (
+        "do $drop$\ndeclare f regprocedure;\nbegin\n"
+        "  for f in select p.oid::regprocedure from pg_catalog.pg_proc p\n"
+        "            join pg_catalog.pg_namespace n on n.oid = p.pronamespace\n"
+        f"           where n.nspname || '.' || p.proname in ({listed}) loop\n"
+        "    execute format('drop function %s cascade', f);\n"
+        "  end loop;\nend\n$drop$;\n"
+    )
+
+
 @dataclass(frozen=True)
 class Target:
     name: str = "postgres"
@@ -64,6 +79,10 @@ class Change:
     sql: str
     rollback: str
     repeatables: list[Repeatable] = field(default_factory=list)
+
+    @property
+    def functions(self) -> list[str]:
+        return sorted({f for r in self.repeatables for f in r.functions})
 
     @property
     def number(self) -> str:

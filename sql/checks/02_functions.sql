@@ -1,5 +1,8 @@
--- SECURITY DEFINER only in private, pinned to search_path = '', not
--- executable by PUBLIC or anon; API functions are SECURITY INVOKER.
+-- SECURITY DEFINER only in private, pinned to search_path = pg_catalog,
+-- pg_temp (pg_temp named last: with search_path = '' Postgres still looks
+-- up types and tables in the caller's pg_temp first), owned by a role that
+-- bypasses RLS (the tables force it), not executable by PUBLIC or anon; API
+-- functions are SECURITY INVOKER.
 {% import 'sql/macros.sql' as m with context %}
 select 'definer' as check, p.oid::regprocedure::text as object, problem as detail
   from pg_catalog.pg_proc p
@@ -7,8 +10,11 @@ select 'definer' as check, p.oid::regprocedure::text as object, problem as detai
   cross join lateral (values
     (case when p.prosecdef and n.nspname <> 'private'
           then 'SECURITY DEFINER outside the private schema' end),
-    (case when p.prosecdef and not coalesce('search_path=""' = any (p.proconfig), false)
-          then 'SECURITY DEFINER without search_path = ''''' end),
+    (case when p.prosecdef and not coalesce('search_path=pg_catalog, pg_temp' = any (p.proconfig), false)
+          then 'SECURITY DEFINER without search_path = pg_catalog, pg_temp' end),
+    (case when p.prosecdef and not exists (select from pg_catalog.pg_roles r
+                                            where r.oid = p.proowner and (r.rolsuper or r.rolbypassrls))
+          then 'SECURITY DEFINER owned by a role that does not bypass row level security' end),
     (case when n.nspname = 'private'
                and exists (select from aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a where a.grantee = 0 and a.privilege_type = 'EXECUTE')
           then 'private function executable by PUBLIC' end),
