@@ -133,6 +133,69 @@ def attack_copy(conn: psycopg.Connection, table: Table) -> str:
     return json.dumps(row)
 
 
+def victim_versions(conn: psycopg.Connection, table: Table) -> list[str]:
+    """The row versions (ctid) of the victim's rows: an UPDATE makes new ones."""
+    q = sql.SQL("select ctid::text from {} where {} order by ctid").format(table.ident, table.victim_filter)
+    return [r[0] for r in conn.execute(q).fetchall()]
+
+
+def writable_column(conn: psycopg.Connection, table: Table, actor: str) -> str:
+    """A column the actor's role may UPDATE (so the attempt reaches RLS) that
+    takes DEFAULT without breaking NOT NULL; else the first column."""
+    role = "anon" if actor == "anon" else "authenticated"
+    row = conn.execute(
+        "select attname from pg_attribute where attrelid = %s::regclass and attnum > 0 and not attisdropped "
+        "order by has_column_privilege(%s, attrelid, attname, 'UPDATE') desc, (atthasdef or not attnotnull) desc, attnum limit 1",
+        (str(table), role)).fetchone()
+    return row[0]
+
+
+def attack(conn: psycopg.Connection, table: Table, actor: str, operation: str, world: dict[str, str]) -> list[str]:
+    """One attempt by one attacker on one table; the failures it shows.
+
+    Updates and deletes carry no WHERE clause, so only the write policies
+    (not the select policy) stand between the attacker and the rows.
+    """
+    failures: list[str] = []
+    before = victim_versions(conn, table)
+    if not before:
+        return [f"{table}: the fixture has no victim row; add one to world()"]
+    if table.catalog and operation == "select" and actor != "anon":
+        return []  # catalog rows are readable by every signed-in user by design
+    payload = attack_copy(conn, table) if operation == "insert" else None
+    column = writable_column(conn, table, actor)
+    conn.execute("savepoint attack")
+    try:
+        act(conn, actor, world)
+        if operation == "select":
+            seen = conn.execute(sql.SQL("select count(*) from {} where {}").format(table.ident, table.victim_filter)).fetchone()[0]
+            if seen:
+                failures.append(f"{table}: {actor} saw {seen} victim row(s)")
+        elif operation == "insert":
+            q = sql.SQL("insert into {} select * from jsonb_populate_record(null::{}, %s)").format(table.ident, table.ident)
+            cur = conn.execute(q, (payload,))
+            failures.append(f"{table}: {actor} inserted {cur.rowcount} row(s) into the victim's tenancy")
+        elif operation == "update":
+            # SET col = DEFAULT reads nothing, so no SELECT policy hides the rows.
+            conn.execute(sql.SQL("update {} set {} = default").format(table.ident, sql.Identifier(column)))
+        else:
+            conn.execute(sql.SQL("delete from {}").format(table.ident))
+        # The attempt went through: back to the test's role, still inside
+        # the attack, and look at what it did to the victim's rows.
+        conn.execute("reset role")
+        after = victim_versions(conn, table)
+        if len(after) != len(before):
+            failures.append(f"{table}: {actor} {operation}: victim rows went from {len(before)} to {len(after)}")
+        elif operation == "update" and after != before:
+            failures.append(f"{table}: {actor} updated victim row(s)")
+    except psycopg.Error as exc:
+        # Refused: the savepoint rollback below undoes whatever it began.
+        if exc.sqlstate != REFUSED:
+            failures.append(f"{table}: {actor} {operation}: expected refusal {REFUSED}, got {exc.sqlstate}: {exc.diag.message_primary}")
+    conn.execute("rollback to savepoint attack")
+    return failures
+
+
 @pytest.mark.parametrize("actor", ACTORS)
 @pytest.mark.parametrize("operation", OPERATIONS)
 def test_attacker_sees_and_changes_nothing(dsn: str, world: dict[str, str], actor: str, operation: str) -> None:
@@ -141,56 +204,24 @@ def test_attacker_sees_and_changes_nothing(dsn: str, world: dict[str, str], acto
         tables = domain_tables(conn, world)
         assert len(tables) >= 9, [str(t) for t in tables]
         for table in tables:
-            victims = conn.execute(sql.SQL("select count(*) from {} where {}").format(table.ident, table.victim_filter)).fetchone()[0]
-            if victims == 0:
-                failures.append(f"{table}: the fixture has no victim row; add one to world()")
-                continue
-            if table.catalog and operation == "select" and actor != "anon":
-                continue  # catalog rows are readable by every signed-in user by design
-            payload = attack_copy(conn, table) if operation == "insert" else None
-            conn.execute("savepoint attack")
-            try:
-                act(conn, actor, world)
-                if operation == "select":
-                    q = sql.SQL("select count(*) from {} where {}").format(table.ident, table.victim_filter)
-                    seen = conn.execute(q).fetchone()[0]
-                    if seen:
-                        failures.append(f"{table}: {actor} saw {seen} victim row(s)")
-                elif operation == "insert":
-                    cur = conn.execute(sql.SQL("insert into {} select * from jsonb_populate_record(null::{}, %s)").format(table.ident, table.ident), (payload,))
-                    failures.append(f"{table}: {actor} inserted {cur.rowcount} row(s) into the victim's tenancy")
-                else:
-                    first_col = conn.execute("select attname from pg_attribute where attrelid = %s::regclass and attnum = 1", (str(table),)).fetchone()[0]
-                    if operation == "update":
-                        q = sql.SQL("update {} set {} = {} where {}").format(table.ident, sql.Identifier(first_col), sql.Identifier(first_col), table.victim_filter)
-                    else:
-                        q = sql.SQL("delete from {} where {}").format(table.ident, table.victim_filter)
-                    cur = conn.execute(q)
-                    if cur.rowcount:
-                        failures.append(f"{table}: {actor} {operation}d {cur.rowcount} victim row(s)")
-            except psycopg.Error as exc:
-                if exc.sqlstate != REFUSED:
-                    failures.append(f"{table}: {actor} {operation}: expected refusal {REFUSED}, got {exc.sqlstate}: {exc.diag.message_primary}")
-            finally:
-                conn.execute("rollback to savepoint attack")
-            # The victim's rows are all still there, unchanged in number.
-            after = conn.execute(sql.SQL("select count(*) from {} where {}").format(table.ident, table.victim_filter)).fetchone()[0]
-            if after != victims:
-                failures.append(f"{table}: victim rows went from {victims} to {after}")
+            failures += attack(conn, table, actor, operation, world)
         conn.rollback()
     assert not failures, "\n".join(failures)
 
 
 def test_matrix_refuses_a_table_left_open(dsn: str, world: dict[str, str]) -> None:
-    """The matrix can fail: a tenant table without RLS is caught."""
+    """The matrix can fail: a tenant table without RLS, and one with an
+    update policy open to all, are both reported."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("create table tenancy.leaky (organization_id uuid not null references tenancy.organizations (id), "
-                     "id uuid default gen_random_uuid(), primary key (organization_id, id))")
-        conn.execute("grant select on tenancy.leaky to authenticated")
+                     "id uuid default gen_random_uuid(), note text, primary key (organization_id, id))")
+        conn.execute("grant select, update on tenancy.leaky to authenticated")
         conn.execute("insert into tenancy.leaky (organization_id) values (%s)", (world["org_a"],))
+        conn.execute("drop policy tenant_update on tenancy.organizations")
+        conn.execute("create policy wide_open on tenancy.organizations for update to authenticated using (true) with check (true)")
     with psycopg.connect(dsn) as conn:
-        leaky = [t for t in domain_tables(conn, world) if t.name == "leaky"]
-        assert len(leaky) == 1
-        act(conn, "outsider", world)
-        seen = conn.execute(sql.SQL("select count(*) from {} where {}").format(leaky[0].ident, leaky[0].victim_filter)).fetchone()[0]
-        assert seen == 1  # what the matrix would report as a failure
+        tables = {t.name: t for t in domain_tables(conn, world)}
+        assert any("saw 1 victim row" in f for f in attack(conn, tables["leaky"], "outsider", "select", world))
+        assert any("updated victim row" in f for f in attack(conn, tables["leaky"], "outsider", "update", world))
+        assert any("updated victim row" in f for f in attack(conn, tables["organizations"], "outsider", "update", world))
+        assert attack(conn, tables["memberships"], "outsider", "update", world) == []
