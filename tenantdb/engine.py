@@ -63,10 +63,9 @@ def _write_yoyo_migration(folder: Path, change: Change) -> None:
     )
 
 
-# The overloads of the named functions, with the transaction that last wrote
-# each catalog row (create or replace always rewrites the row).
+# The overloads of the named functions now in the catalog.
 _OVERLOADS = """
-select p.oid::regprocedure::text, p.xmin::text
+select n.nspname || '.' || p.proname, pg_catalog.oidvectortypes(p.proargtypes), p.oid::regprocedure::text
   from pg_catalog.pg_proc p
   join pg_catalog.pg_namespace n on n.oid = p.pronamespace
  where n.nspname || '.' || p.proname = any (%s)
@@ -252,15 +251,15 @@ class Engine:
 
     def _apply_repeatable(self, backend: _YoyoBackend, change: Change, rep: Repeatable, quiet: bool = False) -> None:
         started = time.perf_counter()
-        before = self._overloads(backend, rep.functions)
-        self._execute(backend, rep.path, rep.sql)
-        # A function whose signature changed leaves its old overload behind
-        # (create or replace keeps both): drop the overloads of this file's
-        # functions that the file did not just (re)create.
-        for signature, xmin in self._overloads(backend, rep.functions).items():
-            if before.get(signature) == xmin:
+        # A function whose signature changed would leave its old overload
+        # behind (create or replace makes a second one): drop the overloads
+        # of this file's functions that the file no longer defines, first.
+        wanted = self._signatures(backend, rep)
+        for name, types, signature in self._overloads(backend, rep.functions):
+            if (name, types) not in wanted:
                 self._execute(backend, rep.path, f"drop function {signature}")
                 self.echo(f"dropped {signature} (no longer defined by {rep.path})")
+        self._execute(backend, rep.path, rep.sql)
         self._execute(
             backend,
             rep.path,
@@ -272,11 +271,29 @@ class Engine:
             self.echo(f"reapplied {rep.path} ({int((time.perf_counter() - started) * 1000)} ms)")
 
     @staticmethod
-    def _overloads(backend: _YoyoBackend, names: list[str]) -> dict[str, str]:
+    def _overloads(backend: _YoyoBackend, names: list[str]) -> list[tuple[str, str, str]]:
+        """(name, argument types, regprocedure) of every overload of the names."""
         if not names:
-            return {}
+            return []
         with backend.connection.cursor() as cur:
-            return dict(cur.execute(_OVERLOADS, (list(names),)).fetchall())
+            return [tuple(r) for r in cur.execute(_OVERLOADS, (list(names),)).fetchall()]
+
+    def _signatures(self, backend: _YoyoBackend, rep: Repeatable) -> set[tuple[str, str]]:
+        """(name, argument types) of each function the file defines, resolved
+        by Postgres itself: each argument list is tried on a scratch function."""
+        found = set()
+        for name, args in rep.function_headers:
+            self._execute(backend, rep.path, "savepoint tenantdb_signature")
+            self._execute(backend, rep.path,
+                          f"create function pg_temp.tenantdb_signature({args}) returns void language sql as ''")
+            with backend.connection.cursor() as cur:
+                types = cur.execute(
+                    "select pg_catalog.oidvectortypes(p.proargtypes) from pg_catalog.pg_proc p "
+                    "where p.proname = 'tenantdb_signature' and p.pronamespace = pg_catalog.pg_my_temp_schema()"
+                ).fetchone()[0]
+            self._execute(backend, rep.path, "rollback to savepoint tenantdb_signature")
+            found.add((name, types))
+        return found
 
     @staticmethod
     def _execute(backend: _YoyoBackend, source: str, sql: str, params: tuple | None = None) -> None:

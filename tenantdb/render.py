@@ -69,7 +69,20 @@ class Repeatable:
     @property
     def functions(self) -> list[str]:
         """Schema-qualified names of the functions the file defines."""
-        return sorted(set(_FUNCTION_RE.findall(self.sql)))
+        return sorted({name for name, _ in self.function_headers})
+
+    @property
+    def function_headers(self) -> list[tuple[str, str]]:
+        """(schema-qualified name, argument list) of each function the file defines."""
+        headers = []
+        for match in _FUNCTION_RE.finditer(self.sql):
+            depth, start = 1, match.end()
+            for pos in range(start, len(self.sql)):
+                depth += {"(": 1, ")": -1}.get(self.sql[pos], 0)
+                if depth == 0:
+                    headers.append((match.group(1), self.sql[start:pos]))
+                    break
+        return headers
 
 
 @dataclass

@@ -162,3 +162,29 @@ def test_backfill_provisions_existing_users(empty_db: str) -> None:
     engine(empty_db).migrate()
     assert scalar(empty_db, "select count(*) from tenancy.organizations where is_personal") == 2
     assert scalar(empty_db, "select count(*) from identity.users") == 2
+
+
+def test_changed_signature_drops_the_old_overload(empty_db: str, sql_copy: Path) -> None:
+    engine(empty_db, sql_copy).migrate()
+    path = sql_copy / "functions" / "0004_tenancy.sql"
+    text = path.read_text()
+    text = text.replace("create or replace function private.leave_organization(organization_id uuid)",
+                        "create or replace function private.leave_organization(organization_id uuid, note text default null)")
+    path.write_text(text)
+    lines: list[str] = []
+    engine(empty_db, sql_copy, lines).migrate()
+    assert "dropped private.leave_organization(uuid) (no longer defined by functions/0004_tenancy.sql)" in lines
+    assert scalar(empty_db, "select count(*) from pg_proc where proname = 'leave_organization' and pronamespace = 'private'::regnamespace") == 1
+    assert engine(empty_db, sql_copy).rollback(all_=True) == 4
+
+
+def test_changed_repeatables_are_reapplied_all_or_nothing(empty_db: str, sql_copy: Path) -> None:
+    engine(empty_db, sql_copy).migrate()
+    good = sql_copy / "functions" / "0002_identity.sql"
+    good.write_text(good.read_text().replace("Returns true when the user name is well formed", "Edited: well formed"))
+    bad = sql_copy / "functions" / "0003_iam.sql"
+    bad.write_text(bad.read_text() + "\nselect 1/0;\n")
+    with pytest.raises(StatementError):
+        engine(empty_db, sql_copy).migrate()
+    assert scalar(empty_db, "select obj_description('public.check_username_available'::regproc)").startswith("Returns true")
+    assert engine(empty_db, sql_copy).status().stale_repeatables == ["functions/0002_identity.sql", "functions/0003_iam.sql"]

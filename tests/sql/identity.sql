@@ -1,7 +1,7 @@
 -- identity: signup provisioning, user names, onboarding.
 begin;
 \ir _helpers.psql
-select plan(22);
+select plan(27);
 
 select tests.user('Ada.Lovelace@example.test', '{"full_name": "Ada Lovelace"}') as ada \gset
 select tests.user('ada.lovelace@other.test') as ada2 \gset
@@ -45,6 +45,21 @@ select throws_ok(format($$select complete_onboarding(%L)$$, :'ada'), '42501', nu
 reset role;
 select ok((select onboarding_completed and onboarding_completed_at is not null from identity.users where id = :'ada2'),
   'onboarding is recorded with its time');
+
+-- Secrets of the self-hosted auth tables are never readable by clients.
+insert into identity.accounts (user_id, provider_id, account_id, password_hash, refresh_token)
+values (:'ada2', 'credential', 'ada2', 'hash', 'refresh');
+select tests.act_as(:'ada2');
+select is((select count(*)::int from identity.accounts), 1, 'a user sees their own account link');
+select throws_ok($$select password_hash from identity.accounts$$, '42501', null, 'but not its password hash');
+select throws_ok($$select refresh_token from identity.accounts$$, '42501', null, 'nor its refresh token');
+reset role;
+
+-- The profile follows an email change; a long name does not break signup.
+update auth.users set email = 'ada.new@example.test' where id = :'ada';
+select is((select email from identity.users where id = :'ada'), 'ada.new@example.test', 'an email change reaches the profile');
+select lives_ok($$select tests.user('long@example.test', jsonb_build_object('full_name', repeat('n', 500)))$$,
+  'a 500-character full name does not break signup');
 
 -- Deleting the auth user removes the profile and the personal organization.
 delete from auth.users where id = :'ada2';
