@@ -123,3 +123,12 @@ def test_render_is_the_sql_that_runs(tmp_path) -> None:
     assert "tenantdb shim" not in foundation, "the supabase target creates nothing in auth"
     postgres = run("render").stdout
     assert "tenantdb shim" in postgres and "{{" not in postgres and "{%" not in postgres
+
+
+def test_verify_reports_a_leftover_private_function(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("create function private.old_helper() returns int language sql set search_path = pg_catalog, pg_temp as 'select 1'")
+    proc = run("--dsn", dsn, "verify", "--json")
+    assert proc.returncode == 1
+    assert {"check": "leftover", "object": "private.old_helper()",
+            "detail": "function in private that no file of this package defines"} in json.loads(proc.stdout)["problems"]
