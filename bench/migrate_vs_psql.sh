@@ -16,7 +16,7 @@ py="${PYTHON:-python3}"
 cli=("$py" cli.py)
 
 if [ -z "${BENCH_DSN:-}" ]; then
-  BENCH_DSN=$("${cli[@]}" up --data-dir bench/.pg 2>/dev/null | tail -n 1)
+  BENCH_DSN=$("${cli[@]}" up --data-dir bench/.pg | tail -n 1)
 fi
 admin="$BENCH_DSN"
 bench_db=tenantdb_bench
