@@ -97,10 +97,12 @@ def rollback(c: Context, to: str | None, steps: int | None, all_: bool, lock_tim
 
 
 @cli.command()
+@click.option("--catalog", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Load this plan catalog instead of seeds/catalog.json (same format).")
 @pass_ctx
-def seed(c: Context) -> None:
-    """Load the catalog seeds (roles, permissions, mappings). Idempotent."""
-    c.engine().seed()
+def seed(c: Context, catalog: Path | None) -> None:
+    """Load the seeds: roles, permissions, mappings, and the plan catalog. Idempotent."""
+    c.engine().seed(catalog)
 
 
 @cli.command("verify")

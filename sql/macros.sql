@@ -79,6 +79,15 @@ drop policy if exists owner_update on {{ table }};
 {{ policy(table, 'catalog_select', 'select', using='true') }}
 {%- endmacro %}
 
+{#- append_only: UPDATE and DELETE refused on the table, also for its owner
+    (triggers bind every role; TRUNCATE is not granted to any client). -#}
+{% macro append_only(table) -%}
+drop trigger if exists append_only on {{ table }};
+create trigger append_only
+  before update or delete on {{ table }}
+  for each row execute function private.refuse_change();
+{%- endmacro %}
+
 {#- api_function: a SECURITY INVOKER function in the API schema that calls
     its SECURITY DEFINER twin in private. args: the argument list with
     defaults; call: the arguments passed on. -#}
@@ -102,7 +111,7 @@ grant execute on function private.{{ name }} to {{ roles }};
 
 {#- The schemas whose tables hold tenant, personal or catalog data: verify's
     checks and the isolation tests read this list. -#}
-{% set domain_schemas = ['identity', 'tenancy', 'iam'] %}
+{% set domain_schemas = ['identity', 'tenancy', 'iam', 'catalog', 'billing', 'usage'] %}
 {% macro schema_list() -%}
 {% for s in domain_schemas %}'{{ s }}'{{ ', ' if not loop.last }}{% endfor %}
 {%- endmacro %}

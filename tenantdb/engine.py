@@ -7,6 +7,7 @@ Every apply and rollback runs under a Postgres advisory lock.
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+from psycopg.types.json import Jsonb
 from yoyo import read_migrations
 from yoyo.backends.core.postgresql import PostgresqlPsycopgBackend
 from yoyo.connections import parse_uri
@@ -349,10 +351,17 @@ class Engine:
         return len(victims)
 
     # -- seeds -----------------------------------------------------------
-    def seed(self) -> None:
+    def seed(self, catalog: Path | None = None) -> None:
+        """Load the SQL seeds, then the plan catalog (default seeds/catalog.json)
+        through private.load_catalog, in one transaction."""
         st = self.status()
         if st.pending:
             raise TenantdbError(f"cannot seed: changes pending ({', '.join(st.pending)}); run tenantdb migrate first")
+        catalog_path = catalog or self.renderer.root / "seeds" / "catalog.json"
+        try:
+            document = json.loads(catalog_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise TenantdbError(f"{catalog_path}: not a readable JSON catalog: {exc}") from exc
         with self._locked(), connect(self.dsn) as conn:
             for relpath, sql in self.renderer.seeds():
                 started = time.perf_counter()
@@ -361,4 +370,11 @@ class Engine:
                 except psycopg.Error as exc:
                     raise StatementError(relpath, sql, exc) from exc
                 self.echo(f"seeded {relpath} ({int((time.perf_counter() - started) * 1000)} ms)")
+            started = time.perf_counter()
+            try:
+                written = conn.execute("select private.load_catalog(%s)", (Jsonb(document),)).fetchone()[0]
+            except psycopg.Error as exc:
+                raise StatementError(str(catalog_path), "select private.load_catalog(...)", exc) from exc
+            self.echo(f"seeded {catalog_path.name}: {json.dumps(written, sort_keys=True)} "
+                      f"({int((time.perf_counter() - started) * 1000)} ms)")
             conn.commit()

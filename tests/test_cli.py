@@ -12,7 +12,10 @@ import pytest
 
 from conftest import ROOT
 
+from tenantdb.render import Renderer, Target
+
 CLI = [sys.executable, str(ROOT / "cli.py")]
+CHANGE_IDS = [c.id for c in Renderer(Target()).changes()]
 COMMANDS = ["up", "down", "migrate", "status", "rollback", "seed", "verify", "render", "export", "export sqitch", "export supabase"]
 
 
@@ -50,7 +53,7 @@ def test_migrate_prints_one_line_per_change_then_status_and_verify(empty_db: str
     proc = run("--dsn", empty_db, "migrate")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert [l.split()[1] for l in lines] == ["0001_foundation", "0002_identity", "0003_iam", "0004_tenancy"]
+    assert [l.split()[1] for l in lines] == CHANGE_IDS
     assert all(l.startswith("applied ") and l.endswith(" ms)") for l in lines)
     assert run("--dsn", empty_db, "migrate").stdout.strip() == "nothing to apply"
     assert run("--dsn", empty_db, "seed").returncode == 0
