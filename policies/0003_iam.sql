@@ -5,4 +5,4 @@
 {{ m.catalog_policies('iam.permissions') }}
 {{ m.catalog_policies('iam.role_permissions') }}
 {{ m.personal_policies('iam.system_role_grants') }}
-{{ m.policy('iam.system_role_grants', 'platform_select', 'select', using="(select private.has_system_permission('platform.security.view'))") }}
+{{ m.platform_read('iam.system_role_grants', 'platform.security.view') }}

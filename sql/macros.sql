@@ -72,6 +72,13 @@ drop policy if exists owner_update on {{ table }};
 {%- endif %}
 {%- endmacro %}
 
+{#- platform_read: platform staff holding a platform permission read every
+    row (a second, separate policy: tenant and platform permissions are
+    never unioned inside one check). -#}
+{% macro platform_read(table, permission) -%}
+{{ policy(table, 'platform_select', 'select', using="(select private.has_system_permission('" ~ permission ~ "'))") }}
+{%- endmacro %}
+
 {#- catalog_policies: reference data every signed-in user may read; written
     only by the migration role and service_role. -#}
 {% macro catalog_policies(table) -%}

@@ -352,8 +352,8 @@ class Engine:
 
     # -- seeds -----------------------------------------------------------
     def seed(self, catalog: Path | None = None) -> None:
-        """Load the SQL seeds, then the plan catalog (default seeds/catalog.json)
-        through private.load_catalog, in one transaction."""
+        """Load the plan catalog (default seeds/catalog.json) through
+        private.load_catalog, then the SQL seeds, in one transaction."""
         st = self.status()
         if st.pending:
             raise TenantdbError(f"cannot seed: changes pending ({', '.join(st.pending)}); run tenantdb migrate first")
@@ -363,13 +363,6 @@ class Engine:
         except (OSError, ValueError) as exc:
             raise TenantdbError(f"{catalog_path}: not a readable JSON catalog: {exc}") from exc
         with self._locked(), connect(self.dsn) as conn:
-            for relpath, sql in self.renderer.seeds():
-                started = time.perf_counter()
-                try:
-                    conn.execute(sql.encode())
-                except psycopg.Error as exc:
-                    raise StatementError(relpath, sql, exc) from exc
-                self.echo(f"seeded {relpath} ({int((time.perf_counter() - started) * 1000)} ms)")
             started = time.perf_counter()
             try:
                 written = conn.execute("select private.load_catalog(%s)", (Jsonb(document),)).fetchone()[0]
@@ -377,4 +370,11 @@ class Engine:
                 raise StatementError(str(catalog_path), "select private.load_catalog(...)", exc) from exc
             self.echo(f"seeded {catalog_path.name}: {json.dumps(written, sort_keys=True)} "
                       f"({int((time.perf_counter() - started) * 1000)} ms)")
+            for relpath, sql in self.renderer.seeds():
+                started = time.perf_counter()
+                try:
+                    conn.execute(sql.encode())
+                except psycopg.Error as exc:
+                    raise StatementError(relpath, sql, exc) from exc
+                self.echo(f"seeded {relpath} ({int((time.perf_counter() - started) * 1000)} ms)")
             conn.commit()
