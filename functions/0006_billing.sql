@@ -654,7 +654,7 @@ begin
   insert into billing.one_off_payments as p (organization_id, provider, provider_payment_id, amount_minor, currency, reason)
   values (record_one_off_payment.organization_id, record_one_off_payment.provider, record_one_off_payment.provider_payment_id,
           record_one_off_payment.amount_minor, upper(record_one_off_payment.currency), record_one_off_payment.reason)
-  on conflict (organization_id, provider, provider_payment_id) do update set updated_at = p.updated_at
+  on conflict on constraint one_off_payments_once_per_provider_payment do update set updated_at = p.updated_at
   returning p.id into pay_id;
   update billing.one_off_payments p set status = record_one_off_payment.status
    where p.organization_id = record_one_off_payment.organization_id and p.id = pay_id
@@ -730,7 +730,7 @@ begin
   insert into billing.payment_events as e (provider, provider_event_id, event_type, payload, occurred_at)
   values (ingest_payment_event.provider, ingest_payment_event.provider_event_id, ingest_payment_event.event_type,
           ingest_payment_event.payload, ingest_payment_event.occurred_at)
-  on conflict (provider, provider_event_id) do nothing
+  on conflict on constraint payment_events_once_per_provider_event do nothing
   returning e.id into new_id;
   if new_id is not null then
     insert into billing.payment_event_processing (event_id) values (new_id);

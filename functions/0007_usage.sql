@@ -1,0 +1,394 @@
+-- usage: partitions, record_usage, counters, rollups, summaries, overage.
+{% import 'sql/macros.sql' as m with context %}
+
+{{ m.append_only('usage.events') }}
+{{ m.append_only('usage.idempotency_keys') }}
+
+-- private.ensure_usage_partition(month date) -> text
+-- Creates usage.events_yYYYYmMM for the UTC month holding `month` when it
+-- is missing (under a lock, so concurrent callers create it once) and
+-- returns its name. The partition gets no client grants and forced RLS:
+-- clients reach events only through the parent. No permission check: run
+-- by record_usage and at install.
+create or replace function private.ensure_usage_partition(month date)
+  returns text
+  language plpgsql
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+  first_day date := date_trunc('month', month)::date;
+  name text := format('events_y%sm%s', to_char(first_day, 'YYYY'), to_char(first_day, 'MM'));
+begin
+  if to_regclass('usage.' || name) is not null then
+    return name;
+  end if;
+  perform pg_advisory_xact_lock(hashtextextended('tenantdb.usage_partition', 0));
+  if to_regclass('usage.' || name) is null then
+    execute format('create table usage.%I partition of usage.events for values from (%L) to (%L)',
+                   name, first_day::timestamp at time zone 'UTC', (first_day + interval '1 month')::timestamp at time zone 'UTC');
+    execute format('revoke all on usage.%I from public, anon, authenticated', name);
+    execute format('alter table usage.%I enable row level security', name);
+    execute format('alter table usage.%I force row level security', name);
+    execute format('comment on table usage.%I is %L', name, 'Usage events of ' || to_char(first_day, 'YYYY-MM') || ' (UTC); read through usage.events.');
+  end if;
+  return name;
+end
+$fn$;
+comment on function private.ensure_usage_partition is 'Creates the monthly partition of usage.events holding a date, once.';
+revoke all on function private.ensure_usage_partition from public, anon, authenticated;
+
+select private.ensure_usage_partition(current_date);
+select private.ensure_usage_partition((current_date + interval '1 month')::date);
+
+-- private.record_usage(org_id uuid, feature_key text, quantity bigint, idempotency_key text,
+--   occurred_at timestamptz, metadata jsonb) -> table (event_id uuid, duplicate boolean)
+-- Records one usage event and adds it to the live counter of its billing
+-- period, in the caller's transaction. A key the organization used before
+-- (ever, also concurrently) returns the first event with duplicate = true
+-- and writes nothing. feature_key names a meter (catalog.meters).
+-- Refuses: not a member with tenant.read and not trusted (42501); unknown
+-- meter, quantity <= 0, blank key, non-object metadata (22023); occurred_at
+-- before the first day of the previous UTC month or more than one hour
+-- ahead (22023).
+create or replace function private.record_usage(org_id uuid, feature_key text, quantity bigint, idempotency_key text,
+                                                occurred_at timestamptz, metadata jsonb)
+  returns table (event_id uuid, duplicate boolean)
+  language plpgsql
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+  new_id uuid := gen_random_uuid();
+  at timestamptz := coalesce(occurred_at, now());
+  earliest timestamptz := date_trunc('month', now() at time zone 'UTC') at time zone 'UTC' - interval '1 month';
+  period date;
+begin
+  if not (private.is_trusted_caller() or private.has_permission(org_id, 'tenant.read')) then
+    raise exception 'record_usage: permission tenant.read is required in organization %', org_id using errcode = '42501';
+  end if;
+  if quantity is null or quantity <= 0 then
+    raise exception 'record_usage: quantity must be a positive integer, got %', quantity using errcode = '22023';
+  end if;
+  if coalesce(btrim(idempotency_key), '') = '' then
+    raise exception 'record_usage: an idempotency key is required' using errcode = '22023';
+  end if;
+  if jsonb_typeof(coalesce(metadata, '{}')) <> 'object' then
+    raise exception 'record_usage: metadata must be a JSON object' using errcode = '22023';
+  end if;
+  if not exists (select from catalog.meters mt where mt.key = feature_key) then
+    raise exception 'record_usage: unknown meter "%"', feature_key
+      using errcode = '22023', hint = 'Meters are the keys of catalog.meters (api_call, record_created, ...).';
+  end if;
+  if at < earliest or at > now() + interval '1 hour' then
+    raise exception 'record_usage: occurred_at % is outside the accepted window [%, now + 1 hour]', at, earliest
+      using errcode = '22023', hint = 'Late events are accepted back to the first day of the previous UTC month.';
+  end if;
+
+  insert into usage.idempotency_keys as k (organization_id, idempotency_key, event_id, occurred_at)
+  values (org_id, idempotency_key, new_id, at)
+  on conflict on constraint idempotency_keys_pkey do nothing;
+  if not found then
+    return query select k.event_id, true from usage.idempotency_keys k
+                  where k.organization_id = org_id and k.idempotency_key = record_usage.idempotency_key;
+    return;
+  end if;
+
+  perform private.ensure_usage_partition((at at time zone 'UTC')::date);
+  insert into usage.events (organization_id, id, meter_key, quantity, idempotency_key, occurred_at, user_id, metadata)
+  values (org_id, new_id, feature_key, quantity, idempotency_key, at, auth.uid(), coalesce(metadata, '{}'));
+
+  select p.start_date into period from private.billing_period(org_id, at) p;
+  insert into usage.counters as c (organization_id, meter_key, period_start, quantity, event_count)
+  values (org_id, feature_key, period, quantity, 1)
+  on conflict on constraint counters_pkey
+  do update set quantity = c.quantity + excluded.quantity, event_count = c.event_count + 1, updated_at = now();
+  return query select new_id, false;
+end
+$fn$;
+comment on function private.record_usage is 'Definer twin of record_usage.';
+{{ m.private_grants('record_usage') }}
+{{ m.api_function('record_usage',
+   "org_id uuid, feature_key text, quantity bigint, idempotency_key text, occurred_at timestamptz default now(), metadata jsonb default '{}'",
+   'table (event_id uuid, duplicate boolean)', 'org_id, feature_key, quantity, idempotency_key, occurred_at, metadata',
+   'Records a usage event once per (organization, idempotency key) and counts it at commit; returns its id and whether it was a replay. Needs tenant.read (42501); unknown meter, bad quantity, key or time: 22023.') }}
+
+-- private.aggregate_usage(period_type text, start_at timestamptz, end_at timestamptz) -> integer
+-- Seed 001: recomputes the daily or monthly (UTC) rollups of every bucket
+-- that starts in [start_at, end_at) from the events, and returns how many
+-- rollup rows it wrote. Values are set, not added: re-running a range gives
+-- the same rows. Refuses: not trusted (42501); a period type other than
+-- daily or monthly, or an empty range (22023). Callable by service_role.
+create or replace function private.aggregate_usage(period_type text, start_at timestamptz, end_at timestamptz)
+  returns integer
+  language plpgsql
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+  unit text;
+  first_bucket timestamptz;
+  written int;
+begin
+  perform private.require_platform('platform.billing.adjust');
+  unit := case period_type when 'daily' then 'day' when 'monthly' then 'month' end;
+  if unit is null then
+    raise exception 'aggregate_usage: period_type must be daily or monthly, got %', period_type using errcode = '22023';
+  end if;
+  if start_at is null or end_at is null or end_at <= start_at then
+    raise exception 'aggregate_usage: the range [%, %) is empty', start_at, end_at using errcode = '22023';
+  end if;
+  first_bucket := date_trunc(unit, start_at at time zone 'UTC') at time zone 'UTC';
+  if first_bucket < start_at then
+    first_bucket := first_bucket + ('1 ' || unit)::interval;
+  end if;
+  insert into usage.rollups as r (organization_id, meter_key, period_type, period_start, quantity, event_count)
+  select e.organization_id, e.meter_key, aggregate_usage.period_type,
+         date_trunc(unit, e.occurred_at at time zone 'UTC')::date, sum(e.quantity), count(*)
+    from usage.events e
+   where e.occurred_at >= first_bucket
+     and e.occurred_at < date_trunc(unit, (end_at - interval '1 microsecond') at time zone 'UTC') at time zone 'UTC' + ('1 ' || unit)::interval
+     and date_trunc(unit, e.occurred_at at time zone 'UTC') at time zone 'UTC' < end_at
+   group by 1, 2, 3, 4
+  on conflict on constraint rollups_pkey
+  do update set quantity = excluded.quantity, event_count = excluded.event_count, updated_at = now()
+    where (r.quantity, r.event_count) is distinct from (excluded.quantity, excluded.event_count);
+  get diagnostics written = row_count;
+  return written;
+end
+$fn$;
+comment on function private.aggregate_usage is 'Definer twin of aggregate_usage (seed 001).';
+{{ m.private_grants('aggregate_usage', 'service_role') }}
+{{ m.api_function('aggregate_usage', 'period_type text, start_at timestamptz, end_at timestamptz', 'integer', 'period_type, start_at, end_at',
+   'Seed 001: recomputes daily or monthly UTC rollups for buckets starting in [start_at, end_at); re-runnable. Needs service_role (42501); bad period type or range: 22023.') }}
+
+-- private.live_plan(organization_id uuid) -> catalog.plans
+-- The plan of the organization's live subscription (null when none).
+create or replace function private.live_plan(organization_id uuid)
+  returns catalog.plans
+  language sql
+  stable
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $fn$
+  select p.* from billing.subscriptions s join catalog.plans p on p.key = s.plan_key
+   where s.organization_id = live_plan.organization_id and s.status <> 'canceled'
+$fn$;
+comment on function private.live_plan is 'Internal: the plan of the live subscription.';
+revoke all on function private.live_plan from public, anon, authenticated;
+
+-- private.seats_used(organization_id uuid) -> bigint
+-- Active memberships of type member (guests are free seats).
+create or replace function private.seats_used(organization_id uuid)
+  returns bigint
+  language sql
+  stable
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $fn$
+  select count(*) from tenancy.memberships m
+   where m.organization_id = seats_used.organization_id and m.status = 'active' and m.member_type = 'member'
+$fn$;
+comment on function private.seats_used is 'Internal: paid seats in use.';
+revoke all on function private.seats_used from public, anon, authenticated;
+
+-- private.summarize_period(organization_id uuid, period_start date) -> integer
+-- Writes the monthly summary of every limited feature of the live plan for
+-- the billing period starting on period_start, and its overage fee (units
+-- over the limit x overage price; removed again when no longer over).
+-- Returns the number of features summarized. Refuses: no live
+-- subscription (P0002). No permission check: internal.
+create or replace function private.summarize_period(organization_id uuid, period_start date)
+  returns integer
+  language plpgsql
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+  plan catalog.plans := private.live_plan(summarize_period.organization_id);
+  period record;
+  n int;
+begin
+  if plan.key is null then
+    raise exception 'organization % has no live subscription', organization_id using errcode = 'P0002';
+  end if;
+  select * into period from private.billing_period(summarize_period.organization_id, period_start::timestamp at time zone 'UTC' + interval '12 hours');
+  with used as (
+    select f.key as feature_key, pf.limit_value, pf.overage_unit_price_minor,
+           case when f.counts = 'seats' then private.seats_used(summarize_period.organization_id)
+                else coalesce((select c.quantity from usage.counters c
+                                where c.organization_id = summarize_period.organization_id and c.meter_key = f.meter_key
+                                  and c.period_start = summarize_period.period_start), 0) end as units_used
+      from catalog.plan_features pf
+      join catalog.features f on f.key = pf.feature_key and f.kind = 'limit'
+     where pf.plan_key = plan.key
+  ), summaries as (
+    insert into usage.monthly_summaries as s (organization_id, feature_key, period_start, period_end, plan_key, units_used, limit_value)
+    select summarize_period.organization_id, u.feature_key, summarize_period.period_start, period.end_date, plan.key, u.units_used, u.limit_value
+      from used u
+    on conflict on constraint monthly_summaries_pkey
+    do update set period_end = excluded.period_end, plan_key = excluded.plan_key, units_used = excluded.units_used,
+                  limit_value = excluded.limit_value, updated_at = now()
+    returning s.feature_key
+  ), fees as (
+    insert into usage.overage_fees as o (organization_id, feature_key, period_start, units_over, unit_price_minor, amount_minor, currency)
+    select summarize_period.organization_id, u.feature_key, summarize_period.period_start, u.units_used - u.limit_value,
+           u.overage_unit_price_minor, (u.units_used - u.limit_value) * u.overage_unit_price_minor, plan.currency
+      from used u
+     where u.limit_value >= 0 and u.units_used > u.limit_value and u.overage_unit_price_minor is not null
+    on conflict on constraint overage_fees_pkey
+    do update set units_over = excluded.units_over, unit_price_minor = excluded.unit_price_minor,
+                  amount_minor = excluded.amount_minor, currency = excluded.currency, updated_at = now()
+    returning o.feature_key
+  ), stale as (
+    delete from usage.overage_fees o
+     where o.organization_id = summarize_period.organization_id and o.period_start = summarize_period.period_start
+       and o.feature_key not in (select u.feature_key from used u
+                                  where u.limit_value >= 0 and u.units_used > u.limit_value and u.overage_unit_price_minor is not null)
+    returning o.feature_key
+  )
+  select count(*) into n from summaries;
+  return n;
+end
+$fn$;
+comment on function private.summarize_period is 'Internal: monthly summaries and overage fees of one billing period.';
+revoke all on function private.summarize_period from public, anon, authenticated;
+
+-- private.record_organization_usage(org_id uuid, period_start date) -> uuid
+-- Seed 003: summarizes the billing period starting on period_start (default:
+-- the current one) and stores a snapshot with has_exceeded_limits and
+-- exceeded_limits_details {feature: {limit, actual, exceeded_by}}; returns
+-- the snapshot's id (the same row on re-runs). Refuses: not a member with
+-- billing.view, not trusted, not platform staff (42501); a date that does
+-- not start a billing period (22023); no live subscription (P0002).
+create or replace function private.record_organization_usage(org_id uuid, period_start date)
+  returns uuid
+  language plpgsql
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+  period record;
+  start_day date;
+  snapshot uuid;
+begin
+  perform private.require_member_or_platform(org_id, 'billing.view', 'platform.tenant.read');
+  if period_start is null then
+    select p.start_date into start_day from private.billing_period(org_id, now()) p;
+  else
+    select p.start_date into start_day from private.billing_period(org_id, period_start::timestamp at time zone 'UTC' + interval '12 hours') p;
+    if start_day <> period_start then
+      raise exception 'record_organization_usage: % does not start a billing period of organization % (that period starts on %)',
+        period_start, org_id, start_day using errcode = '22023';
+    end if;
+  end if;
+  perform private.summarize_period(org_id, start_day);
+  insert into usage.organization_usage as u (organization_id, period_start, period_end, plan_key, usage, seats_count,
+                                             has_exceeded_limits, exceeded_limits_details)
+  select org_id, start_day, max(s.period_end), max(s.plan_key),
+         coalesce(jsonb_object_agg(s.feature_key, s.units_used), '{}'),
+         private.seats_used(org_id),
+         coalesce(bool_or(s.limit_value >= 0 and s.units_used > s.limit_value), false),
+         coalesce(jsonb_object_agg(s.feature_key, jsonb_build_object('limit', s.limit_value, 'actual', s.units_used,
+                                                                     'exceeded_by', s.units_used - s.limit_value))
+                  filter (where s.limit_value >= 0 and s.units_used > s.limit_value), '{}')
+    from usage.monthly_summaries s
+   where s.organization_id = org_id and s.period_start = start_day
+  on conflict on constraint organization_usage_one_per_period
+  do update set period_end = excluded.period_end, plan_key = excluded.plan_key, usage = excluded.usage,
+                seats_count = excluded.seats_count, has_exceeded_limits = excluded.has_exceeded_limits,
+                exceeded_limits_details = excluded.exceeded_limits_details, updated_at = now()
+  returning u.id into snapshot;
+  return snapshot;
+end
+$fn$;
+comment on function private.record_organization_usage is 'Definer twin of record_organization_usage (seed 003).';
+{{ m.private_grants('record_organization_usage') }}
+{{ m.api_function('record_organization_usage', 'org_id uuid, period_start date default null', 'uuid', 'org_id, period_start',
+   'Seed 003: snapshot of usage against limits for a billing period (default: current); returns its id. Needs billing.view (42501); not a period start: 22023; no subscription: P0002.') }}
+
+-- private.check_feature_access(user_id uuid, feature_key text, org_id uuid) -> jsonb
+-- Seed 001: the organization's allowance of a feature for this period:
+-- {plan, feature, limit, used, remaining, unlimited, allowed,
+--  overage_unit_price} (limit -1 = unlimited; allowed = the next unit may be
+-- used: unlimited, under the limit, or billed as overage), or for a flags
+-- feature {plan, feature, flags, allowed}. A feature missing from the plan
+-- answers limit 0, allowed false. Refuses: asking for another user without
+-- being trusted or platform staff, or for a user who is not a member of the
+-- organization (42501); an unknown feature key (22023); an organization
+-- without a live subscription (P0002). Callable by authenticated users.
+create or replace function private.check_feature_access(user_id uuid, feature_key text, org_id uuid)
+  returns jsonb
+  language plpgsql
+  stable
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+  trusted boolean := private.is_trusted_caller();
+  feature catalog.features;
+  plan catalog.plans;
+  pf catalog.plan_features;
+  used bigint := 0;
+  lim bigint;
+begin
+  if not trusted and user_id is distinct from auth.uid() and not private.has_system_permission('platform.tenant.read') then
+    raise exception 'check_feature_access: you may only check your own access' using errcode = '42501';
+  end if;
+  if not private.user_has_permission(org_id, user_id, 'tenant.read')
+     and not trusted and not private.has_system_permission('platform.tenant.read') then
+    raise exception 'check_feature_access: user % is not a member of organization %', user_id, org_id using errcode = '42501';
+  end if;
+  select * into feature from catalog.features f where f.key = check_feature_access.feature_key;
+  if not found then
+    raise exception 'check_feature_access: unknown feature key "%"', feature_key
+      using errcode = '22023', hint = 'Feature keys are the rows of catalog.features.';
+  end if;
+  plan := private.live_plan(org_id);
+  if plan.key is null then
+    raise exception 'check_feature_access: organization % has no live subscription', org_id using errcode = 'P0002';
+  end if;
+  select * into pf from catalog.plan_features p where p.plan_key = plan.key and p.feature_key = feature.key;
+  if feature.kind = 'flags' then
+    return jsonb_build_object('plan', plan.key, 'feature', feature.key, 'flags', coalesce(pf.flags, '{}'), 'allowed', true);
+  end if;
+  lim := coalesce(pf.limit_value, 0);
+  if feature.counts = 'seats' then
+    used := private.seats_used(org_id);
+  else
+    select c.quantity into used from usage.counters c
+     where c.organization_id = org_id and c.meter_key = feature.meter_key
+       and c.period_start = (select p.start_date from private.billing_period(org_id, now()) p);
+    used := coalesce(used, 0);
+  end if;
+  return jsonb_build_object(
+    'plan', plan.key, 'feature', feature.key, 'limit', lim, 'used', used,
+    'remaining', case when lim = -1 then null else greatest(lim - used, 0) end,
+    'unlimited', lim = -1,
+    'allowed', lim = -1 or used < lim or pf.overage_unit_price_minor is not null,
+    'overage_unit_price', pf.overage_unit_price_minor);
+end
+$fn$;
+comment on function private.check_feature_access is 'Definer twin of check_feature_access (seed 001).';
+{{ m.private_grants('check_feature_access') }}
+{{ m.api_function('check_feature_access', 'user_id uuid, feature_key text, org_id uuid', 'jsonb', 'user_id, feature_key, org_id',
+   'Seed 001: limit, used, remaining, unlimited, allowed, overage_unit_price and plan of a feature for the current period. Not a member / another user: 42501; unknown feature: 22023; no subscription: P0002.') }}
+
+-- Utilization per feature and period (seed 003), with the caller's rights.
+create or replace view {{ api }}.organization_usage_summary
+  with (security_invoker = true) as
+select s.organization_id, o.name as organization_name, s.period_start, s.period_end, s.plan_key,
+       p.name as plan_name, s.feature_key, s.units_used, s.limit_value, s.limit_value = -1 as unlimited,
+       case when s.limit_value > 0 then round(100.0 * s.units_used / s.limit_value, 2) end as utilization_pct,
+       s.limit_value >= 0 and s.units_used > s.limit_value as exceeded,
+       coalesce(f.amount_minor, 0) as overage_amount_minor
+  from usage.monthly_summaries s
+  join tenancy.organizations o on o.id = s.organization_id
+  join catalog.plans p on p.key = s.plan_key
+  left join usage.overage_fees f
+    on f.organization_id = s.organization_id and f.feature_key = s.feature_key and f.period_start = s.period_start;
+comment on view {{ api }}.organization_usage_summary is 'Seed 003: usage against limits per feature and period; utilization_pct is null for unlimited (-1) and zero limits.';
+revoke all on {{ api }}.organization_usage_summary from public, anon;
+grant select on {{ api }}.organization_usage_summary to authenticated, service_role;
+
+{{ m.updated_at('usage.organization_usage') }}
