@@ -235,6 +235,37 @@ create trigger organizations_start_free_subscription
   after insert on tenancy.organizations
   for each row execute function private.start_free_subscription();
 
+-- private.organizations_keep_financial_records() -> trigger
+-- BEFORE DELETE on tenancy.organizations: refuses (55000,
+-- organizations_keep_financial_records) deleting an organization that has
+-- finalized invoices, credit ledger entries, payments or platform revenue —
+-- records the law says to keep. Set its status to deleted instead. An
+-- organization with only its subscription and history may be deleted.
+create or replace function private.organizations_keep_financial_records()
+  returns trigger
+  language plpgsql
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $fn$
+begin
+  if exists (select from billing.invoices i where i.organization_id = old.id and i.status <> 'draft')
+     or exists (select from billing.credit_ledger l where l.organization_id = old.id)
+     or exists (select from billing.one_off_payments p where p.organization_id = old.id and p.status <> 'pending')
+     or exists (select from billing.platform_revenue r where r.organization_id = old.id) then
+    raise exception 'organization % has financial records and cannot be deleted', old.id
+      using errcode = '55000', constraint = 'organizations_keep_financial_records',
+            hint = 'Set its status to deleted instead: its invoices, ledger and payments must be kept.';
+  end if;
+  return old;
+end
+$fn$;
+comment on function private.organizations_keep_financial_records is 'Trigger: an organization with invoices, ledger entries, payments or revenue is never hard-deleted (55000).';
+revoke all on function private.organizations_keep_financial_records from public, anon, authenticated;
+drop trigger if exists organizations_keep_financial_records on tenancy.organizations;
+create trigger organizations_keep_financial_records
+  before delete on tenancy.organizations
+  for each row execute function private.organizations_keep_financial_records();
+
 -- private.record_subscription_change(p_organization_id uuid, p_old_plan_id uuid, p_new_plan_id uuid,
 --   p_change_type varchar, p_stripe_event_id varchar, p_amount_paid numeric, p_created_by uuid) -> uuid
 -- Seed 003's signature: records a change reported from outside (a provider

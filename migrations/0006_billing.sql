@@ -86,7 +86,7 @@ create table billing.subscription_history (
   effective_date date not null default current_date,
   reason text,
   created_at timestamptz not null default now(),
-  created_by uuid references identity.users (id) on delete set null,
+  created_by uuid,
   primary key (organization_id, id),
   constraint subscription_history_organization_fk foreign key (organization_id)
     references tenancy.organizations (id) on delete cascade,
@@ -101,9 +101,9 @@ create table billing.subscription_history (
 create index subscription_history_subscription on billing.subscription_history (organization_id, subscription_id);
 create index subscription_history_old_plan on billing.subscription_history (old_plan_key);
 create index subscription_history_new_plan on billing.subscription_history (new_plan_key);
-create index subscription_history_created_by on billing.subscription_history (created_by);
 create index subscription_history_effective on billing.subscription_history (organization_id, effective_date desc);
 comment on table billing.subscription_history is 'Append-only record of every plan and status change (written by trigger) and of changes reported through record_subscription_change.';
+comment on column billing.subscription_history.created_by is 'The acting user''s id; not a foreign key, so the history outlives the user.';
 comment on column billing.subscription_history.proration_credit_minor is 'Upgrade: the unused part of the old plan credited to the ledger (rounded down).';
 comment on column billing.subscription_history.proration_charge_minor is 'Upgrade: the new plan for the rest of the period, billed on the next invoice (rounded up).';
 {{ m.table_grants('billing.subscription_history', 'select') }}
@@ -141,7 +141,7 @@ create table billing.credit_ledger (
   idempotency_key text not null,
   reference jsonb not null default '{}'::jsonb,
   created_at timestamptz not null default now(),
-  created_by uuid references identity.users (id) on delete set null,
+  created_by uuid,
   primary key (organization_id, id),
   constraint credit_ledger_idempotent unique (organization_id, idempotency_key),
   constraint credit_ledger_amount_not_zero check (amount_minor <> 0),
@@ -149,8 +149,8 @@ create table billing.credit_ledger (
   constraint credit_ledger_source_known check (source in ('topup', 'admin', 'promo', 'proration', 'invoice', 'refund'))
 );
 create index credit_ledger_balance on billing.credit_ledger (organization_id, currency) include (amount_minor);
-create index credit_ledger_created_by on billing.credit_ledger (created_by);
 comment on table billing.credit_ledger is 'Append-only credit wallet: + credits granted, - credits spent. Balance = sum per currency, never negative (checked on insert under a per-organization lock).';
+comment on column billing.credit_ledger.created_by is 'The acting user''s id; not a foreign key, so the ledger outlives the user.';
 comment on column billing.credit_ledger.idempotency_key is 'Unique per organization: a replayed posting is recognised, never doubled.';
 {{ m.table_grants('billing.credit_ledger', 'select') }}
 

@@ -16,7 +16,7 @@ create table usage.events (
   idempotency_key text not null,
   occurred_at timestamptz not null,
   recorded_at timestamptz not null default now(),
-  user_id uuid references identity.users (id) on delete set null,
+  user_id uuid,
   metadata jsonb not null default '{}'::jsonb,
   primary key (organization_id, occurred_at, id),
   constraint events_quantity_positive check (quantity > 0),
@@ -24,9 +24,9 @@ create table usage.events (
 ) partition by range (occurred_at);
 create index events_org_meter_time on usage.events (organization_id, meter_key, occurred_at);
 create index events_meter on usage.events (meter_key);
-create index events_user on usage.events (user_id);
 comment on table usage.events is 'Append-only usage events, one partition per UTC month (created on demand by record_usage). Write through record_usage only.';
 comment on column usage.events.meter_key is 'What was measured: a catalog.meters key (api_call, record_created, ...).';
+comment on column usage.events.user_id is 'The signed-in user who recorded the event, if any; not a foreign key (events are never changed).';
 comment on column usage.events.idempotency_key is 'The caller''s key for this event; accepted once per organization forever (usage.idempotency_keys).';
 {{ m.table_grants('usage.events', 'select') }}
 

@@ -99,6 +99,23 @@ def world(dsn: str) -> dict[str, str]:
         as_user(ids["alice"], "select count(*) from public.invite_member(%s, 'carol@a.test')", (ids["org_a"],))
         conn.execute("insert into iam.system_role_grants (user_id, role_key, reason) values (%s, 'platform_support', 'fixture')",
                      (ids["alice"],))
+        # Billing and usage rows of organization A (as the back end would write them).
+        org_a = ids["org_a"]
+        conn.execute("insert into billing.settings (organization_id, time_zone) values (%s, 'UTC')", (org_a,))
+        conn.execute("insert into billing.payment_customers (organization_id, provider, provider_customer_id) values (%s, 'stripe', 'cus_a')", (org_a,))
+        conn.execute("select public.record_one_off_payment(%s, 'stripe', 'pi_a', 5000, 'USD', 'topup', 'succeeded')", (org_a,))
+        conn.execute("select public.change_subscription_plan(%s, 'pro')", (org_a,))
+        conn.execute("select * from public.ingest_payment_event('stripe', 'evt_a', 'payment.succeeded', %s, now())",
+                     (json.dumps({"organization_id": org_a, "provider_payment_id": "pi_b", "amount_minor": 700,
+                                  "currency": "USD", "reason": "addon"}),))
+        conn.execute("select * from public.process_payment_events('fixture')")
+        conn.execute("select * from public.record_usage(%s, 'api_call', 100001, 'fixture-1')", (org_a,))
+        conn.execute("select public.aggregate_usage('daily', now() - interval '1 day', now() + interval '1 day')")
+        conn.execute("select public.record_organization_usage(%s)", (org_a,))
+        conn.execute("select public.generate_invoice(%s, (select start_date from private.billing_period(%s, now())))", (org_a, org_a))
+        conn.execute("insert into billing.connected_accounts (organization_id, provider, provider_account_id, application_fee_bps, status) "
+                     "values (%s, 'stripe', 'acct_a', 250, 'active')", (org_a,))
+        conn.execute("select public.track_platform_revenue(%s, 'stripe', 'ch_a', 10000, 'USD')", (org_a,))
         if conn.execute("select to_regclass('identity.sessions') is not null").fetchone()[0]:
             conn.execute("insert into identity.sessions (user_id, token_hash, expires_at) values (%s, repeat('a', 64), now() + interval '1 day')",
                          (ids["alice"],))
