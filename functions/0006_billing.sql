@@ -430,7 +430,9 @@ begin
 end
 $fn$;
 comment on function private.renew_subscriptions is 'Cron: rolls ended periods forward, applying scheduled downgrades and cancellations.';
-{{ m.private_grants('renew_subscriptions', 'service_role') }}
+{{ m.private_grants('renew_subscriptions') }}
+{{ m.api_function('renew_subscriptions', 'at timestamptz default now()', 'integer', 'at',
+   'Cron: rolls ended subscription periods forward (scheduled downgrades, cancellations); returns how many. Needs service_role or platform.billing.adjust (42501).') }}
 
 -- private.cancel_subscription(organization_id uuid, at_period_end boolean) -> void
 -- Cancels the live subscription now, or at the end of its period.
@@ -813,7 +815,8 @@ begin
            seats = coalesce((e.payload ->> 'seats')::int, s.seats),
            current_period_start = coalesce((e.payload ->> 'current_period_start')::timestamptz, s.current_period_start),
            current_period_end = coalesce((e.payload ->> 'current_period_end')::timestamptz, s.current_period_end),
-           provider = coalesce(e.provider, s.provider),
+           provider = case when coalesce(e.payload ->> 'provider_subscription_id', s.provider_subscription_id) is not null
+                           then coalesce(s.provider, e.provider) end,
            provider_subscription_id = coalesce(e.payload ->> 'provider_subscription_id', s.provider_subscription_id),
            last_event_at = e.occurred_at
      where s.organization_id = sub.organization_id and s.id = sub.id;
