@@ -135,3 +135,29 @@ def test_verify_reports_a_leftover_private_function(dsn: str) -> None:
     assert proc.returncode == 1
     assert {"check": "leftover", "object": "private.old_helper()",
             "detail": "function in private that no file of this package defines"} in json.loads(proc.stdout)["problems"]
+
+
+def test_seed_with_a_team_catalog_updates_without_breaking_subscriptions(dsn: str, tmp_path) -> None:
+    doc = json.loads((ROOT / "seeds" / "catalog.json").read_text())
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        uid = conn.execute("insert into auth.users (email) values ('cat@c.test') returning id").fetchone()[0]
+        org = conn.execute("select id from tenancy.organizations where personal_owner_id = %s", (uid,)).fetchone()[0]
+        conn.execute("update billing.subscriptions set plan_key = 'business' where organization_id = %s", (org,))
+    doc["plans"] = [p for p in doc["plans"] if p["key"] != "business"]
+    free = next(p for p in doc["plans"] if p["key"] == "free")
+    free["features"]["max_records"]["limit"] = 200
+    team = tmp_path / "team.json"
+    team.write_text(json.dumps(doc))
+    proc = run("--dsn", dsn, "seed", "--catalog", str(team))
+    assert proc.returncode == 0, proc.stderr
+    assert '"plans_deactivated": ["business"]' in proc.stdout
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("select is_active from catalog.plans where key = 'business'").fetchone()[0] is False
+        assert conn.execute("select plan_key from billing.subscriptions where organization_id = %s", (org,)).fetchone()[0] == "business"
+        assert conn.execute("select limit_value from catalog.plan_features where plan_key = 'free' and feature_key = 'max_records'").fetchone()[0] == 200
+    free["features"]["max_widgets"] = {"limit": 1}
+    team.write_text(json.dumps(doc))
+    proc = run("--dsn", dsn, "seed", "--catalog", str(team))
+    assert proc.returncode == 1 and 'names unknown feature "max_widgets"' in proc.stderr and "SQLSTATE 22023" in proc.stderr
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("select count(*) from catalog.plan_features where feature_key = 'max_widgets'").fetchone()[0] == 0

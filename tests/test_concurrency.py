@@ -1,0 +1,85 @@
+"""Promises that must hold under concurrency, on real connections: eight
+sessions at once, released together by a barrier."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+
+import psycopg
+
+SESSIONS = 8
+
+
+def in_parallel(dsn: str, work: Callable[[psycopg.Connection, int], object]) -> list[object]:
+    """Run work(conn, i) in SESSIONS threads, each on its own connection,
+    started together; returns each result or the psycopg error it raised."""
+    barrier = threading.Barrier(SESSIONS)
+    results: list[object] = [None] * SESSIONS
+
+    def run(i: int) -> None:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            barrier.wait(timeout=30)
+            try:
+                results[i] = work(conn, i)
+            except psycopg.Error as exc:
+                results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(SESSIONS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    return results
+
+
+def organization(dsn: str, email: str) -> str:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        uid = conn.execute("insert into auth.users (email) values (%s) returning id", (email,)).fetchone()[0]
+        return str(conn.execute("select id from tenancy.organizations where personal_owner_id = %s", (uid,)).fetchone()[0])
+
+
+def test_one_webhook_delivered_eight_times_is_stored_and_processed_once(dsn: str) -> None:
+    org = organization(dsn, "hook@c.test")
+    payload = json.dumps({"organization_id": org, "provider_payment_id": "pi_c", "amount_minor": 1200,
+                          "currency": "USD", "reason": "topup"})
+    stored = in_parallel(dsn, lambda conn, i: conn.execute(
+        "select duplicate from public.ingest_payment_event('stripe', 'evt_c', 'payment.succeeded', %s, now())",
+        (payload,)).fetchone()[0])
+    assert sorted(stored) == [False] + [True] * (SESSIONS - 1)
+    processed = in_parallel(dsn, lambda conn, i: conn.execute(
+        "select coalesce(array_agg(outcome), '{}') from public.process_payment_events(%s)", (f"worker-{i}",)).fetchone()[0])
+    outcomes = [o for r in processed for o in r]
+    assert outcomes == ["processed"], processed
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("select count(*) from billing.payment_events where provider_event_id = 'evt_c'").fetchone()[0] == 1
+        assert conn.execute("select count(*) from billing.payment_event_attempts a join billing.payment_events e on e.id = a.event_id "
+                            "where e.provider_event_id = 'evt_c'").fetchone()[0] == 1
+        assert conn.execute("select public.credit_balance(%s)", (org,)).fetchone()[0] == 1200
+
+
+def test_eight_record_usage_calls_with_one_key_count_once(dsn: str) -> None:
+    org = organization(dsn, "meter@c.test")
+    results = in_parallel(dsn, lambda conn, i: conn.execute(
+        "select event_id, duplicate from public.record_usage(%s, 'api_call', 5, 'same-key')", (org,)).fetchone())
+    assert all(isinstance(r, tuple) for r in results), results
+    assert sorted(d for _, d in results) == [False] + [True] * (SESSIONS - 1)
+    assert len({e for e, _ in results}) == 1, "every caller is told the same event id"
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("select sum(quantity) from usage.counters where organization_id = %s", (org,)).fetchone()[0] == 5
+        assert conn.execute("select count(*) from usage.events where organization_id = %s", (org,)).fetchone()[0] == 1
+
+
+def test_parallel_credit_spends_never_go_below_zero(dsn: str) -> None:
+    org = organization(dsn, "spend@c.test")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("select public.post_credit(%s, 1000, 'USD', 'promo', 'grant', 'Grant')", (org,))
+    results = in_parallel(dsn, lambda conn, i: conn.execute(
+        "select balance_minor from public.post_credit(%s, -300, 'USD', 'admin', %s, 'Spend')", (org, f"spend-{i}")).fetchone()[0])
+    refused = [r for r in results if isinstance(r, psycopg.Error)]
+    assert len(refused) == SESSIONS - 3 and all(r.sqlstate == "23514" for r in refused), results
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("select public.credit_balance(%s)", (org,)).fetchone()[0] == 100
+        assert conn.execute("select min(running) from (select sum(amount_minor) over (order by created_at, id) as running "
+                            "from billing.credit_ledger where organization_id = %s) t", (org,)).fetchone()[0] >= 0
