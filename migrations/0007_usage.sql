@@ -45,14 +45,17 @@ create table usage.counters (
   organization_id uuid not null references tenancy.organizations (id) on delete cascade,
   meter_key text not null references catalog.meters (key) on update cascade,
   period_start date not null,
+  slot smallint not null default 0,
   quantity bigint not null default 0,
   event_count bigint not null default 0,
   updated_at timestamptz not null default now(),
-  primary key (organization_id, meter_key, period_start),
-  constraint counters_not_negative check (quantity >= 0 and event_count >= 0)
+  primary key (organization_id, meter_key, period_start, slot),
+  constraint counters_not_negative check (quantity >= 0 and event_count >= 0),
+  constraint counters_slot_range check (slot between 0 and 15)
 );
 create index counters_meter on usage.counters (meter_key);
-comment on table usage.counters is 'Live totals per organization, meter and billing period, updated in the transaction of each event: exact at commit.';
+comment on table usage.counters is 'Live totals per organization, meter and billing period (sum over slot), updated in the transaction of each event: exact at commit.';
+comment on column usage.counters.slot is 'Counters are split in up to 16 slots (by writing session) so that concurrent events of one organization do not queue on one row; the total is the sum of the slots.';
 comment on column usage.counters.period_start is 'First day of the organization''s billing period (its anchor day, in its time zone).';
 {{ m.table_grants('usage.counters', 'select') }}
 
