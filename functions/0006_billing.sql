@@ -330,9 +330,10 @@ comment on function private.record_subscription_change is 'Definer twin of recor
 -- the ledger, rounded DOWN to the minor unit; the new plan for the rest of
 -- the period is billed on the next invoice, rounded UP. Downgrade: waits
 -- for the end of the period (pending_plan_key), nothing is prorated.
--- Refuses: without billing.manage, service_role or platform.billing.adjust
--- (42501); no live subscription or unknown/inactive plan (P0002); the
--- current plan, or a plan in another currency (22023).
+-- Refuses: not the service role and no platform.billing.adjust (42501:
+-- members change plans through the payment provider, whose confirmation
+-- the back end applies); no live subscription or unknown/inactive plan
+-- (P0002); the current plan, or a plan in another currency (22023).
 create or replace function private.change_subscription_plan(organization_id uuid, plan_key text)
   returns jsonb
   language plpgsql
@@ -348,7 +349,7 @@ declare
   credit bigint := 0;
   charge bigint := 0;
 begin
-  perform private.require_member_or_platform(change_subscription_plan.organization_id, 'billing.manage', 'platform.billing.adjust');
+  perform private.require_platform('platform.billing.adjust');
   select * into sub from billing.subscriptions s
    where s.organization_id = change_subscription_plan.organization_id and s.status <> 'canceled' for update;
   if not found then
@@ -392,7 +393,7 @@ $fn$;
 comment on function private.change_subscription_plan is 'Definer twin of change_subscription_plan.';
 {{ m.private_grants('change_subscription_plan') }}
 {{ m.api_function('change_subscription_plan', 'organization_id uuid, plan_key text', 'jsonb', 'organization_id, plan_key',
-   'Upgrade now (unused old plan credited, rounded down; rest of period on the new plan billed next invoice, rounded up) or downgrade at period end. Needs billing.manage (42501); no live subscription or plan: P0002; same plan or other currency: 22023.') }}
+   'Upgrade now (unused old plan credited, rounded down; rest of period on the new plan billed next invoice, rounded up) or downgrade at period end. Needs service_role or platform.billing.adjust (42501); no live subscription or plan: P0002; same plan or other currency: 22023.') }}
 
 -- private.renew_subscriptions(at timestamptz) -> integer
 -- For every live subscription whose period ended by `at`: applies a pending
@@ -436,8 +437,8 @@ comment on function private.renew_subscriptions is 'Cron: rolls ended periods fo
 
 -- private.cancel_subscription(organization_id uuid, at_period_end boolean) -> void
 -- Cancels the live subscription now, or at the end of its period.
--- Refuses: without billing.manage / service_role / platform.billing.adjust
--- (42501); no live subscription (P0002).
+-- Refuses: not the service role and no platform.billing.adjust (42501); no
+-- live subscription (P0002).
 create or replace function private.cancel_subscription(organization_id uuid, at_period_end boolean)
   returns void
   language plpgsql
@@ -445,7 +446,7 @@ create or replace function private.cancel_subscription(organization_id uuid, at_
   set search_path = pg_catalog, pg_temp
 as $fn$
 begin
-  perform private.require_member_or_platform(cancel_subscription.organization_id, 'billing.manage', 'platform.billing.adjust');
+  perform private.require_platform('platform.billing.adjust');
   if coalesce(at_period_end, true) then
     update billing.subscriptions s set cancel_at_period_end = true
      where s.organization_id = cancel_subscription.organization_id and s.status <> 'canceled';
@@ -461,7 +462,7 @@ $fn$;
 comment on function private.cancel_subscription is 'Definer twin of cancel_subscription.';
 {{ m.private_grants('cancel_subscription') }}
 {{ m.api_function('cancel_subscription', 'organization_id uuid, at_period_end boolean default true', 'void', 'organization_id, at_period_end',
-   'Cancels the live subscription at period end (default) or now. Needs billing.manage (42501); none live: P0002.') }}
+   'Cancels the live subscription at period end (default) or now. Needs service_role or platform.billing.adjust (42501); none live: P0002.') }}
 
 -- Credits -------------------------------------------------------------------
 
