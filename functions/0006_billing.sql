@@ -308,9 +308,9 @@ begin
   select s.id into sub from billing.subscriptions s
    where s.organization_id = p_organization_id order by (s.status <> 'canceled') desc, s.created_at desc limit 1;
   insert into billing.subscription_history (organization_id, subscription_id, old_plan_key, new_plan_key, change_type,
-                                            provider_event_id, amount_paid_minor, created_by)
+                                            provider_event_id, amount_paid_minor, created_by, reported)
   values (p_organization_id, sub, old_key, new_key, p_change_type, p_stripe_event_id,
-          round(p_amount_paid * 100)::bigint, coalesce(p_created_by, auth.uid()))
+          round(p_amount_paid * 100)::bigint, coalesce(p_created_by, auth.uid()), true)
   returning id into new_id;
   return new_id;
 end
@@ -326,10 +326,12 @@ comment on function private.record_subscription_change is 'Definer twin of recor
 -- Moves the live subscription to another active plan and returns
 -- {"change", "effective_at", "credit_minor", "charge_minor"}.
 -- Upgrade (higher rank, or same rank and higher price): takes effect now.
--- The unused part of the old plan, prorated by the second, is credited to
--- the ledger, rounded DOWN to the minor unit; the new plan for the rest of
--- the period is billed on the next invoice, rounded UP. Downgrade: waits
--- for the end of the period (pending_plan_key), nothing is prorated.
+-- For an active subscription, the unused part of the old plan, prorated by
+-- the second, is credited to the ledger, rounded DOWN to the minor unit,
+-- and the new plan for the rest of the period is billed on the next
+-- invoice, rounded UP (trialing, past_due, unpaid: no proration).
+-- Downgrade: waits for the end of the period (pending_plan_key). A local
+-- change stamps last_event_at: an older provider event will not undo it.
 -- Refuses: not the service role and no platform.billing.adjust (42501:
 -- members change plans through the payment provider, whose confirmation
 -- the back end applies); no live subscription or unknown/inactive plan
@@ -368,10 +370,14 @@ begin
       using errcode = '22023';
   end if;
   if (new_plan.rank, new_plan.price_minor) > (old_plan.rank, old_plan.price_minor) then
-    total_s := extract(epoch from sub.current_period_end - sub.current_period_start);
-    left_s := greatest(0, extract(epoch from sub.current_period_end - now()));
-    credit := floor(old_plan.price_minor * left_s / total_s);
-    charge := ceil(new_plan.price_minor * left_s / total_s);
+    -- Only a paid-for (active) period is prorated: a trial or an unpaid
+    -- period gives no credit, and its upgrade costs nothing extra.
+    if sub.status = 'active' then
+      total_s := extract(epoch from sub.current_period_end - sub.current_period_start);
+      left_s := least(total_s, greatest(0, extract(epoch from sub.current_period_end - now())));
+      credit := floor(old_plan.price_minor * left_s / total_s);
+      charge := ceil(new_plan.price_minor * left_s / total_s);
+    end if;
     if credit > 0 then
       perform private.ledger_append(sub.organization_id, credit, old_plan.currency, 'proration',
         format('proration:%s:%s:%s', sub.id, old_plan.key, extract(epoch from now())),
@@ -380,12 +386,12 @@ begin
     end if;
     perform set_config('tenantdb.proration_credit', credit::text, true),
             set_config('tenantdb.proration_charge', charge::text, true);
-    update billing.subscriptions s set plan_key = new_plan.key, pending_plan_key = null
+    update billing.subscriptions s set plan_key = new_plan.key, pending_plan_key = null, last_event_at = now()
      where s.organization_id = sub.organization_id and s.id = sub.id;
     perform set_config('tenantdb.proration_credit', '', true), set_config('tenantdb.proration_charge', '', true);
     return jsonb_build_object('change', 'upgrade', 'effective_at', now(), 'credit_minor', credit, 'charge_minor', charge);
   end if;
-  update billing.subscriptions s set pending_plan_key = new_plan.key
+  update billing.subscriptions s set pending_plan_key = new_plan.key, last_event_at = now()
    where s.organization_id = sub.organization_id and s.id = sub.id;
   return jsonb_build_object('change', 'downgrade', 'effective_at', sub.current_period_end, 'credit_minor', 0, 'charge_minor', 0);
 end
@@ -467,35 +473,37 @@ comment on function private.cancel_subscription is 'Definer twin of cancel_subsc
 -- Credits -------------------------------------------------------------------
 
 -- private.credit_ledger_guard() -> trigger
--- BEFORE INSERT on credit_ledger: takes the organization's credit lock
--- (held to commit, so concurrent postings queue) and refuses (23514,
--- credit_ledger_balance_not_negative) an entry that would take the balance
--- in its currency below zero. Every insert path goes through it.
+-- AFTER INSERT on credit_ledger: adds the entry to the running balance in
+-- billing.credit_balances, whose CHECK (credit_ledger_balance_not_negative,
+-- 23514) refuses an overdraft. The balance row is updated in place, so
+-- concurrent postings queue on it and each sees the latest balance (READ
+-- COMMITTED), or fail to serialize (40001, REPEATABLE READ / SERIALIZABLE):
+-- never below zero. Every insert path goes through it.
 create or replace function private.credit_ledger_guard()
   returns trigger
   language plpgsql
   security definer
   set search_path = pg_catalog, pg_temp
 as $fn$
-declare
-  balance bigint;
 begin
-  perform pg_advisory_xact_lock(hashtextextended('tenantdb.credit:' || new.organization_id::text, 0));
-  select coalesce(sum(l.amount_minor), 0) into balance
-    from billing.credit_ledger l
-   where l.organization_id = new.organization_id and l.currency = new.currency;
-  if balance + new.amount_minor < 0 then
-    raise exception 'insufficient credit: balance % %, entry %', balance, new.currency, new.amount_minor
-      using errcode = '23514', constraint = 'credit_ledger_balance_not_negative';
+  -- Update first: an INSERT's candidate row is checked before ON CONFLICT
+  -- turns it into an update, so a spend would fail on its own sign.
+  update billing.credit_balances b set balance_minor = b.balance_minor + new.amount_minor
+   where b.organization_id = new.organization_id and b.currency = new.currency;
+  if not found then
+    insert into billing.credit_balances as b (organization_id, currency, balance_minor)
+    values (new.organization_id, new.currency, new.amount_minor)
+    on conflict on constraint credit_balances_pkey
+    do update set balance_minor = b.balance_minor + excluded.balance_minor;
   end if;
-  return new;
+  return null;
 end
 $fn$;
-comment on function private.credit_ledger_guard is 'Trigger: serializes postings per organization and keeps every balance >= 0 (23514).';
+comment on function private.credit_ledger_guard is 'Trigger: keeps billing.credit_balances, whose CHECK keeps every balance >= 0 (23514).';
 revoke all on function private.credit_ledger_guard from public, anon, authenticated;
 drop trigger if exists credit_ledger_guard on billing.credit_ledger;
 create trigger credit_ledger_guard
-  before insert on billing.credit_ledger
+  after insert on billing.credit_ledger
   for each row execute function private.credit_ledger_guard();
 {{ m.append_only('billing.credit_ledger') }}
 
@@ -536,9 +544,9 @@ begin
   if amount_minor is null or amount_minor = 0 or coalesce(idempotency_key, '') = '' or coalesce(reason, '') = '' then
     raise exception 'post_credit: a non-zero amount, an idempotency key and a reason are required' using errcode = '22023';
   end if;
-  -- The same lock as the ledger's trigger, taken first, so that a
-  -- concurrent first posting of this key is seen by the look-up below.
-  perform pg_advisory_xact_lock(hashtextextended('tenantdb.credit:' || ledger_append.organization_id::text, 0));
+  -- One posting of a key at a time, so a concurrent first posting of the
+  -- same key is seen by the look-up below instead of failing on the key.
+  perform pg_advisory_xact_lock(hashtextextended('tenantdb.credit:' || ledger_append.organization_id::text || ':' || ledger_append.idempotency_key, 0));
   select * into existing from billing.credit_ledger l
    where l.organization_id = ledger_append.organization_id and l.idempotency_key = ledger_append.idempotency_key;
   if found then
@@ -645,19 +653,33 @@ create trigger one_off_payments_lifecycle
 -- private.one_off_payments_post_topup() -> trigger
 -- AFTER INSERT OR UPDATE OF status: a top-up that is (now) succeeded posts
 -- its amount as credit, under the key topup:<payment id> — exactly once,
--- however often the success is reported.
+-- however often the success is reported. A refunded top-up takes its
+-- credit back (key topup-refund:<id>), as much as has not been spent.
 create or replace function private.one_off_payments_post_topup()
   returns trigger
   language plpgsql
   security definer
   set search_path = pg_catalog, pg_temp
 as $fn$
+declare
+  clawback bigint;
 begin
   if new.reason = 'topup' and new.status = 'succeeded' then
     insert into billing.credit_ledger (organization_id, amount_minor, currency, source, reason, idempotency_key, reference)
     values (new.organization_id, new.amount_minor, new.currency, 'topup', 'Credit top-up',
             'topup:' || new.id, jsonb_build_object('one_off_payment_id', new.id, 'provider_payment_id', new.provider_payment_id))
-    on conflict (organization_id, idempotency_key) do nothing;
+    on conflict on constraint credit_ledger_idempotent do nothing;
+  elsif new.reason = 'topup' and new.status = 'refunded' and tg_op = 'UPDATE' and old.status = 'succeeded' then
+    -- Take the refunded credit back, as much of it as is left.
+    clawback := least(new.amount_minor, coalesce((select b.balance_minor from billing.credit_balances b
+                                                   where b.organization_id = new.organization_id and b.currency = new.currency), 0));
+    if clawback > 0 then
+      insert into billing.credit_ledger (organization_id, amount_minor, currency, source, reason, idempotency_key, reference)
+      values (new.organization_id, -clawback, new.currency, 'refund', 'Refunded top-up',
+              'topup-refund:' || new.id, jsonb_build_object('one_off_payment_id', new.id, 'refunded_minor', new.amount_minor,
+                                                            'already_spent_minor', new.amount_minor - clawback))
+      on conflict on constraint credit_ledger_idempotent do nothing;
+    end if;
   end if;
   return null;
 end
@@ -690,6 +712,13 @@ begin
           record_one_off_payment.amount_minor, upper(record_one_off_payment.currency), record_one_off_payment.reason)
   on conflict on constraint one_off_payments_once_per_provider_payment do update set updated_at = p.updated_at
   returning p.id into pay_id;
+  if exists (select from billing.one_off_payments p
+              where p.organization_id = record_one_off_payment.organization_id and p.id = pay_id
+                and (p.amount_minor, p.currency, p.reason)
+                    is distinct from (record_one_off_payment.amount_minor, upper(record_one_off_payment.currency)::char(3), record_one_off_payment.reason)) then
+    raise exception 'record_one_off_payment: payment % was reported before with another amount, currency or reason', provider_payment_id
+      using errcode = '22023';
+  end if;
   update billing.one_off_payments p set status = record_one_off_payment.status
    where p.organization_id = record_one_off_payment.organization_id and p.id = pay_id
      and p.status is distinct from record_one_off_payment.status;
@@ -807,8 +836,8 @@ begin
     if not found then
       raise exception 'no live subscription for organization %', org using errcode = 'P0002';
     end if;
-    if sub.last_event_at is not null and e.occurred_at <= sub.last_event_at then
-      return 'skipped';
+    if sub.last_event_at is not null and e.occurred_at < sub.last_event_at then
+      return 'skipped';  -- older than the state already applied (ties: applied in arrival order)
     end if;
     update billing.subscriptions s
        set plan_key = coalesce(e.payload ->> 'plan_key', s.plan_key),
@@ -834,13 +863,100 @@ $fn$;
 comment on function private.apply_payment_event is 'Internal: applies one normalized inbox event (subscription.updated, payment.*).';
 revoke all on function private.apply_payment_event from public, anon, authenticated;
 
+-- private.claim_payment_events(worker text, max_events integer, lease interval) -> table (event_id uuid, attempt integer)
+-- Claims up to max_events events that are pending, failed (fewer than 10
+-- attempts), or whose lease ran out, oldest occurred_at first, with FOR
+-- UPDATE SKIP LOCKED so concurrent workers never take the same one; marks
+-- them processing until now() + lease and returns them. Commit, then
+-- handle each with handle_payment_event in its own transaction. Refuses:
+-- not trusted and no platform.billing.adjust (42501); max_events outside
+-- 1..1000 (22023).
+create or replace function private.claim_payment_events(worker text, max_events integer, lease interval)
+  returns table (event_id uuid, attempt integer)
+  language plpgsql
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $fn$
+begin
+  perform private.require_platform('platform.billing.adjust');
+  if max_events is null or max_events not between 1 and 1000 then
+    raise exception 'claim_payment_events: max_events must be between 1 and 1000' using errcode = '22023';
+  end if;
+  return query
+  with claimable as (
+    select p.event_id
+      from billing.payment_event_processing p
+      join billing.payment_events e on e.id = p.event_id
+     where p.status = 'pending'
+        or (p.status in ('failed', 'processing') and p.attempts < 10 and coalesce(p.locked_until, '-infinity') < now())
+     order by e.occurred_at, e.received_at
+     limit max_events
+       for update of p skip locked
+  )
+  update billing.payment_event_processing p
+     set status = 'processing', attempts = p.attempts + 1,
+         locked_until = now() + coalesce(lease, interval '5 minutes'), updated_at = now()
+    from claimable c
+   where p.event_id = c.event_id
+  returning p.event_id, p.attempts;
+end
+$fn$;
+comment on function private.claim_payment_events is 'Definer twin of claim_payment_events.';
+{{ m.private_grants('claim_payment_events', 'service_role') }}
+{{ m.api_function('claim_payment_events', "worker text, max_events integer default 100, lease interval default interval '5 minutes'",
+   'table (event_id uuid, attempt integer)', 'worker, max_events, lease',
+   'Claims inbox events (SKIP LOCKED, oldest first) for a lease. Needs service_role or platform.billing.adjust (42501).') }}
+
+-- private.handle_payment_event(event_id uuid, worker text) -> text
+-- Applies one claimed event in a subtransaction and records the attempt:
+-- processed, skipped (older than the applied state, or a type tenantdb
+-- does not apply) or failed with its error (retried by a later claim).
+-- Returns the outcome. Refuses: not trusted and no platform.billing.adjust
+-- (42501); an unknown event (P0002).
+create or replace function private.handle_payment_event(event_id uuid, worker text)
+  returns text
+  language plpgsql
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+  ev billing.payment_events;
+  attempt_no int;
+  result text;
+  problem text;
+begin
+  perform private.require_platform('platform.billing.adjust');
+  select * into ev from billing.payment_events e where e.id = handle_payment_event.event_id;
+  if not found then
+    raise exception 'handle_payment_event: no event %', event_id using errcode = 'P0002';
+  end if;
+  select p.attempts into attempt_no from billing.payment_event_processing p where p.event_id = ev.id for update;
+  begin
+    result := private.apply_payment_event(ev);
+  exception when others then
+    result := 'failed';
+    problem := sqlstate || ': ' || sqlerrm;
+  end;
+  update billing.payment_event_processing p
+     set status = result, last_error = problem, locked_until = null, updated_at = now(),
+         processed_at = case when result in ('processed', 'skipped') then now() end
+   where p.event_id = ev.id;
+  insert into billing.payment_event_attempts (event_id, attempt, worker, outcome, error)
+  values (ev.id, greatest(attempt_no, 1), coalesce(worker, '?'), result, problem)
+  on conflict on constraint payment_event_attempts_pkey do nothing;
+  return result;
+end
+$fn$;
+comment on function private.handle_payment_event is 'Definer twin of handle_payment_event.';
+{{ m.private_grants('handle_payment_event', 'service_role') }}
+{{ m.api_function('handle_payment_event', 'event_id uuid, worker text', 'text', 'event_id, worker',
+   'Applies one claimed inbox event and records the attempt; returns processed, skipped or failed. Needs service_role or platform.billing.adjust (42501); unknown event: P0002.') }}
+
 -- private.process_payment_events(worker text, max_events integer, lease interval) -> table (event_id uuid, outcome text, error text)
--- Claims up to max_events pending or failed events (FOR UPDATE SKIP LOCKED,
--- so concurrent workers never take the same one), oldest occurred_at
--- first, applies each in its own subtransaction, and records the attempt:
--- processed, skipped or failed with its error (retried by a later call
--- while attempts < 10). Returns what it did. Refuses: not trusted and no
--- platform.billing.adjust (42501); max_events outside 1..1000 (22023).
+-- claim_payment_events and handle_payment_event for each, in the caller's
+-- one transaction: convenient for small batches and tests. A worker that
+-- wants each event committed on its own calls the two separately.
+-- Refuses as claim_payment_events.
 create or replace function private.process_payment_events(worker text, max_events integer, lease interval)
   returns table (event_id uuid, outcome text, error text)
   language plpgsql
@@ -849,46 +965,14 @@ create or replace function private.process_payment_events(worker text, max_event
 as $fn$
 declare
   claimed record;
-  ev billing.payment_events;
   result text;
-  attempt_no int;
 begin
-  perform private.require_platform('platform.billing.adjust');
-  if max_events is null or max_events not between 1 and 1000 then
-    raise exception 'process_payment_events: max_events must be between 1 and 1000' using errcode = '22023';
-  end if;
-  for claimed in
-    select p.event_id, e.occurred_at
-      from billing.payment_event_processing p
-      join billing.payment_events e on e.id = p.event_id
-     where (p.status = 'pending' or (p.status in ('failed', 'processing') and p.attempts < 10
-                                     and coalesce(p.locked_until, '-infinity') < now()))
-     order by e.occurred_at, e.received_at
-     limit max_events
-       for update of p skip locked
-  loop
-    update billing.payment_event_processing p
-       set status = 'processing', attempts = p.attempts + 1, locked_until = now() + coalesce(lease, interval '5 minutes'),
-           updated_at = now()
-     where p.event_id = claimed.event_id
-    returning p.attempts into attempt_no;
-    select * into ev from billing.payment_events e where e.id = claimed.event_id;
-    begin
-      result := private.apply_payment_event(ev);
-      update billing.payment_event_processing p
-         set status = result, processed_at = now(), last_error = null, locked_until = null, updated_at = now()
-       where p.event_id = claimed.event_id;
-      insert into billing.payment_event_attempts (event_id, attempt, worker, outcome)
-      values (claimed.event_id, attempt_no, coalesce(worker, '?'), result);
-      return query select claimed.event_id, result, null::text;
-    exception when others then
-      update billing.payment_event_processing p
-         set status = 'failed', last_error = sqlstate || ': ' || sqlerrm, locked_until = null, updated_at = now()
-       where p.event_id = claimed.event_id;
-      insert into billing.payment_event_attempts (event_id, attempt, worker, outcome, error)
-      values (claimed.event_id, attempt_no, coalesce(worker, '?'), 'failed', sqlstate || ': ' || sqlerrm);
-      return query select claimed.event_id, 'failed'::text, sqlstate || ': ' || sqlerrm;
-    end;
+  for claimed in select * from private.claim_payment_events(worker, max_events, lease) c
+                  order by (select e.occurred_at from billing.payment_events e where e.id = c.event_id),
+                           (select e.received_at from billing.payment_events e where e.id = c.event_id) loop
+    result := private.handle_payment_event(claimed.event_id, worker);
+    return query select claimed.event_id, result,
+                        (select p.last_error from billing.payment_event_processing p where p.event_id = claimed.event_id);
   end loop;
 end
 $fn$;
@@ -896,7 +980,7 @@ comment on function private.process_payment_events is 'Definer twin of process_p
 {{ m.private_grants('process_payment_events', 'service_role') }}
 {{ m.api_function('process_payment_events', "worker text, max_events integer default 100, lease interval default interval '5 minutes'",
    'table (event_id uuid, outcome text, error text)', 'worker, max_events, lease',
-   'Claims inbox events with SKIP LOCKED, applies them in provider time order, records each attempt. Needs service_role or platform.billing.adjust (42501).') }}
+   'Claims and applies inbox events in provider time order in one transaction, recording each attempt. Needs service_role or platform.billing.adjust (42501).') }}
 
 -- Platform revenue ------------------------------------------------------------
 

@@ -6,8 +6,10 @@
 
 -- private.ensure_usage_partition(month date) -> text
 -- Creates usage.events_yYYYYmMM for the UTC month holding `month` when it
--- is missing (under a lock, so concurrent callers create it once) and
--- returns its name. The partition gets no client grants and forced RLS:
+-- is missing (under a lock; a session that loses the race finds it made)
+-- and returns its name. Creating a partition locks usage.events until the
+-- creating transaction ends, so record_usage makes next month's partition
+-- along with this month's: the month boundary itself needs no DDL. The partition gets no client grants and forced RLS:
 -- clients reach events only through the parent. No permission check: run
 -- by record_usage and at install.
 create or replace function private.ensure_usage_partition(month date)
@@ -24,20 +26,23 @@ begin
     return name;
   end if;
   perform pg_advisory_xact_lock(hashtextextended('tenantdb.usage_partition', 0));
-  if to_regclass('usage.' || name) is null then
+  begin
     execute format('create table usage.%I partition of usage.events for values from (%L) to (%L)',
                    name, first_day::timestamp at time zone 'UTC', (first_day + interval '1 month')::timestamp at time zone 'UTC');
-    execute format('revoke all on usage.%I from public, anon, authenticated', name);
-    execute format('alter table usage.%I enable row level security', name);
-    execute format('alter table usage.%I force row level security', name);
-    execute format('comment on table usage.%I is %L', name, 'Usage events of ' || to_char(first_day, 'YYYY-MM') || ' (UTC); read through usage.events.');
-  end if;
+  exception when duplicate_table then
+    return name;  -- another session made it first
+  end;
+  execute format('revoke all on usage.%I from public, anon, authenticated', name);
+  execute format('alter table usage.%I enable row level security', name);
+  execute format('alter table usage.%I force row level security', name);
+  execute format('comment on table usage.%I is %L', name, 'Usage events of ' || to_char(first_day, 'YYYY-MM') || ' (UTC); read through usage.events.');
   return name;
 end
 $fn$;
 comment on function private.ensure_usage_partition is 'Creates the monthly partition of usage.events holding a date, once.';
 revoke all on function private.ensure_usage_partition from public, anon, authenticated;
 
+select private.ensure_usage_partition((current_date - interval '1 month')::date);
 select private.ensure_usage_partition(current_date);
 select private.ensure_usage_partition((current_date + interval '1 month')::date);
 
@@ -47,8 +52,9 @@ select private.ensure_usage_partition((current_date + interval '1 month')::date)
 -- period, in the caller's transaction. A key the organization used before
 -- (ever, also concurrently) returns the first event with duplicate = true
 -- and writes nothing. feature_key names a meter (catalog.meters).
--- Refuses: not a member with tenant.read and not trusted (42501); unknown
--- meter, quantity <= 0, blank key, non-object metadata (22023); occurred_at
+-- Refuses: not a member with usage.record (guests and suspended
+-- organizations lack it) and not trusted (42501); unknown meter, quantity
+-- outside 1..10^12, blank key, non-object metadata (22023); occurred_at
 -- before the first day of the previous UTC month or more than one hour
 -- ahead (22023).
 create or replace function private.record_usage(org_id uuid, feature_key text, quantity bigint, idempotency_key text,
@@ -64,11 +70,11 @@ declare
   earliest timestamptz := date_trunc('month', now() at time zone 'UTC') at time zone 'UTC' - interval '1 month';
   period date;
 begin
-  if not (private.has_permission(org_id, 'tenant.read') or private.is_trusted_caller()) then
-    raise exception 'record_usage: permission tenant.read is required in organization %', org_id using errcode = '42501';
+  if not (private.has_permission(org_id, 'usage.record') or private.is_trusted_caller()) then
+    raise exception 'record_usage: permission usage.record is required in organization %', org_id using errcode = '42501';
   end if;
-  if quantity is null or quantity <= 0 then
-    raise exception 'record_usage: quantity must be a positive integer, got %', quantity using errcode = '22023';
+  if quantity is null or quantity <= 0 or quantity > 1000000000000 then
+    raise exception 'record_usage: quantity must be between 1 and 10^12, got %', quantity using errcode = '22023';
   end if;
   if coalesce(btrim(idempotency_key), '') = '' then
     raise exception 'record_usage: an idempotency key is required' using errcode = '22023';
@@ -96,6 +102,7 @@ begin
 
   if to_regclass(format('usage.events_y%sm%s', to_char(at at time zone 'UTC', 'YYYY'), to_char(at at time zone 'UTC', 'MM'))) is null then
     perform private.ensure_usage_partition((at at time zone 'UTC')::date);
+    perform private.ensure_usage_partition(((at at time zone 'UTC') + interval '1 month')::date);
   end if;
   insert into usage.events (organization_id, id, meter_key, quantity, idempotency_key, occurred_at, user_id, metadata)
   values (org_id, new_id, feature_key, quantity, idempotency_key, at, auth.uid(), coalesce(metadata, '{}'));
@@ -119,7 +126,7 @@ comment on function private.record_usage is 'Definer twin of record_usage.';
 {{ m.api_function('record_usage',
    "org_id uuid, feature_key text, quantity bigint, idempotency_key text, occurred_at timestamptz default now(), metadata jsonb default '{}'",
    'table (event_id uuid, duplicate boolean)', 'org_id, feature_key, quantity, idempotency_key, occurred_at, metadata',
-   'Records a usage event once per (organization, idempotency key) and counts it at commit; returns its id and whether it was a replay. Needs tenant.read (42501); unknown meter, bad quantity, key or time: 22023.') }}
+   'Records a usage event once per (organization, idempotency key) and counts it at commit; returns its id and whether it was a replay. Needs usage.record (42501); unknown meter, bad quantity, key or time: 22023.') }}
 
 -- private.aggregate_usage(period_type text, start_at timestamptz, end_at timestamptz) -> integer
 -- Seed 001: recomputes the daily or monthly (UTC) rollups of every bucket
@@ -185,6 +192,30 @@ $fn$;
 comment on function private.live_plan is 'Internal: the plan of the live subscription.';
 revoke all on function private.live_plan from public, anon, authenticated;
 
+-- private.plan_at(organization_id uuid, at timestamptz) -> catalog.plans
+-- The plan the organization's subscription had at `at`, from the history
+-- the database wrote (created, upgrade, downgrade, cancelled): null before
+-- the first subscription and after a cancellation. Internal.
+create or replace function private.plan_at(organization_id uuid, at timestamptz)
+  returns catalog.plans
+  language sql
+  stable
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $fn$
+  select p.*
+    from (select h.new_plan_key, h.change_type
+            from billing.subscription_history h
+           where h.organization_id = plan_at.organization_id and not h.reported and h.created_at <= plan_at.at
+             and h.change_type in ('created', 'trial_started', 'upgrade', 'downgrade', 'cancelled', 'reactivated')
+           order by h.created_at desc, h.id desc
+           limit 1) last
+    join catalog.plans p on p.key = last.new_plan_key
+   where last.change_type <> 'cancelled'
+$fn$;
+comment on function private.plan_at is 'Internal: the plan in force at a moment, from subscription_history.';
+revoke all on function private.plan_at from public, anon, authenticated;
+
 -- private.seats_used(organization_id uuid) -> bigint
 -- Active memberships of type member (guests are free seats).
 create or replace function private.seats_used(organization_id uuid)
@@ -201,11 +232,11 @@ comment on function private.seats_used is 'Internal: paid seats in use.';
 revoke all on function private.seats_used from public, anon, authenticated;
 
 -- private.summarize_period(organization_id uuid, period_start date) -> integer
--- Writes the monthly summary of every limited feature of the live plan for
--- the billing period starting on period_start, and its overage fee (units
--- over the limit x overage price; removed again when no longer over).
--- Returns the number of features summarized. Refuses: no live
--- subscription (P0002). No permission check: internal.
+-- Writes the monthly summary of every limited feature of the plan in force
+-- at the end of the billing period starting on period_start, and its
+-- overage fee (units over the limit x overage price; removed again when no
+-- longer over). Returns the number of features summarized. Refuses: no
+-- subscription in the period (P0002). No permission check: internal.
 create or replace function private.summarize_period(organization_id uuid, period_start date)
   returns integer
   language plpgsql
@@ -213,14 +244,16 @@ create or replace function private.summarize_period(organization_id uuid, period
   set search_path = pg_catalog, pg_temp
 as $fn$
 declare
-  plan catalog.plans := private.live_plan(summarize_period.organization_id);
+  plan catalog.plans;
   period record;
   n int;
 begin
-  if plan.key is null then
-    raise exception 'organization % has no live subscription', organization_id using errcode = 'P0002';
-  end if;
   select * into period from private.billing_period(summarize_period.organization_id, period_start::timestamp at time zone 'UTC' + interval '12 hours');
+  -- The plan in force at the end of the period (or now, for the running one).
+  plan := private.plan_at(summarize_period.organization_id, least(clock_timestamp(), period.period_end - interval '1 microsecond'));
+  if plan.key is null then
+    raise exception 'organization % had no subscription in the period starting %', organization_id, period_start using errcode = 'P0002';
+  end if;
   with used as (
     select f.key as feature_key, pf.limit_value, pf.overage_unit_price_minor,
            case when f.counts = 'seats' then private.seats_used(summarize_period.organization_id)
@@ -291,9 +324,11 @@ begin
     end if;
   end if;
   perform private.summarize_period(org_id, start_day);
+  select * into period from private.billing_period(org_id, start_day::timestamp at time zone 'UTC' + interval '12 hours');
   insert into usage.organization_usage as u (organization_id, period_start, period_end, plan_key, usage, seats_count,
                                              has_exceeded_limits, exceeded_limits_details)
-  select org_id, start_day, max(s.period_end), max(s.plan_key),
+  select org_id, start_day, period.end_date,
+         (private.plan_at(org_id, least(clock_timestamp(), period.period_end - interval '1 microsecond'))).key,
          coalesce(jsonb_object_agg(s.feature_key, s.units_used), '{}'),
          private.seats_used(org_id),
          coalesce(bool_or(s.limit_value >= 0 and s.units_used > s.limit_value), false),
@@ -358,7 +393,8 @@ begin
   end if;
   select * into pf from catalog.plan_features p where p.plan_key = plan.key and p.feature_key = feature.key;
   if feature.kind = 'flags' then
-    return jsonb_build_object('plan', plan.key, 'feature', feature.key, 'flags', coalesce(pf.flags, '{}'), 'allowed', true);
+    return jsonb_build_object('plan', plan.key, 'feature', feature.key, 'flags', coalesce(pf.flags, '{}'),
+                              'allowed', pf.plan_key is not null);
   end if;
   lim := coalesce(pf.limit_value, 0);
   if feature.counts = 'seats' then

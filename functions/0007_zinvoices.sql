@@ -73,14 +73,20 @@ create trigger invoice_lines_frozen
   for each row execute function private.invoice_lines_frozen();
 
 -- private.generate_invoice(org uuid, period_start date) -> uuid
--- The draft invoice of the billing period starting on period_start, in the
--- plan's currency: the plan's price, the period's overage fees (summarized
--- now), and the proration charges of upgrades made in the period. Returns
--- the invoice id; an invoice that exists for the period is returned as is
--- (idempotent). Credits are applied when it is finalized. Refuses: not
--- trusted and no platform.billing.adjust (42501); a date that does not
--- start a billing period (22023); no live subscription (P0002); fees in
--- another currency than the plan's (22023).
+-- The draft invoice of the billing period P starting on period_start,
+-- billed in advance for the plan and in arrears for usage:
+--   * the price of the plan in force when P starts (or, for a subscription
+--     that started during P, its first plan),
+--   * the overage fees of the period before P, summarized now with the
+--     plan in force at its end,
+--   * the proration charges of upgrades made during the period before P.
+-- Returns the invoice id; an invoice that exists for P is returned as is,
+-- also when generated concurrently. Credits are applied by
+-- finalize_invoice. Run renew_subscriptions first, so a downgrade due at
+-- P's start is in the history. Refuses: not trusted and no
+-- platform.billing.adjust (42501); a date that does not start a billing
+-- period (22023); nothing to bill, no subscription in P or before (P0002);
+-- fees in another currency than the plan's (22023).
 create or replace function private.generate_invoice(org uuid, period_start date)
   returns uuid
   language plpgsql
@@ -89,7 +95,10 @@ create or replace function private.generate_invoice(org uuid, period_start date)
 as $fn$
 declare
   period record;
+  prev record;
   plan catalog.plans;
+  prev_plan catalog.plans;
+  inv_currency char(3);
   inv uuid;
   line int := 0;
   r record;
@@ -100,45 +109,62 @@ begin
     raise exception 'generate_invoice: % does not start a billing period of organization % (that period starts on %)',
       period_start, org, period.start_date using errcode = '22023';
   end if;
+  perform pg_advisory_xact_lock(hashtextextended('tenantdb.invoice:' || org::text || ':' || period_start::text, 0));
   select i.id into inv from billing.invoices i where i.organization_id = org and i.period_start = generate_invoice.period_start;
   if found then
     return inv;
   end if;
-  plan := private.live_plan(org);
+  select * into prev from private.billing_period(org, period.period_start - interval '1 microsecond');
+  plan := private.plan_at(org, period.period_start);
   if plan.key is null then
-    raise exception 'generate_invoice: organization % has no live subscription', org using errcode = 'P0002';
+    select p.* into plan
+      from billing.subscription_history h join catalog.plans p on p.key = h.new_plan_key
+     where h.organization_id = org and not h.reported and h.change_type in ('created', 'trial_started')
+       and h.created_at >= period.period_start and h.created_at < period.period_end
+     order by h.created_at limit 1;
   end if;
-  perform private.summarize_period(org, period_start);
-  if exists (select from usage.overage_fees f where f.organization_id = org and f.period_start = generate_invoice.period_start
-               and f.currency <> plan.currency) then
-    raise exception 'generate_invoice: overage fees are not in the plan''s currency %', plan.currency using errcode = '22023';
+  prev_plan := private.plan_at(org, prev.period_end - interval '1 microsecond');
+  if plan.key is null and prev_plan.key is null then
+    raise exception 'generate_invoice: organization % has nothing to bill for the period starting %', org, period_start
+      using errcode = 'P0002';
+  end if;
+  inv_currency := coalesce(plan.currency, prev_plan.currency);
+  if prev_plan.key is not null then
+    perform private.summarize_period(org, prev.start_date);
+    if exists (select from usage.overage_fees f where f.organization_id = org and f.period_start = prev.start_date
+                 and f.currency <> inv_currency) then
+      raise exception 'generate_invoice: overage fees of % are not in the invoice currency %', prev.start_date, inv_currency
+        using errcode = '22023';
+    end if;
   end if;
   insert into billing.invoices (organization_id, period_start, period_end, currency)
-  values (org, period.start_date, period.end_date, plan.currency)
+  values (org, period.start_date, period.end_date, inv_currency)
   returning id into inv;
-  line := line + 1;
-  insert into billing.invoice_lines (organization_id, invoice_id, line_no, kind, description, quantity, unit_amount_minor, amount_minor, currency)
-  values (org, inv, line, 'subscription', format('%s plan, %s to %s', plan.name, period.start_date, period.end_date - 1),
-          1, plan.price_minor, plan.price_minor, plan.currency);
-  for r in select f.feature_key, f.units_over, f.unit_price_minor, f.amount_minor, f.currency
+  if plan.key is not null then
+    line := line + 1;
+    insert into billing.invoice_lines (organization_id, invoice_id, line_no, kind, description, quantity, unit_amount_minor, amount_minor, currency)
+    values (org, inv, line, 'subscription', format('%s plan, %s to %s', plan.name, period.start_date, period.end_date - 1),
+            1, plan.price_minor, plan.price_minor, inv_currency);
+  end if;
+  for r in select f.feature_key, f.units_over, f.unit_price_minor, f.amount_minor
              from usage.overage_fees f
-            where f.organization_id = org and f.period_start = generate_invoice.period_start
+            where f.organization_id = org and f.period_start = prev.start_date
             order by f.feature_key loop
     line := line + 1;
     insert into billing.invoice_lines (organization_id, invoice_id, line_no, kind, description, quantity, unit_amount_minor,
                                        amount_minor, currency, feature_key)
-    values (org, inv, line, 'usage', format('%s over the included units', r.feature_key), r.units_over, r.unit_price_minor,
-            r.amount_minor, r.currency, r.feature_key);
+    values (org, inv, line, 'usage', format('%s over the included units, %s to %s', r.feature_key, prev.start_date, prev.end_date - 1),
+            r.units_over, r.unit_price_minor, r.amount_minor, inv_currency, r.feature_key);
   end loop;
   for r in select h.proration_charge_minor, h.old_plan_key, h.new_plan_key
              from billing.subscription_history h
             where h.organization_id = org and h.change_type = 'upgrade' and h.proration_charge_minor > 0
-              and h.created_at >= period.period_start and h.created_at < period.period_end
+              and h.created_at >= prev.period_start and h.created_at < period.period_start
             order by h.created_at loop
     line := line + 1;
     insert into billing.invoice_lines (organization_id, invoice_id, line_no, kind, description, quantity, unit_amount_minor, amount_minor, currency)
     values (org, inv, line, 'proration', format('Upgrade from %s to %s, rest of the period', r.old_plan_key, r.new_plan_key),
-            1, r.proration_charge_minor, r.proration_charge_minor, plan.currency);
+            1, r.proration_charge_minor, r.proration_charge_minor, inv_currency);
   end loop;
   return inv;
 end
@@ -146,7 +172,7 @@ $fn$;
 comment on function private.generate_invoice is 'Definer twin of generate_invoice.';
 {{ m.private_grants('generate_invoice', 'service_role') }}
 {{ m.api_function('generate_invoice', 'org uuid, period_start date', 'uuid', 'org, period_start',
-   'Draft invoice of a billing period: plan price + overage fees + prorations; idempotent per period. Needs service_role or platform.billing.adjust (42501); not a period start or currency mismatch: 22023; no subscription: P0002.') }}
+   'Draft invoice of a billing period: the plan in advance, the previous period''s overage fees and upgrade prorations; idempotent per period. Needs service_role or platform.billing.adjust (42501); not a period start or currency mismatch: 22023; nothing to bill: P0002.') }}
 
 -- private.finalize_invoice(org uuid, invoice_id uuid) -> bigint
 -- Applies the organization's credit (up to the subtotal) as a credit line

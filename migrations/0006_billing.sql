@@ -11,18 +11,15 @@ grant usage on schema billing to authenticated, service_role;
 
 create table billing.settings (
   organization_id uuid primary key references tenancy.organizations (id) on delete cascade,
-  currency char(3) not null default 'USD',
   time_zone text not null default 'UTC',
   anchor_day smallint not null default 1,
   updated_at timestamptz not null default now(),
-  constraint settings_currency_iso4217 check (currency ~ '^[A-Z]{3}$'),
   constraint settings_anchor_day_range check (anchor_day between 1 and 31),
   constraint settings_time_zone_known check ((timestamptz '2000-01-01 00:00+00' at time zone time_zone) is not null)
 );
-comment on table billing.settings is 'An organization''s billing calendar: periods start on anchor_day (the last day of shorter months) at midnight in time_zone. Without a row: the 1st, UTC, USD.';
+comment on table billing.settings is 'An organization''s billing calendar: periods start on anchor_day (the last day of shorter months) at midnight in time_zone. Without a row: the 1st, UTC. Written by the back end only, best at a period boundary: counters are keyed by period start.';
 comment on column billing.settings.anchor_day is 'Day of month periods start on; 29-31 fall on the last day of shorter months.';
 {{ m.table_grants('billing.settings', 'select') }}
-grant insert (organization_id, currency, time_zone, anchor_day), update (currency, time_zone, anchor_day) on billing.settings to authenticated;
 
 create table billing.payment_customers (
   organization_id uuid not null references tenancy.organizations (id) on delete cascade,
@@ -85,8 +82,9 @@ create table billing.subscription_history (
   proration_charge_minor bigint,
   effective_date date not null default current_date,
   reason text,
-  created_at timestamptz not null default now(),
+  created_at timestamptz not null default clock_timestamp(),
   created_by uuid,
+  reported boolean not null default false,
   primary key (organization_id, id),
   constraint subscription_history_organization_fk foreign key (organization_id)
     references tenancy.organizations (id) on delete cascade,
@@ -103,6 +101,8 @@ create index subscription_history_old_plan on billing.subscription_history (old_
 create index subscription_history_new_plan on billing.subscription_history (new_plan_key);
 create index subscription_history_effective on billing.subscription_history (organization_id, effective_date desc);
 comment on table billing.subscription_history is 'Append-only record of every plan and status change (written by trigger) and of changes reported through record_subscription_change.';
+comment on column billing.subscription_history.created_at is 'clock_timestamp(), not now(): two changes in one transaction keep their order (plan_at reads it).';
+comment on column billing.subscription_history.reported is 'true for rows recorded through record_subscription_change (reports from outside), false for rows the database wrote on a change.';
 comment on column billing.subscription_history.created_by is 'The acting user''s id; not a foreign key, so the history outlives the user.';
 comment on column billing.subscription_history.proration_credit_minor is 'Upgrade: the unused part of the old plan credited to the ledger (rounded down).';
 comment on column billing.subscription_history.proration_charge_minor is 'Upgrade: the new plan for the rest of the period, billed on the next invoice (rounded up).';
@@ -149,10 +149,20 @@ create table billing.credit_ledger (
   constraint credit_ledger_source_known check (source in ('topup', 'admin', 'promo', 'proration', 'invoice', 'refund'))
 );
 create index credit_ledger_balance on billing.credit_ledger (organization_id, currency) include (amount_minor);
-comment on table billing.credit_ledger is 'Append-only credit wallet: + credits granted, - credits spent. Balance = sum per currency, never negative (checked on insert under a per-organization lock).';
+comment on table billing.credit_ledger is 'Append-only credit wallet: + credits granted, - credits spent. Balance = sum per currency, never negative (billing.credit_balances).';
 comment on column billing.credit_ledger.created_by is 'The acting user''s id; not a foreign key, so the ledger outlives the user.';
 comment on column billing.credit_ledger.idempotency_key is 'Unique per organization: a replayed posting is recognised, never doubled.';
 {{ m.table_grants('billing.credit_ledger', 'select') }}
+
+create table billing.credit_balances (
+  organization_id uuid not null references tenancy.organizations (id) on delete cascade,
+  currency char(3) not null,
+  balance_minor bigint not null default 0,
+  primary key (organization_id, currency),
+  constraint credit_ledger_balance_not_negative check (balance_minor >= 0)
+);
+comment on table billing.credit_balances is 'Running balance per organization and currency, kept by the ledger''s trigger in the same transaction; its CHECK is what refuses an overdraft, at every isolation level (a concurrent update waits, or fails to serialize). Always equal to the sum of credit_ledger.';
+{{ m.table_grants('billing.credit_balances', 'select') }}
 
 create table billing.payment_events (
   id uuid primary key default gen_random_uuid(),

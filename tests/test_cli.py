@@ -74,10 +74,11 @@ def test_seed_twice_changes_nothing(dsn: str) -> None:
         assert conn.execute(query).fetchone()[0] == before
         assert conn.execute("select max(xmin::text::bigint) from iam.roles").fetchone()[0] == xmin_before, "seed rewrote unchanged rows"
         # Seed 002: owner 10, admin 6, member 3, guest 1, support 3, platform admin 5 mappings,
-        # plus every platform permission for superadmin and break-glass.
+        # usage.record for owner, admin and member, plus every platform permission for
+        # superadmin and break-glass.
         platform = conn.execute("select count(*) from iam.permissions where is_platform").fetchone()[0]
         assert platform == 8
-        assert conn.execute("select count(*) from iam.role_permissions").fetchone()[0] == 28 + 2 * platform
+        assert conn.execute("select count(*) from iam.role_permissions").fetchone()[0] == 28 + 3 + 2 * platform
 
 
 def test_seed_before_migrate_is_refused(empty_db: str) -> None:
