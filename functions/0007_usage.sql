@@ -216,6 +216,35 @@ $fn$;
 comment on function private.plan_at is 'Internal: the plan in force at a moment, from subscription_history.';
 revoke all on function private.plan_at from public, anon, authenticated;
 
+-- private.plan_for_period(organization_id uuid, period_start timestamptz, period_end timestamptz) -> catalog.plans
+-- The plan usage of a period is measured against: the plan in force at its
+-- end (or now, for the running period), or, when the subscription was
+-- cancelled during the period, the plan it had just before. Internal.
+create or replace function private.plan_for_period(organization_id uuid, period_start timestamptz, period_end timestamptz)
+  returns catalog.plans
+  language plpgsql
+  stable
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+  plan catalog.plans := private.plan_at(organization_id, least(clock_timestamp(), period_end - interval '1 microsecond'));
+  cancelled_at timestamptz;
+begin
+  if plan.key is null then
+    select max(h.created_at) into cancelled_at from billing.subscription_history h
+     where h.organization_id = plan_for_period.organization_id and not h.reported and h.change_type = 'cancelled'
+       and h.created_at >= period_start and h.created_at < period_end;
+    if cancelled_at is not null then
+      plan := private.plan_at(organization_id, cancelled_at - interval '1 microsecond');
+    end if;
+  end if;
+  return plan;
+end
+$fn$;
+comment on function private.plan_for_period is 'Internal: the plan a period''s usage is measured against (cancellations included).';
+revoke all on function private.plan_for_period from public, anon, authenticated;
+
 -- private.seats_used(organization_id uuid) -> bigint
 -- Active memberships of type member (guests are free seats).
 create or replace function private.seats_used(organization_id uuid)
@@ -250,7 +279,7 @@ declare
 begin
   select * into period from private.billing_period(summarize_period.organization_id, period_start::timestamp at time zone 'UTC' + interval '12 hours');
   -- The plan in force at the end of the period (or now, for the running one).
-  plan := private.plan_at(summarize_period.organization_id, least(clock_timestamp(), period.period_end - interval '1 microsecond'));
+  plan := private.plan_for_period(summarize_period.organization_id, period.period_start, period.period_end);
   if plan.key is null then
     raise exception 'organization % had no subscription in the period starting %', organization_id, period_start using errcode = 'P0002';
   end if;
@@ -328,7 +357,7 @@ begin
   insert into usage.organization_usage as u (organization_id, period_start, period_end, plan_key, usage, seats_count,
                                              has_exceeded_limits, exceeded_limits_details)
   select org_id, start_day, period.end_date,
-         (private.plan_at(org_id, least(clock_timestamp(), period.period_end - interval '1 microsecond'))).key,
+         (private.plan_for_period(org_id, period.period_start, period.period_end)).key,
          coalesce(jsonb_object_agg(s.feature_key, s.units_used), '{}'),
          private.seats_used(org_id),
          coalesce(bool_or(s.limit_value >= 0 and s.units_used > s.limit_value), false),

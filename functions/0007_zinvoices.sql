@@ -123,7 +123,7 @@ begin
        and h.created_at >= period.period_start and h.created_at < period.period_end
      order by h.created_at limit 1;
   end if;
-  prev_plan := private.plan_at(org, prev.period_end - interval '1 microsecond');
+  prev_plan := private.plan_for_period(org, prev.period_start, prev.period_end);
   if plan.key is null and prev_plan.key is null then
     raise exception 'generate_invoice: organization % has nothing to bill for the period starting %', org, period_start
       using errcode = 'P0002';

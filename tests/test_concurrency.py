@@ -83,3 +83,41 @@ def test_parallel_credit_spends_never_go_below_zero(dsn: str) -> None:
         assert conn.execute("select public.credit_balance(%s)", (org,)).fetchone()[0] == 100
         assert conn.execute("select min(running) from (select sum(amount_minor) over (order by created_at, id) as running "
                             "from billing.credit_ledger where organization_id = %s) t", (org,)).fetchone()[0] >= 0
+
+
+def test_parallel_spends_under_repeatable_read_never_go_below_zero(dsn: str) -> None:
+    org = organization(dsn, "rr@c.test")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("select public.post_credit(%s, 1000, 'USD', 'promo', 'grant', 'Grant')", (org,))
+
+    def spend(conn: psycopg.Connection, i: int) -> object:
+        conn.autocommit = False
+        conn.execute("set transaction isolation level repeatable read")
+        value = conn.execute("select balance_minor from public.post_credit(%s, -700, 'USD', 'admin', %s, 'Spend')",
+                             (org, f"rr-{i}")).fetchone()[0]
+        conn.commit()
+        return value
+
+    results = in_parallel(dsn, spend)
+    succeeded = [r for r in results if not isinstance(r, psycopg.Error)]
+    refused = {r.sqlstate for r in results if isinstance(r, psycopg.Error)}
+    assert succeeded == [300], results
+    assert refused <= {"23514", "40001"}, results
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("select public.credit_balance(%s)", (org,)).fetchone()[0] == 300
+
+
+def test_concurrent_invoice_generation_returns_one_invoice(dsn: str) -> None:
+    org = organization(dsn, "inv@c.test")
+    results = in_parallel(dsn, lambda conn, i: conn.execute(
+        "select public.generate_invoice(%s, (select start_date from private.billing_period(%s, now())))", (org, org)).fetchone()[0])
+    assert all(not isinstance(r, psycopg.Error) for r in results), results
+    assert len(set(results)) == 1
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("select count(*) from billing.invoices where organization_id = %s", (org,)).fetchone()[0] == 1
+
+
+def test_concurrent_partition_creation_makes_it_once(dsn: str) -> None:
+    month = "2031-07-01"
+    results = in_parallel(dsn, lambda conn, i: conn.execute("select private.ensure_usage_partition(%s)", (month,)).fetchone()[0])
+    assert results == ["events_y2031m07"] * SESSIONS, results
