@@ -2,7 +2,7 @@
 -- upgrade costs, refunds, cancellations, missing features, billing model.
 begin;
 \ir _helpers.psql
-select plan(14);
+select plan(20);
 
 select tests.user('gia@g.test') as gia \gset
 select tests.user('guest@g.test') as guest \gset
@@ -65,6 +65,19 @@ select throws_ok(format($$select generate_invoice(%L, (%L::date + 1))$$, :'horg'
   'a day that does not start a period is refused');
 select throws_ok(format($$select generate_invoice(%L, (select end_date from private.billing_period(%L, %L::date + interval '40 days')))$$,
   :'horg', :'horg', :'next_start'), 'P0002', null, 'a period with nothing to bill is refused');
+
+-- Refusals of the invoice and subscription functions.
+select throws_ok(format($$insert into billing.invoice_lines (organization_id, invoice_id, line_no, kind, description, unit_amount_minor, amount_minor, currency)
+                          select organization_id, id, 99, 'adjustment', 'euro line', 5, 5, 'EUR' from billing.invoices where id = %L$$, :'hinv'),
+  '23503', null, 'a line in another currency than its invoice is refused (invoice_lines_currency_matches_invoice)');
+select is(finalize_invoice(:'horg', :'hinv'), (:'up'::jsonb ->> 'charge_minor')::bigint - (:'up'::jsonb ->> 'credit_minor')::bigint,
+  'finalizing applies the upgrade''s credit to its charge');
+select throws_ok(format($$select finalize_invoice(%L, %L)$$, :'horg', :'hinv'), '55000', null, 'an invoice is finalized once');
+select throws_ok(format($$select set_invoice_status(%L, gen_random_uuid(), 'paid')$$, :'horg'), 'P0002', null, 'an unknown invoice is refused');
+select throws_ok(format($$select cancel_subscription(%L)$$, :'horg'), 'P0002', null, 'cancelling without a live subscription is refused');
+select tests.act_as(:'hal');
+select throws_ok(format($$select generate_invoice(%L, %L)$$, :'horg', :'next_start'), '42501', null, 'a tenant owner cannot generate invoices');
+reset role;
 
 select * from finish();
 rollback;
