@@ -95,6 +95,18 @@ create trigger append_only
   for each row execute function private.refuse_change();
 {%- endmacro %}
 
+{#- audited: "no platform action without an audit row". An AFTER row
+    trigger on a privileged table writes audit.platform_actions in the same
+    transaction; `when` narrows it to the rows that are privileged actions. -#}
+{% macro audited(table, action, events='insert or update or delete', when=none, name='audit_platform_action') -%}
+drop trigger if exists {{ name }} on {{ table }};
+create trigger {{ name }}
+  after {{ events }} on {{ table }}
+  for each row
+  {%- if when %} when ({{ when }}){% endif %}
+  execute function private.audit_platform_action('{{ action }}');
+{%- endmacro %}
+
 {#- api_function: a SECURITY INVOKER function in the API schema that calls
     its SECURITY DEFINER twin in private. args: the argument list with
     defaults; call: the arguments passed on. -#}
@@ -118,7 +130,7 @@ grant execute on function private.{{ name }} to {{ roles }};
 
 {#- The schemas whose tables hold tenant, personal or catalog data: verify's
     checks and the isolation tests read this list. -#}
-{% set domain_schemas = ['identity', 'tenancy', 'iam', 'catalog', 'billing', 'usage'] %}
+{% set domain_schemas = ['identity', 'tenancy', 'iam', 'catalog', 'billing', 'usage', 'audit', 'privacy'] %}
 {% macro schema_list() -%}
 {% for s in domain_schemas %}'{{ s }}'{{ ', ' if not loop.last }}{% endfor %}
 {%- endmacro %}

@@ -116,6 +116,18 @@ def world(dsn: str) -> dict[str, str]:
         conn.execute("insert into billing.connected_accounts (organization_id, provider, provider_account_id, application_fee_bps, status) "
                      "values (%s, 'stripe', 'acct_a', 250, 'active')", (org_a,))
         conn.execute("select public.track_platform_revenue(%s, 'stripe', 'ch_a', 10000, 'USD')", (org_a,))
+        # Audit rows: a platform member impersonates Alice, breaks glass, opens an incident.
+        ids["sam"] = user("sam@platform.test")
+        conn.execute("insert into iam.system_role_grants (user_id, role_key, reason) values (%s, 'platform_superadmin', 'fixture'), "
+                     "(%s, 'platform_break_glass', 'fixture')", (ids["sam"], ids["sam"]))
+        conn.execute("update iam.system_role_grants set revoked_at = now(), revoke_reason = 'fixture' "
+                     "where user_id = %s and role_key = 'platform_support'", (ids["alice"],))
+        as_user(ids["sam"], "select public.start_impersonation(%s, 'support ticket 1', 30)", (ids["alice"],))
+        as_user(ids["sam"], "select public.end_impersonation()")
+        conn.execute("insert into iam.system_role_grants (user_id, role_key, reason) values (%s, 'platform_break_glass', 'fixture')",
+                     (ids["alice"],))
+        as_user(ids["alice"], "select public.activate_break_glass('database is on fire', 30)")
+        as_user(ids["sam"], "select public.open_incident('Fixture incident', 'low')")
         if conn.execute("select to_regclass('identity.sessions') is not null").fetchone()[0]:
             conn.execute("insert into identity.sessions (user_id, token_hash, expires_at) values (%s, repeat('a', 64), now() + interval '1 day')",
                          (ids["alice"],))

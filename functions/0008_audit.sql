@@ -1,0 +1,416 @@
+-- audit: request context, the audit trigger, impersonation, break-glass,
+-- security events, incidents, retention.
+{% import 'sql/macros.sql' as m with context %}
+
+-- private.request_context() -> table (ip inet, user_agent text, request_id text)
+-- The client address, user agent and request id PostgREST puts in the
+-- request.headers setting (nulls outside a request). Refuses nothing.
+create or replace function private.request_context()
+  returns table (ip inet, user_agent text, request_id text)
+  language plpgsql
+  stable
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+  headers jsonb;
+  addr text;
+begin
+  begin
+    headers := nullif(current_setting('request.headers', true), '')::jsonb;
+  exception when others then
+    headers := null;
+  end;
+  addr := btrim(split_part(coalesce(headers ->> 'x-forwarded-for', headers ->> 'x-real-ip', ''), ',', 1));
+  ip := case when addr ~ '^[0-9a-fA-F:.]+$' then addr::inet end;
+  user_agent := left(headers ->> 'user-agent', 500);
+  request_id := left(headers ->> 'x-request-id', 200);
+  return next;
+end
+$fn$;
+comment on function private.request_context is 'IP, user agent and request id from PostgREST''s request.headers.';
+revoke all on function private.request_context from public, anon, authenticated;
+
+-- private.current_impersonation() -> table (session_id uuid, impersonator_id uuid)
+-- The impersonation session named by the request's JWT claim
+-- impersonation_session (set by the back end while a platform member acts
+-- as the user), or no row. Refuses (42501) a claim naming a session that
+-- is not active for the signed-in user: ended, expired or someone else's.
+create or replace function private.current_impersonation()
+  returns table (session_id uuid, impersonator_id uuid)
+  language plpgsql
+  stable
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+  claimed text := auth.jwt() ->> 'impersonation_session';
+begin
+  if claimed is null then
+    return;
+  end if;
+  return query
+    select s.id, s.impersonator_id from audit.impersonation_sessions s
+     where s.id::text = claimed and s.target_user_id = auth.uid() and s.expires_at > now()
+       and not exists (select from audit.impersonation_endings e where e.session_id = s.id);
+  if not found then
+    raise exception 'impersonation session % is not active', claimed
+      using errcode = '42501', hint = 'It ended or expired: start a new one.';
+  end if;
+end
+$fn$;
+comment on function private.current_impersonation is 'The active impersonation session of the request, from the impersonation_session claim; 42501 when it is not active.';
+{{ m.private_grants('current_impersonation') }}
+
+-- private.audit_platform_action() -> trigger
+-- AFTER row trigger on privileged tables (macro audited): writes
+-- audit.platform_actions with the action <argument>.<operation>, the
+-- acting user and impersonator, the row (before and after) and the request
+-- context, in the same transaction. Refuses (42501) a change made under an
+-- impersonation session that is no longer active.
+create or replace function private.audit_platform_action()
+  returns trigger
+  language plpgsql
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+  row_new jsonb := case when tg_op <> 'DELETE' then to_jsonb(new) end;
+  row_old jsonb := case when tg_op <> 'INSERT' then to_jsonb(old) end;
+  row_any jsonb := coalesce(row_new, row_old);
+  imp record;
+  ctx record;
+begin
+  select * into imp from private.current_impersonation();
+  select * into ctx from private.request_context();
+  insert into audit.platform_actions (action, actor_id, impersonator_id, impersonation_session_id, target_table, target_id,
+                                      target_organization_id, details, ip, user_agent, request_id)
+  values (tg_argv[0] || '.' || lower(tg_op), auth.uid(), imp.impersonator_id, imp.session_id,
+          tg_table_schema || '.' || tg_table_name,
+          coalesce(row_any ->> 'id', row_any ->> 'key', row_any ->> 'session_id',
+                   concat_ws('/', row_any ->> 'plan_key', row_any ->> 'feature_key')),
+          coalesce((row_any ->> 'organization_id')::uuid,
+                   case when tg_table_schema = 'tenancy' and tg_table_name = 'organizations' then (row_any ->> 'id')::uuid end),
+          jsonb_strip_nulls(jsonb_build_object('old', row_old, 'new', row_new)),
+          ctx.ip, ctx.user_agent, ctx.request_id);
+  return null;
+end
+$fn$;
+comment on function private.audit_platform_action is 'Trigger: the audit row of a privileged change, in the same transaction (no platform action without an audit row).';
+revoke all on function private.audit_platform_action from public, anon, authenticated;
+
+-- private.record_security_event(event_type text, severity text, subject_user_id uuid, details jsonb) -> uuid
+-- Appends a security event with the request context. Internal (definer
+-- functions call it); refuses nothing beyond the table's constraints.
+create or replace function private.record_security_event(event_type text, severity text, subject_user_id uuid, details jsonb)
+  returns uuid
+  language plpgsql
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+  ctx record;
+  new_id uuid;
+begin
+  select * into ctx from private.request_context();
+  insert into audit.security_events (event_type, severity, actor_id, subject_user_id, details, ip, user_agent, request_id)
+  values (event_type, severity, auth.uid(), subject_user_id, coalesce(details, '{}'), ctx.ip, ctx.user_agent, ctx.request_id)
+  returning id into new_id;
+  return new_id;
+end
+$fn$;
+comment on function private.record_security_event is 'Internal: appends a security event with the request context.';
+revoke all on function private.record_security_event from public, anon, authenticated;
+
+-- private.audit_append_only() -> trigger
+-- BEFORE UPDATE OR DELETE on every audit table: refuses (55000,
+-- <table>_append_only), also for the table owner. The one exception is a
+-- DELETE by purge_audit, which marks its transaction.
+create or replace function private.audit_append_only()
+  returns trigger
+  language plpgsql
+  set search_path = pg_catalog, pg_temp
+as $fn$
+begin
+  if tg_op = 'DELETE' and current_setting('tenantdb.audit_purge', true) = 'on' then
+    return old;
+  end if;
+  raise exception '%.% is append-only: % refused', tg_table_schema, tg_table_name, lower(tg_op)
+    using errcode = '55000', constraint = tg_table_name || '_append_only',
+          hint = 'Audit rows are kept; only purge_audit removes rows past the retention period.';
+end
+$fn$;
+comment on function private.audit_append_only is 'Trigger: audit tables refuse UPDATE and DELETE (55000), except purge_audit''s deletes.';
+revoke all on function private.audit_append_only from public, anon, authenticated;
+{% for t in ['platform_actions', 'security_events', 'impersonation_sessions', 'impersonation_endings', 'break_glass_events', 'incidents', 'incident_updates'] %}
+drop trigger if exists append_only on audit.{{ t }};
+create trigger append_only
+  before update or delete on audit.{{ t }}
+  for each row execute function private.audit_append_only();
+{% endfor %}
+
+-- private.purge_audit(older_than timestamptz) -> bigint
+-- The documented retention: deletes platform actions and security events
+-- that occurred before older_than, which must be at least 2 years ago, and
+-- records the purge itself as a platform action. Returns rows deleted.
+-- Refuses: not trusted and no platform.system.configure (42501); a cut-off
+-- inside the retention period (22023).
+create or replace function private.purge_audit(older_than timestamptz)
+  returns bigint
+  language plpgsql
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+  n_actions bigint;
+  n_events bigint;
+begin
+  perform private.require_platform('platform.system.configure');
+  if older_than is null or older_than > now() - interval '2 years' then
+    raise exception 'purge_audit: audit rows are kept for 2 years; % is inside that period', older_than
+      using errcode = '22023';
+  end if;
+  perform set_config('tenantdb.audit_purge', 'on', true);
+  delete from audit.platform_actions a where a.occurred_at < older_than;
+  get diagnostics n_actions = row_count;
+  delete from audit.security_events e where e.occurred_at < older_than;
+  get diagnostics n_events = row_count;
+  perform set_config('tenantdb.audit_purge', 'off', true);
+  insert into audit.platform_actions (action, actor_id, details)
+  values ('audit.purge', auth.uid(), jsonb_build_object('older_than', older_than, 'platform_actions', n_actions, 'security_events', n_events));
+  return n_actions + n_events;
+end
+$fn$;
+comment on function private.purge_audit is 'Definer twin of purge_audit: the only way audit rows leave, after 2 years, itself audited.';
+{{ m.private_grants('purge_audit', 'service_role') }}
+{{ m.api_function('purge_audit', 'older_than timestamptz', 'bigint', 'older_than',
+   'Deletes platform actions and security events older than a cut-off at least 2 years back, and audits the purge. Needs service_role or platform.system.configure (42501); cut-off too recent: 22023.') }}
+
+-- Impersonation -------------------------------------------------------------
+
+-- private.start_impersonation(target_user uuid, reason text, minutes integer) -> uuid
+-- Opens an impersonation session and returns its id (the back end puts it
+-- in the impersonation_session claim of the target's JWT). Refuses, each
+-- time also writing a security event (kept if the caller's transaction
+-- survives the error) and a server log line: without platform.user.impersonate
+-- (42501); a target who is platform staff (42501); oneself (22023); an
+-- unknown user (P0002); a reason under 5 characters or minutes outside
+-- 1..240 (22023). Callable by authenticated platform staff.
+create or replace function private.start_impersonation(target_user uuid, reason text, minutes integer)
+  returns uuid
+  language plpgsql
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+  new_id uuid;
+  refusal text;
+  code text;
+begin
+  if not private.has_system_permission('platform.user.impersonate') then
+    refusal := 'permission platform.user.impersonate is required'; code := '42501';
+  elsif target_user is null or not exists (select from identity.users u where u.id = target_user) then
+    refusal := 'unknown user'; code := 'P0002';
+  elsif target_user = auth.uid() then
+    refusal := 'you cannot impersonate yourself'; code := '22023';
+  elsif exists (select from iam.system_role_grants g
+                 where g.user_id = target_user and g.revoked_at is null and (g.expires_at is null or g.expires_at > now())) then
+    refusal := 'platform staff cannot be impersonated'; code := '42501';
+  elsif coalesce(length(btrim(reason)), 0) < 5 or minutes is null or minutes not between 1 and 240 then
+    refusal := 'a reason (5+ characters) and 1 to 240 minutes are required'; code := '22023';
+  end if;
+  if refusal is not null then
+    -- The security event is part of the caller's transaction, which the
+    -- error below rolls back unless the caller catches it; the server log
+    -- line (RAISE LOG) survives in every case.
+    perform private.record_security_event('impersonation.refused', 'high', target_user,
+                                          jsonb_build_object('reason', refusal, 'requested_reason', reason, 'minutes', minutes));
+    raise log 'tenantdb security event impersonation.refused: user % target % reason %', auth.uid(), target_user, refusal;
+    raise exception 'start_impersonation: %', refusal using errcode = code;
+  end if;
+  insert into audit.impersonation_sessions (impersonator_id, target_user_id, reason, expires_at)
+  values (auth.uid(), target_user, btrim(reason), clock_timestamp() + make_interval(mins => minutes))
+  returning id into new_id;
+  return new_id;
+end
+$fn$;
+comment on function private.start_impersonation is 'Definer twin of start_impersonation.';
+{{ m.private_grants('start_impersonation') }}
+{{ m.api_function('start_impersonation', 'target_user uuid, reason text, minutes integer default 30', 'uuid', 'target_user, reason, minutes',
+   'Opens an impersonation session (at most 4 hours). Needs platform.user.impersonate; refuses platform staff as target (42501), oneself or bad input (22023), unknown user (P0002).') }}
+
+-- private.end_impersonation() -> uuid
+-- Ends the active impersonation session: the one named by the request's
+-- impersonation_session claim, else the caller's own as impersonator.
+-- Returns its id. Refuses: no active session (P0002).
+create or replace function private.end_impersonation()
+  returns uuid
+  language plpgsql
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+  sid uuid;
+begin
+  select s.id into sid from audit.impersonation_sessions s
+   where (s.id::text = auth.jwt() ->> 'impersonation_session' and s.target_user_id = auth.uid()
+          or s.impersonator_id = auth.uid())
+     and s.expires_at > now()
+     and not exists (select from audit.impersonation_endings e where e.session_id = s.id)
+   order by s.started_at desc limit 1;
+  if sid is null then
+    raise exception 'end_impersonation: no active impersonation session' using errcode = 'P0002';
+  end if;
+  insert into audit.impersonation_endings (session_id, ended_by, reason)
+  values (sid, (select s.impersonator_id from audit.impersonation_sessions s where s.id = sid), 'ended');
+  return sid;
+end
+$fn$;
+comment on function private.end_impersonation is 'Definer twin of end_impersonation.';
+{{ m.private_grants('end_impersonation') }}
+{{ m.api_function('end_impersonation', '', 'uuid', '',
+   'Ends the active impersonation session and returns its id. None active: P0002.') }}
+
+-- Break-glass -----------------------------------------------------------------
+
+-- private.activate_break_glass(reason text, minutes integer) -> uuid
+-- Records the activation of the caller's active break-glass grant, for a
+-- reason and at most 4 hours, with a critical security event; returns the
+-- event id. Refuses: no active grant of a break-glass role (42501, also
+-- recorded as a security event); a reason under 10 characters or minutes
+-- outside 1..240 (22023).
+create or replace function private.activate_break_glass(reason text, minutes integer)
+  returns uuid
+  language plpgsql
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+  grant_row uuid;
+  new_id uuid;
+begin
+  select g.id into grant_row from iam.system_role_grants g join iam.roles r on r.key = g.role_key
+   where g.user_id = auth.uid() and r.is_break_glass and g.revoked_at is null and (g.expires_at is null or g.expires_at > now())
+   limit 1;
+  if grant_row is null then
+    perform private.record_security_event('break_glass.refused', 'high', auth.uid(), jsonb_build_object('reason', reason));
+    raise log 'tenantdb security event break_glass.refused: user %', auth.uid();
+    raise exception 'activate_break_glass: you hold no active break-glass grant' using errcode = '42501';
+  end if;
+  if coalesce(length(btrim(reason)), 0) < 10 or minutes is null or minutes not between 1 and 240 then
+    raise exception 'activate_break_glass: a reason (10+ characters) and 1 to 240 minutes are required' using errcode = '22023';
+  end if;
+  insert into audit.break_glass_events (user_id, grant_id, reason, expires_at)
+  values (auth.uid(), grant_row, btrim(reason), clock_timestamp() + make_interval(mins => minutes))
+  returning id into new_id;
+  perform private.record_security_event('break_glass.activated', 'critical', auth.uid(),
+                                        jsonb_build_object('break_glass_event_id', new_id, 'reason', reason, 'minutes', minutes));
+  return new_id;
+end
+$fn$;
+comment on function private.activate_break_glass is 'Definer twin of activate_break_glass.';
+{{ m.private_grants('activate_break_glass') }}
+{{ m.api_function('activate_break_glass', 'reason text, minutes integer default 60', 'uuid', 'reason, minutes',
+   'Activates the caller''s break-glass grant with a critical security event. No such grant: 42501; bad input: 22023.') }}
+
+-- Security events from grants ---------------------------------------------------
+
+-- private.system_role_granted_event() -> trigger
+-- AFTER INSERT on iam.system_role_grants: a high-severity security event.
+create or replace function private.system_role_granted_event()
+  returns trigger
+  language plpgsql
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $fn$
+begin
+  perform private.record_security_event('iam.system_role_granted', 'high', new.user_id,
+                                        jsonb_build_object('grant_id', new.id, 'role_key', new.role_key, 'reason', new.reason));
+  return null;
+end
+$fn$;
+comment on function private.system_role_granted_event is 'Trigger: a security event for every system role granted.';
+revoke all on function private.system_role_granted_event from public, anon, authenticated;
+drop trigger if exists system_role_granted_event on iam.system_role_grants;
+create trigger system_role_granted_event
+  after insert on iam.system_role_grants
+  for each row execute function private.system_role_granted_event();
+
+-- Incidents ---------------------------------------------------------------------
+
+-- private.open_incident(title text, severity text, description text) -> uuid
+-- Opens an incident with its first timeline entry (status open); returns
+-- its id. Refuses: not trusted and no platform.security.view (42501); bad
+-- severity or empty title (the tables' constraints).
+create or replace function private.open_incident(title text, severity text, description text)
+  returns uuid
+  language plpgsql
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+  new_id uuid;
+begin
+  perform private.require_platform('platform.security.view');
+  insert into audit.incidents (opened_by, title, severity, description)
+  values (auth.uid(), open_incident.title, open_incident.severity, open_incident.description)
+  returning id into new_id;
+  insert into audit.incident_updates (incident_id, seq, status, note, by_user)
+  values (new_id, 1, 'open', coalesce(description, title), auth.uid());
+  return new_id;
+end
+$fn$;
+comment on function private.open_incident is 'Definer twin of open_incident.';
+{{ m.private_grants('open_incident') }}
+{{ m.api_function('open_incident', 'title text, severity text, description text default null', 'uuid', 'title, severity, description',
+   'Opens an incident (status open). Needs platform.security.view (42501).') }}
+
+-- private.update_incident(incident_id uuid, status text, note text) -> integer
+-- Appends a timeline entry; returns its sequence number. Statuses only move
+-- forward: open -> investigating -> mitigated -> resolved -> closed
+-- (steps may be skipped). Refuses: not trusted and no
+-- platform.security.view (42501); unknown incident (P0002); a step back or
+-- an empty note (22023).
+create or replace function private.update_incident(incident_id uuid, status text, note text)
+  returns integer
+  language plpgsql
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+  steps text[] := array['open', 'investigating', 'mitigated', 'resolved', 'closed'];
+  last_status text;
+  last_seq int;
+begin
+  perform private.require_platform('platform.security.view');
+  select u.status, u.seq into last_status, last_seq from audit.incident_updates u
+   where u.incident_id = update_incident.incident_id order by u.seq desc limit 1 for update;
+  if last_seq is null then
+    raise exception 'update_incident: no incident %', incident_id using errcode = 'P0002';
+  end if;
+  if array_position(steps, update_incident.status) is null
+     or array_position(steps, update_incident.status) < array_position(steps, last_status)
+     or coalesce(btrim(note), '') = '' then
+    raise exception 'update_incident: % -> % is not a step forward (or the note is empty)', last_status, status
+      using errcode = '22023';
+  end if;
+  insert into audit.incident_updates (incident_id, seq, status, note, by_user)
+  values (update_incident.incident_id, last_seq + 1, update_incident.status, note, auth.uid());
+  return last_seq + 1;
+end
+$fn$;
+comment on function private.update_incident is 'Definer twin of update_incident.';
+{{ m.private_grants('update_incident') }}
+{{ m.api_function('update_incident', 'incident_id uuid, status text, note text', 'integer', 'incident_id, status, note',
+   'Appends to an incident''s timeline, status only moving forward. Needs platform.security.view (42501); unknown: P0002; step back: 22023.') }}
+
+-- The privileged tables: each change writes its audit row (macro audited).
+{{ m.audited('iam.system_role_grants', 'iam.system_role_grant') }}
+{{ m.audited('catalog.plans', 'catalog.plan') }}
+{{ m.audited('catalog.plan_features', 'catalog.plan_feature') }}
+{{ m.audited('billing.credit_ledger', 'billing.admin_credit', events='insert', when="new.source in ('admin', 'promo')") }}
+{{ m.audited('tenancy.organizations', 'tenancy.organization_status', events='update of status', when='old.status is distinct from new.status') }}
+{{ m.audited('tenancy.organizations', 'tenancy.organization', events='delete', name='audit_platform_action_delete') }}
+{{ m.audited('audit.impersonation_sessions', 'audit.impersonation_start', events='insert') }}
+{{ m.audited('audit.impersonation_endings', 'audit.impersonation_end', events='insert') }}
+{{ m.audited('audit.break_glass_events', 'audit.break_glass_activation', events='insert') }}
