@@ -726,7 +726,7 @@ begin
 end
 $fn$;
 comment on function private.record_one_off_payment is 'Definer twin of record_one_off_payment.';
-{{ m.private_grants('record_one_off_payment', 'service_role') }}
+{{ m.private_grants('record_one_off_payment') }}
 {{ m.api_function('record_one_off_payment',
    'organization_id uuid, provider text, provider_payment_id text, amount_minor bigint, currency text, reason text, status text',
    'uuid', 'organization_id, provider, provider_payment_id, amount_minor, currency, reason, status',
@@ -805,7 +805,7 @@ begin
 end
 $fn$;
 comment on function private.ingest_payment_event is 'Definer twin of ingest_payment_event.';
-{{ m.private_grants('ingest_payment_event', 'service_role') }}
+{{ m.private_grants('ingest_payment_event') }}
 {{ m.api_function('ingest_payment_event', 'provider text, provider_event_id text, event_type text, payload jsonb, occurred_at timestamptz',
    'table (event_id uuid, duplicate boolean)', 'provider, provider_event_id, event_type, payload, occurred_at',
    'Stores a payment webhook once per (provider, provider_event_id); returns its id and whether it was a duplicate. Needs service_role or platform.billing.adjust (42501); bad input: 22023.') }}
@@ -902,7 +902,7 @@ begin
 end
 $fn$;
 comment on function private.claim_payment_events is 'Definer twin of claim_payment_events.';
-{{ m.private_grants('claim_payment_events', 'service_role') }}
+{{ m.private_grants('claim_payment_events') }}
 {{ m.api_function('claim_payment_events', "worker text, max_events integer default 100, lease interval default interval '5 minutes'",
    'table (event_id uuid, attempt integer)', 'worker, max_events, lease',
    'Claims inbox events (SKIP LOCKED, oldest first) for a lease. Needs service_role or platform.billing.adjust (42501).') }}
@@ -948,7 +948,7 @@ begin
 end
 $fn$;
 comment on function private.handle_payment_event is 'Definer twin of handle_payment_event.';
-{{ m.private_grants('handle_payment_event', 'service_role') }}
+{{ m.private_grants('handle_payment_event') }}
 {{ m.api_function('handle_payment_event', 'event_id uuid, worker text', 'text', 'event_id, worker',
    'Applies one claimed inbox event and records the attempt; returns processed, skipped or failed. Needs service_role or platform.billing.adjust (42501); unknown event: P0002.') }}
 
@@ -977,7 +977,7 @@ begin
 end
 $fn$;
 comment on function private.process_payment_events is 'Definer twin of process_payment_events.';
-{{ m.private_grants('process_payment_events', 'service_role') }}
+{{ m.private_grants('process_payment_events') }}
 {{ m.api_function('process_payment_events', "worker text, max_events integer default 100, lease interval default interval '5 minutes'",
    'table (event_id uuid, outcome text, error text)', 'worker, max_events, lease',
    'Claims and applies inbox events in provider time order in one transaction, recording each attempt. Needs service_role or platform.billing.adjust (42501).') }}
@@ -1050,7 +1050,7 @@ begin
 end
 $fn$;
 comment on function private.track_platform_revenue is 'Definer twin of track_platform_revenue.';
-{{ m.private_grants('track_platform_revenue', 'service_role') }}
+{{ m.private_grants('track_platform_revenue') }}
 {{ m.api_function('track_platform_revenue',
    'p_organization_id uuid, p_provider text, p_source_payment_id text, p_gross_amount_minor bigint, p_currency text, p_occurred_at timestamptz default now()',
    'uuid', 'p_organization_id, p_provider, p_source_payment_id, p_gross_amount_minor, p_currency, p_occurred_at',

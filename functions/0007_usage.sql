@@ -173,7 +173,7 @@ begin
 end
 $fn$;
 comment on function private.aggregate_usage is 'Definer twin of aggregate_usage (seed 001).';
-{{ m.private_grants('aggregate_usage', 'service_role') }}
+{{ m.private_grants('aggregate_usage') }}
 {{ m.api_function('aggregate_usage', 'period_type text, start_at timestamptz, end_at timestamptz', 'integer', 'period_type, start_at, end_at',
    'Seed 001: recomputes daily or monthly UTC rollups for buckets starting in [start_at, end_at); re-runnable. Needs service_role (42501); bad period type or range: 22023.') }}
 

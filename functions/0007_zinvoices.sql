@@ -170,7 +170,7 @@ begin
 end
 $fn$;
 comment on function private.generate_invoice is 'Definer twin of generate_invoice.';
-{{ m.private_grants('generate_invoice', 'service_role') }}
+{{ m.private_grants('generate_invoice') }}
 {{ m.api_function('generate_invoice', 'org uuid, period_start date', 'uuid', 'org, period_start',
    'Draft invoice of a billing period: the plan in advance, the previous period''s overage fees and upgrade prorations; idempotent per period. Needs service_role or platform.billing.adjust (42501); not a period start or currency mismatch: 22023; nothing to bill: P0002.') }}
 
@@ -218,7 +218,7 @@ begin
 end
 $fn$;
 comment on function private.finalize_invoice is 'Definer twin of finalize_invoice.';
-{{ m.private_grants('finalize_invoice', 'service_role') }}
+{{ m.private_grants('finalize_invoice') }}
 {{ m.api_function('finalize_invoice', 'org uuid, invoice_id uuid', 'bigint', 'org, invoice_id',
    'Applies credits, stamps the total and opens a draft invoice; returns the total. Needs service_role or platform.billing.adjust (42501); unknown: P0002; not a draft: 55000.') }}
 
@@ -254,7 +254,7 @@ begin
 end
 $fn$;
 comment on function private.set_invoice_status is 'Definer twin of set_invoice_status.';
-{{ m.private_grants('set_invoice_status', 'service_role') }}
+{{ m.private_grants('set_invoice_status') }}
 {{ m.api_function('set_invoice_status', 'org uuid, invoice_id uuid, status text', 'void', 'org, invoice_id, status',
    'Marks an invoice paid, void (credit given back) or uncollectible. Needs service_role or platform.billing.adjust (42501); unknown: P0002; illegal move: 23514.') }}
 

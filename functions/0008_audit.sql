@@ -87,8 +87,8 @@ begin
                                       target_organization_id, details, ip, user_agent, request_id)
   values (tg_argv[0] || '.' || lower(tg_op), auth.uid(), imp.impersonator_id, imp.session_id,
           tg_table_schema || '.' || tg_table_name,
-          coalesce(row_any ->> 'id', row_any ->> 'key', row_any ->> 'session_id',
-                   concat_ws('/', row_any ->> 'plan_key', row_any ->> 'feature_key')),
+          coalesce(row_any ->> 'id', row_any ->> 'key', row_any ->> 'session_id', row_any ->> 'user_id',
+                   nullif(concat_ws('/', row_any ->> 'plan_key', row_any ->> 'feature_key'), '')),
           coalesce((row_any ->> 'organization_id')::uuid,
                    case when tg_table_schema = 'tenancy' and tg_table_name = 'organizations' then (row_any ->> 'id')::uuid end),
           jsonb_strip_nulls(jsonb_build_object('old', row_old, 'new', row_new)),
@@ -182,7 +182,7 @@ begin
 end
 $fn$;
 comment on function private.purge_audit is 'Definer twin of purge_audit: the only way audit rows leave, after 2 years, itself audited.';
-{{ m.private_grants('purge_audit', 'service_role') }}
+{{ m.private_grants('purge_audit') }}
 {{ m.api_function('purge_audit', 'older_than timestamptz', 'bigint', 'older_than',
    'Deletes platform actions and security events older than a cut-off at least 2 years back, and audits the purge. Needs service_role or platform.system.configure (42501); cut-off too recent: 22023.') }}
 

@@ -36,7 +36,8 @@ insert into iam.permissions (key, description, is_platform) values
   ('platform.plan.manage', 'Change plans and plan features.', true),
   ('platform.user.impersonate', 'Impersonate a user for support.', true),
   ('platform.security.view', 'Read audit and security records.', true),
-  ('platform.system.configure', 'Grant system roles and configure the platform.', true)
+  ('platform.system.configure', 'Grant system roles and configure the platform.', true),
+  ('platform.privacy.manage', 'Handle data-subject requests: export and erase user data.', true)
 on conflict (key) do update
   set description = excluded.description
   where iam.permissions.description is distinct from excluded.description;
@@ -58,7 +59,7 @@ select r.key, r.is_system, p.key, p.is_platform
     ('platform_support', 'platform.security.view'),
     ('platform_admin', 'platform.tenant.read'), ('platform_admin', 'platform.tenant.suspend'),
     ('platform_admin', 'platform.billing.adjust'), ('platform_admin', 'platform.plan.manage'),
-    ('platform_admin', 'platform.security.view')
+    ('platform_admin', 'platform.security.view'), ('platform_admin', 'platform.privacy.manage')
   ) as m (role_key, permission_key)
   join iam.roles r on r.key = m.role_key
   join iam.permissions p on p.key = m.permission_key

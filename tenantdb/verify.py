@@ -11,6 +11,25 @@ from .engine import Engine
 from .errors import StatementError
 
 
+PERSONAL_DATA_CHECK = """
+select format('%s.%s.%s', n.nspname, c.relname, a.attname),
+       'column is tagged @personal but missing from privacy.data_inventory'
+  from pg_catalog.pg_attribute a
+  join pg_catalog.pg_class c on c.oid = a.attrelid
+  join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+ where a.attnum > 0 and not a.attisdropped and c.relkind in ('r', 'p') and not c.relispartition
+   and col_description(c.oid, a.attnum) like '@personal%'
+   and not exists (select from privacy.data_inventory i
+                    where (i.schema_name, i.table_name, i.column_name) = (n.nspname::text, c.relname::text, a.attname::text))
+union all
+select format('%s.%s.%s', i.schema_name, i.table_name, i.column_name), 'inventory names a column that does not exist'
+  from privacy.data_inventory i
+ where not exists (select from pg_catalog.pg_attribute a
+                    where a.attrelid = to_regclass(format('%I.%I', i.schema_name, i.table_name))
+                      and a.attname = i.column_name and not a.attisdropped)
+"""
+
+
 @dataclass
 class Problem:
     check: str
@@ -36,6 +55,11 @@ def problems(engine: Engine) -> list[Problem]:
             ).fetchall()
             found += [Problem("leftover", sig, "function in private that no file of this package defines")
                       for name, sig in rows if name not in defined]
+        # Personal data: every column tagged @personal is in the inventory,
+        # and every inventory row names a column that exists.
+        if conn.execute("select to_regclass('privacy.data_inventory') is not null").fetchone()[0]:
+            rows = conn.execute(PERSONAL_DATA_CHECK).fetchall()
+            found += [Problem("personal_data", obj, detail) for obj, detail in rows]
         for relpath, sql in engine.renderer.checks():
             try:
                 rows = conn.execute(sql.encode()).fetchall()

@@ -12,6 +12,7 @@ import pytest
 PRIVILEGED = {
     "iam.system_role_grants", "catalog.plans", "catalog.plan_features", "billing.credit_ledger",
     "tenancy.organizations", "audit.impersonation_sessions", "audit.impersonation_endings", "audit.break_glass_events",
+    "privacy.erasures",
 }
 
 AUDITED_TABLES = """
@@ -42,6 +43,7 @@ CHANGES = {
     "audit.impersonation_sessions": "insert into audit.impersonation_sessions (impersonator_id, target_user_id, reason, expires_at) "
                                     "values (%(staff)s, %(user)s, 'audit test', now() + interval '5 minutes')",
     "audit.impersonation_endings": "insert into audit.impersonation_endings (session_id) select id from audit.impersonation_sessions limit 1",
+    "privacy.erasures": "insert into privacy.erasures (user_id, columns_erased, rows_deleted) values (%(user)s, 0, 0)",
     "audit.break_glass_events": "insert into audit.break_glass_events (user_id, grant_id, reason, expires_at) "
                                 "select user_id, id, 'audit coverage test', now() + interval '5 minutes' from iam.system_role_grants limit 1",
 }

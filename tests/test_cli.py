@@ -77,8 +77,9 @@ def test_seed_twice_changes_nothing(dsn: str) -> None:
         # usage.record for owner, admin and member, plus every platform permission for
         # superadmin and break-glass.
         platform = conn.execute("select count(*) from iam.permissions where is_platform").fetchone()[0]
-        assert platform == 8
-        assert conn.execute("select count(*) from iam.role_permissions").fetchone()[0] == 28 + 3 + 2 * platform
+        assert platform == 9
+        # ... and platform.privacy.manage for platform admins.
+        assert conn.execute("select count(*) from iam.role_permissions").fetchone()[0] == 28 + 3 + 1 + 2 * platform
 
 
 def test_seed_before_migrate_is_refused(empty_db: str) -> None:
@@ -162,3 +163,13 @@ def test_seed_with_a_team_catalog_updates_without_breaking_subscriptions(dsn: st
     assert proc.returncode == 1 and 'names unknown feature "max_widgets"' in proc.stderr and "SQLSTATE 22023" in proc.stderr
     with psycopg.connect(dsn) as conn:
         assert conn.execute("select count(*) from catalog.plan_features where feature_key = 'max_widgets'").fetchone()[0] == 0
+
+
+def test_verify_fails_for_a_personal_column_missing_from_the_inventory(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("alter table identity.users add column nickname text")
+        conn.execute("comment on column identity.users.nickname is '@personal what friends call them'")
+    proc = run("--dsn", dsn, "verify", "--json")
+    assert proc.returncode == 1
+    assert {"check": "personal_data", "object": "identity.users.nickname",
+            "detail": "column is tagged @personal but missing from privacy.data_inventory"} in json.loads(proc.stdout)["problems"]

@@ -128,6 +128,10 @@ def world(dsn: str) -> dict[str, str]:
                      (ids["alice"],))
         as_user(ids["alice"], "select public.activate_break_glass('database is on fire', 30)")
         as_user(ids["sam"], "select public.open_incident('Fixture incident', 'low')")
+        # Privacy rows of Alice's.
+        as_user(ids["alice"], "select public.give_consent('marketing', 'v1')")
+        as_user(ids["alice"], "select public.submit_subject_request('access')")
+        conn.execute("insert into privacy.erasures (user_id, columns_erased, rows_deleted) values (%s, 0, 0)", (ids["alice"],))
         if conn.execute("select to_regclass('identity.sessions') is not null").fetchone()[0]:
             conn.execute("insert into identity.sessions (user_id, token_hash, expires_at) values (%s, repeat('a', 64), now() + interval '1 day')",
                          (ids["alice"],))
