@@ -105,7 +105,7 @@ select * from (values
   ('auth', 'users', 'raw_user_meta_data', 'profile', 'sign-in', 'contract', 'account lifetime', 'id', 'user_id', '''{}''::jsonb'),
   ('tenancy', 'organizations', 'name', 'name', 'the personal workspace is named after its user', 'contract', 'account lifetime', 'personal_owner_id', 'user_id', '''Erased workspace'''),
   ('tenancy', 'organizations', 'slug', 'identifier', 'the personal workspace''s URL holds the email''s local part', 'contract', 'account lifetime', 'personal_owner_id', 'user_id', '''erased-'' || left(md5(id::text), 12)'),
-  ('tenancy', 'invitations', 'email', 'contact', 'invitations to join', 'legitimate_interests', '30 days after expiry', 'email', 'email', '''erased@erased.invalid'''),
+  ('tenancy', 'invitations', 'email', 'contact', 'invitations to join', 'legitimate_interests', '30 days after expiry', 'email', 'email', '''erased-'' || id || ''@erased.invalid'''),
   ('audit', 'platform_actions', 'ip', 'network', 'security and accountability', 'legal_obligation', '2 years', 'actor_id', 'user_id', null),
   ('audit', 'platform_actions', 'user_agent', 'network', 'security and accountability', 'legal_obligation', '2 years', 'actor_id', 'user_id', null),
   ('audit', 'security_events', 'ip', 'network', 'security', 'legal_obligation', '2 years', 'actor_id', 'user_id', null),

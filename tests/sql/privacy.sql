@@ -1,7 +1,7 @@
 -- privacy: consents, subject requests, export and erasure.
 begin;
 \ir _helpers.psql
-select plan(22);
+select plan(23);
 
 select tests.user('Zoe.Subject@example.test', '{"full_name": "Zoe Subject"}') as zoe \gset
 select tests.user('dpo@platform.test') as dpo \gset
@@ -69,6 +69,13 @@ select ok(position('Zoe' in export_user_data(:'zoe')::text) = 0 and position('zo
 select is((select count(*)::int from tenancy.invitations where lower(email) like 'zoe%'), 0, 'invitations to her address are anonymized');
 select is((select amount_minor from billing.credit_ledger where idempotency_key = 'zoe-promo')::bigint, 700::bigint,
   'the ledger keeps its amounts');
+
+-- A second erased invitee of the same organization does not collide with the first.
+select tests.user('yan@example.test') as yan \gset
+select tests.act_as(:'other');
+select count(*) from invite_member(:'oorg', 'yan@example.test');
+reset role;
+select lives_ok(format($$select erase_user(%L)$$, :'yan'), 'erasing two invitees of one organization');
 
 select * from finish();
 rollback;
