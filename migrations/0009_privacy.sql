@@ -108,6 +108,8 @@ select * from (values
   ('tenancy', 'invitations', 'email', 'contact', 'invitations to join', 'legitimate_interests', '30 days after expiry', 'email', 'email', '''erased-'' || id || ''@erased.invalid'''),
   ('audit', 'platform_actions', 'ip', 'network', 'security and accountability', 'legal_obligation', '2 years', 'actor_id', 'user_id', null),
   ('audit', 'platform_actions', 'user_agent', 'network', 'security and accountability', 'legal_obligation', '2 years', 'actor_id', 'user_id', null),
+  ('audit', 'platform_actions', 'details', 'record of change', 'the rows a privileged change touched (may hold names, emails)', 'legal_obligation', '2 years', 'actor_id', 'user_id', null),
+  ('audit', 'security_events', 'details', 'record of event', 'security', 'legal_obligation', '2 years', 'actor_id', 'user_id', null),
   ('audit', 'security_events', 'ip', 'network', 'security', 'legal_obligation', '2 years', 'actor_id', 'user_id', null),
   ('audit', 'security_events', 'user_agent', 'network', 'security', 'legal_obligation', '2 years', 'actor_id', 'user_id', null)
 ) as v;
