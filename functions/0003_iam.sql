@@ -2,10 +2,62 @@
 -- tenancy.memberships and live in functions/0004_access.sql.
 {% import 'sql/macros.sql' as m with context %}
 
+-- private.request_is_valid() -> boolean
+-- False when the request carries an impersonation_session claim that does
+-- not name an active session for the signed-in user (ended, expired, or
+-- someone else's); true otherwise. Every permission helper requires it, so
+-- an ended impersonation token opens nothing. Refuses nothing.
+create or replace function private.request_is_valid()
+  returns boolean
+  language plpgsql
+  stable
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+  claimed text := auth.jwt() ->> 'impersonation_session';
+begin
+  if claimed is null then
+    return true;
+  end if;
+  if to_regclass('audit.impersonation_sessions') is null then
+    return false;
+  end if;
+  return exists (select from audit.impersonation_sessions s
+                  where s.id::text = claimed and s.target_user_id = auth.uid() and s.expires_at > now()
+                    and not exists (select from audit.impersonation_endings e where e.session_id = s.id));
+end
+$fn$;
+comment on function private.request_is_valid is 'False for a request whose impersonation_session claim is not an active session of the signed-in user.';
+{{ m.private_grants('request_is_valid') }}
+
+-- private.break_glass_active(grant_id uuid) -> boolean
+-- Whether the break-glass grant has an unexpired activation
+-- (audit.break_glass_events). A break-glass grant confers nothing until it
+-- is activated with a reason (activate_break_glass).
+create or replace function private.break_glass_active(grant_id uuid)
+  returns boolean
+  language plpgsql
+  stable
+  security definer
+  set search_path = pg_catalog, pg_temp
+as $fn$
+begin
+  if to_regclass('audit.break_glass_events') is null then
+    return false;
+  end if;
+  return exists (select from audit.break_glass_events b where b.grant_id = break_glass_active.grant_id and b.expires_at > now());
+end
+$fn$;
+comment on function private.break_glass_active is 'Whether a break-glass grant is activated right now.';
+{{ m.private_grants('break_glass_active') }}
+
 -- private.has_system_permission(permission text) -> boolean
 -- Returns whether the caller (auth.uid()) holds an active, unexpired grant
--- of a system role carrying the permission. Refuses nothing; null caller or
--- tenant permission: false. Callable by authenticated and service_role.
+-- of a system role carrying the permission (a break-glass grant only while
+-- activated) and the request's impersonation claim, if any, is valid.
+-- Refuses nothing; null caller or tenant permission: false. Callable by
+-- authenticated and service_role.
 create or replace function private.has_system_permission(permission text)
   returns boolean
   language sql
@@ -16,12 +68,15 @@ as $fn$
   select exists (
     select
       from iam.system_role_grants g
+      join iam.roles r on r.key = g.role_key
       join iam.role_permissions rp on rp.role_key = g.role_key
      where g.user_id = auth.uid()
        and g.revoked_at is null
        and (g.expires_at is null or g.expires_at > now())
        and rp.permission_key = has_system_permission.permission
-       and rp.permission_is_platform)
+       and rp.permission_is_platform
+       and (not r.is_break_glass or private.break_glass_active(g.id)))
+     and private.request_is_valid()
 $fn$;
 comment on function private.has_system_permission is 'Definer twin of has_system_permission: reads the grants the caller cannot see.';
 {{ m.private_grants('has_system_permission') }}
@@ -40,9 +95,12 @@ create or replace function private.is_platform_team_member()
 as $fn$
   select exists (
     select from iam.system_role_grants g
+      join iam.roles r on r.key = g.role_key
      where g.user_id = auth.uid()
        and g.revoked_at is null
-       and (g.expires_at is null or g.expires_at > now()))
+       and (g.expires_at is null or g.expires_at > now())
+       and (not r.is_break_glass or private.break_glass_active(g.id)))
+     and private.request_is_valid()
 $fn$;
 comment on function private.is_platform_team_member is 'Definer twin of is_platform_team_member.';
 {{ m.private_grants('is_platform_team_member') }}

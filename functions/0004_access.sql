@@ -41,6 +41,7 @@ as $fn$
      and rp.permission_key = org_ids_with_permission.permission
      and not rp.permission_is_platform
      and private.permission_usable(m.organization_id, org_ids_with_permission.permission)
+     and private.request_is_valid()
 $fn$;
 comment on function private.org_ids_with_permission is 'The organizations where the caller''s membership carries a tenant permission; the core of every tenant RLS policy.';
 {{ m.private_grants('org_ids_with_permission') }}
@@ -84,6 +85,7 @@ create or replace function private.has_permission(organization_id uuid, permissi
 as $fn$
   select auth.uid() is not null
      and private.user_has_permission(has_permission.organization_id, auth.uid(), has_permission.permission)
+     and private.request_is_valid()
 $fn$;
 comment on function private.has_permission is 'Definer twin of has_permission: reads memberships regardless of RLS.';
 {{ m.private_grants('has_permission') }}

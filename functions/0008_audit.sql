@@ -21,8 +21,16 @@ begin
   exception when others then
     headers := null;
   end;
-  addr := btrim(split_part(coalesce(headers ->> 'x-forwarded-for', headers ->> 'x-real-ip', ''), ',', 1));
-  ip := case when addr ~ '^[0-9a-fA-F:.]+$' then addr::inet end;
+  -- The last x-forwarded-for entry is the one the nearest proxy added; the
+  -- ones before it are whatever the client sent.
+  addr := btrim(coalesce((regexp_split_to_array(headers ->> 'x-forwarded-for', ','))[
+                            array_length(regexp_split_to_array(headers ->> 'x-forwarded-for', ','), 1)],
+                         headers ->> 'x-real-ip', ''));
+  begin
+    ip := nullif(addr, '')::inet;
+  exception when others then
+    ip := null;  -- a malformed header must not stop the audit
+  end;
   user_agent := left(headers ->> 'user-agent', 500);
   request_id := left(headers ->> 'x-request-id', 200);
   return next;
@@ -81,11 +89,18 @@ declare
   imp record;
   ctx record;
 begin
-  select * into imp from private.current_impersonation();
+  if tg_table_name = 'impersonation_endings' then
+    -- Ending a session is allowed from inside it: attribute, do not validate.
+    select s.id as session_id, s.impersonator_id into imp from audit.impersonation_sessions s
+     where s.id::text = auth.jwt() ->> 'impersonation_session';
+  else
+    select * into imp from private.current_impersonation();
+  end if;
   select * into ctx from private.request_context();
-  insert into audit.platform_actions (action, actor_id, impersonator_id, impersonation_session_id, target_table, target_id,
+  insert into audit.platform_actions (action, actor_id, impersonator_id, impersonation_session_id, db_role, target_table, target_id,
                                       target_organization_id, details, ip, user_agent, request_id)
   values (tg_argv[0] || '.' || lower(tg_op), auth.uid(), imp.impersonator_id, imp.session_id,
+          coalesce(nullif(current_setting('role'), 'none'), session_user),
           tg_table_schema || '.' || tg_table_name,
           coalesce(row_any ->> 'id', row_any ->> 'key', row_any ->> 'session_id', row_any ->> 'user_id',
                    nullif(concat_ws('/', row_any ->> 'plan_key', row_any ->> 'feature_key'), '')),
@@ -132,12 +147,16 @@ create or replace function private.audit_append_only()
   set search_path = pg_catalog, pg_temp
 as $fn$
 begin
-  if tg_op = 'DELETE' and current_setting('tenantdb.audit_purge', true) = 'on' then
+  -- purge_audit runs as the tables' owner and marks its transaction; a
+  -- client setting the same mark is not the owner.
+  if tg_op = 'DELETE' and current_setting('tenantdb.audit_purge', true) = 'on'
+     and current_user = (select pg_catalog.pg_get_userbyid(c.relowner) from pg_catalog.pg_class c where c.oid = tg_relid) then
     return old;
   end if;
   raise exception '%.% is append-only: % refused', tg_table_schema, tg_table_name, lower(tg_op)
     using errcode = '55000', constraint = tg_table_name || '_append_only',
           hint = 'Audit rows are kept; only purge_audit removes rows past the retention period.';
+  return null;
 end
 $fn$;
 comment on function private.audit_append_only is 'Trigger: audit tables refuse UPDATE and DELETE (55000), except purge_audit''s deletes.';
@@ -147,6 +166,10 @@ drop trigger if exists append_only on audit.{{ t }};
 create trigger append_only
   before update or delete on audit.{{ t }}
   for each row execute function private.audit_append_only();
+drop trigger if exists append_only_truncate on audit.{{ t }};
+create trigger append_only_truncate
+  before truncate on audit.{{ t }}
+  for each statement execute function private.audit_append_only();
 {% endfor %}
 
 -- private.purge_audit(older_than timestamptz) -> bigint
@@ -223,9 +246,9 @@ begin
     -- The security event is part of the caller's transaction, which the
     -- error below rolls back unless the caller catches it; the server log
     -- line (RAISE LOG) survives in every case.
+    raise log 'tenantdb security event impersonation.refused: user % target % reason %', auth.uid(), target_user, refusal;
     perform private.record_security_event('impersonation.refused', 'high', target_user,
                                           jsonb_build_object('reason', refusal, 'requested_reason', reason, 'minutes', minutes));
-    raise log 'tenantdb security event impersonation.refused: user % target % reason %', auth.uid(), target_user, refusal;
     raise exception 'start_impersonation: %', refusal using errcode = code;
   end if;
   insert into audit.impersonation_sessions (impersonator_id, target_user_id, reason, expires_at)
@@ -262,7 +285,7 @@ begin
     raise exception 'end_impersonation: no active impersonation session' using errcode = 'P0002';
   end if;
   insert into audit.impersonation_endings (session_id, ended_by, reason)
-  values (sid, (select s.impersonator_id from audit.impersonation_sessions s where s.id = sid), 'ended');
+  values (sid, auth.uid(), 'ended');
   return sid;
 end
 $fn$;
@@ -293,8 +316,8 @@ begin
    where g.user_id = auth.uid() and r.is_break_glass and g.revoked_at is null and (g.expires_at is null or g.expires_at > now())
    limit 1;
   if grant_row is null then
-    perform private.record_security_event('break_glass.refused', 'high', auth.uid(), jsonb_build_object('reason', reason));
     raise log 'tenantdb security event break_glass.refused: user %', auth.uid();
+    perform private.record_security_event('break_glass.refused', 'high', auth.uid(), jsonb_build_object('reason', reason));
     raise exception 'activate_break_glass: you hold no active break-glass grant' using errcode = '42501';
   end if;
   if coalesce(length(btrim(reason)), 0) < 10 or minutes is null or minutes not between 1 and 240 then
@@ -408,7 +431,13 @@ comment on function private.update_incident is 'Definer twin of update_incident.
 {{ m.audited('iam.system_role_grants', 'iam.system_role_grant') }}
 {{ m.audited('catalog.plans', 'catalog.plan') }}
 {{ m.audited('catalog.plan_features', 'catalog.plan_feature') }}
-{{ m.audited('billing.credit_ledger', 'billing.admin_credit', events='insert', when="new.source in ('admin', 'promo')") }}
+{{ m.audited('billing.credit_ledger', 'billing.credit', events='insert') }}
+{{ m.audited('billing.subscriptions', 'billing.subscription', events='insert or update') }}
+{{ m.audited('billing.invoices', 'billing.invoice_status', events='update of status', when='old.status is distinct from new.status') }}
+{{ m.audited('billing.one_off_payments', 'billing.one_off_payment', events='insert or update of status') }}
+{{ m.audited('iam.roles', 'iam.role') }}
+{{ m.audited('iam.permissions', 'iam.permission') }}
+{{ m.audited('iam.role_permissions', 'iam.role_permission') }}
 {{ m.audited('tenancy.organizations', 'tenancy.organization_status', events='update of status', when='old.status is distinct from new.status') }}
 {{ m.audited('tenancy.organizations', 'tenancy.organization', events='delete', name='audit_platform_action_delete') }}
 {{ m.audited('audit.impersonation_sessions', 'audit.impersonation_start', events='insert') }}

@@ -5,6 +5,8 @@
 {{ m.append_only('privacy.consents') }}
 {{ m.append_only('privacy.erasures') }}
 {{ m.audited('privacy.erasures', 'privacy.erasure', events='insert') }}
+{{ m.audited('privacy.data_inventory', 'privacy.inventory') }}
+{{ m.audited('privacy.subject_requests', 'privacy.subject_request', events='update of status', when='old.status is distinct from new.status') }}
 
 -- private.record_consent(purpose text, status text, legal_basis text, policy_version text) -> uuid
 -- Appends the caller's consent decision for a purpose; returns its id.
@@ -196,7 +198,7 @@ begin
   for t in select i.schema_name, i.table_name, i.subject_column, i.subject_match,
                   string_agg(format('%L, t.%I', i.column_name, i.column_name), ', ' order by i.column_name) as pairs
              from privacy.data_inventory i
-            where to_regclass(format('%I.%I', i.schema_name, i.table_name)) is not null
+            where to_regclass(format('%I.%I', i.schema_name, i.table_name)) is not null and i.exported
             group by i.schema_name, i.table_name, i.subject_column, i.subject_match loop
     execute format('select jsonb_agg(jsonb_build_object(%s)) from %I.%I t where %s',
                    t.pairs, t.schema_name, t.table_name,
@@ -250,10 +252,18 @@ begin
   -- Rows to delete first, then columns to overwrite; email-matched tables
   -- before the profile's email is erased.
   for t in select i.schema_name, i.table_name, i.subject_column, i.subject_match,
-                  bool_or(i.erase_with = 'DELETE') as delete_rows,
-                  string_agg(format('%I = %s', i.column_name, i.erase_with), ', ' order by i.column_name)
-                    filter (where i.erase_with is not null and i.erase_with <> 'DELETE') as assignments,
-                  count(*) filter (where i.erase_with is not null and i.erase_with <> 'DELETE') as n_columns
+                  bool_or(i.erase_with = 'delete') as delete_rows,
+                  -- Each word maps to a fixed expression: the inventory never supplies SQL.
+                  string_agg(format('%I = %s', i.column_name, case i.erase_with
+                               when 'null' then 'null'
+                               when 'empty_array' then '''[]''::jsonb'
+                               when 'empty_object' then '''{}''::jsonb'
+                               when 'erased_text' then '''Erased'''
+                               when 'erased_email' then '''erased-'' || md5(t.ctid::text || clock_timestamp()::text) || ''@erased.invalid'''
+                               when 'erased_slug' then '''erased-'' || left(md5(t.ctid::text || clock_timestamp()::text), 12)' end),
+                             ', ' order by i.column_name)
+                    filter (where i.erase_with is not null and i.erase_with <> 'delete') as assignments,
+                  count(*) filter (where i.erase_with is not null and i.erase_with <> 'delete') as n_columns
              from privacy.data_inventory i
             where to_regclass(format('%I.%I', i.schema_name, i.table_name)) is not null
             group by i.schema_name, i.table_name, i.subject_column, i.subject_match

@@ -227,7 +227,10 @@ create table billing.invoices (
   constraint invoices_currency_iso4217 check (currency ~ '^[A-Z]{3}$'),
   constraint invoices_status_known check (status in ('draft', 'open', 'paid', 'void', 'uncollectible')),
   constraint invoices_period_ordered check (period_end > period_start),
-  constraint invoices_total_when_final check ((status = 'draft') = (finalized_at is null) and (status = 'draft') = (total_minor is null))
+  constraint invoices_total_when_final check (
+    (finalized_at is null) = (total_minor is null)
+    and (status <> 'draft' or finalized_at is null)
+    and (status not in ('open', 'paid', 'uncollectible') or finalized_at is not null))
 );
 comment on table billing.invoices is 'The bill for one billing period: the sum of its lines (subscription + usage fees + prorations - credits). draft -> open -> paid | void | uncollectible; lines and amounts are frozen once open.';
 comment on column billing.invoices.total_minor is 'Sum of the lines, stamped when the invoice is finalized (open).';

@@ -57,7 +57,7 @@ create table audit.platform_actions (
   actor_id uuid,
   impersonator_id uuid,
   impersonation_session_id uuid references audit.impersonation_sessions (id),
-  db_role text not null default current_user,
+  db_role text,
   target_table text,
   target_id text,
   target_organization_id uuid,
@@ -73,10 +73,11 @@ create index platform_actions_session on audit.platform_actions (impersonation_s
 create index platform_actions_target_org on audit.platform_actions (target_organization_id, occurred_at);
 comment on table audit.platform_actions is 'One row per privileged change, written by trigger in the same transaction: the action, the acting user (and impersonator), the row changed, and the request (IP, user agent, request id from PostgREST''s request.headers).';
 comment on column audit.platform_actions.actor_id is 'auth.uid() of the request: the signed-in user, or the impersonated user while impersonating. Not a foreign key: audit outlives users.';
+comment on column audit.platform_actions.db_role is 'The database role of the request (the SET ROLE of PostgREST, else the session user).';
 comment on column audit.platform_actions.impersonator_id is 'The platform member behind an impersonation session, if one was active.';
-comment on column audit.platform_actions.ip is 'Client address from request.headers (x-forwarded-for, x-real-ip).';
-comment on column audit.platform_actions.user_agent is 'From request.headers user-agent.';
-comment on column audit.platform_actions.request_id is 'From request.headers x-request-id.';
+comment on column audit.platform_actions.ip is 'Client address as the nearest proxy saw it: the last x-forwarded-for entry (earlier entries are the client''s own claims), else x-real-ip.';
+comment on column audit.platform_actions.user_agent is 'From request.headers user-agent, as the client claims it.';
+comment on column audit.platform_actions.request_id is 'From request.headers x-request-id, as the client (or proxy) sent it.';
 {{ m.table_grants('audit.platform_actions', 'select') }}
 
 create table audit.security_events (
@@ -125,3 +126,7 @@ create table audit.incident_updates (
 create index incident_updates_by on audit.incident_updates (by_user);
 comment on table audit.incident_updates is 'An incident''s timeline; its current status is the latest row''s.';
 {{ m.table_grants('audit.incident_updates', 'select') }}
+
+-- Audit rows are written by the database only: no client role, not even
+-- service_role, may insert, change or delete them.
+revoke insert, update, delete, truncate on all tables in schema audit from service_role, authenticated, anon, public;

@@ -59,14 +59,19 @@ create table privacy.data_inventory (
   subject_column text not null,
   subject_match text not null default 'user_id',
   erase_with text,
+  exported boolean not null default true,
   primary key (schema_name, table_name, column_name),
+  constraint data_inventory_erase_with_known check (erase_with is null or erase_with in
+    ('delete', 'null', 'empty_array', 'empty_object', 'erased_text', 'erased_email', 'erased_slug')),
   constraint data_inventory_subject_match_known check (subject_match in ('user_id', 'email')),
   constraint data_inventory_legal_basis_known check (legal_basis in ('consent', 'contract', 'legal_obligation', 'vital_interests', 'public_task', 'legitimate_interests'))
 );
 comment on table privacy.data_inventory is 'GDPR Art. 30 record: every column holding personal data, why, on what basis, for how long, and how erasure treats it. Drives export_user_data and erase_user.';
 comment on column privacy.data_inventory.subject_column is 'The column that says whose row it is (a user id, or an email with subject_match = email).';
-comment on column privacy.data_inventory.erase_with is 'SQL expression the column is set to on erasure (null = keep, with the legal basis saying why; DELETE = the row is deleted).';
+comment on column privacy.data_inventory.erase_with is 'How erasure treats the column: null = kept (the legal basis says why); delete = the row goes; null, empty_array, empty_object, erased_text, erased_email, erased_slug = overwritten with that fixed value (erase_user maps each word to a fixed expression).';
+comment on column privacy.data_inventory.exported is 'false for credentials (hashes, tokens): held about the user, never handed out by export_user_data.';
 {{ m.table_grants('privacy.data_inventory', 'select') }}
+revoke insert, update, delete on privacy.data_inventory from service_role;
 
 create table privacy.erasures (
   user_id uuid primary key,
@@ -91,7 +96,7 @@ select 'identity', 'users', c, category, purpose, 'contract', 'account lifetime'
     ('personal_street_address_2', 'address', 'profile', 'null'), ('personal_city', 'address', 'profile', 'null'),
     ('personal_state', 'address', 'profile', 'null'), ('personal_postal_code', 'address', 'profile', 'null'),
     ('personal_country', 'address', 'profile', 'null'), ('bio', 'profile', 'profile', 'null'),
-    ('education', 'profile', 'profile', '''[]''::jsonb'), ('work_experience', 'profile', 'profile', '''[]''::jsonb'),
+    ('education', 'profile', 'profile', 'empty_array'), ('work_experience', 'profile', 'profile', 'empty_array'),
     ('business_position', 'employment', 'profile', 'null'), ('business_company', 'employment', 'profile', 'null'),
     ('business_apt_suite', 'address', 'profile', 'null'), ('business_street_address_1', 'address', 'profile', 'null'),
     ('business_street_address_2', 'address', 'profile', 'null'), ('business_city', 'address', 'profile', 'null'),
@@ -100,12 +105,12 @@ select 'identity', 'users', c, category, purpose, 'contract', 'account lifetime'
   ) as v (c, category, purpose, erase_with)
 union all
 select * from (values
-  ('auth', 'users', 'email', 'contact', 'sign-in', 'contract', 'account lifetime', 'id', 'user_id', '''erased-'' || id || ''@erased.invalid'''),
+  ('auth', 'users', 'email', 'contact', 'sign-in', 'contract', 'account lifetime', 'id', 'user_id', 'erased_email'),
   ('auth', 'users', 'phone', 'contact', 'sign-in', 'contract', 'account lifetime', 'id', 'user_id', 'null'),
-  ('auth', 'users', 'raw_user_meta_data', 'profile', 'sign-in', 'contract', 'account lifetime', 'id', 'user_id', '''{}''::jsonb'),
-  ('tenancy', 'organizations', 'name', 'name', 'the personal workspace is named after its user', 'contract', 'account lifetime', 'personal_owner_id', 'user_id', '''Erased workspace'''),
-  ('tenancy', 'organizations', 'slug', 'identifier', 'the personal workspace''s URL holds the email''s local part', 'contract', 'account lifetime', 'personal_owner_id', 'user_id', '''erased-'' || left(md5(id::text), 12)'),
-  ('tenancy', 'invitations', 'email', 'contact', 'invitations to join', 'legitimate_interests', '30 days after expiry', 'email', 'email', '''erased-'' || id || ''@erased.invalid'''),
+  ('auth', 'users', 'raw_user_meta_data', 'profile', 'sign-in', 'contract', 'account lifetime', 'id', 'user_id', 'empty_object'),
+  ('tenancy', 'organizations', 'name', 'name', 'the personal workspace is named after its user', 'contract', 'account lifetime', 'personal_owner_id', 'user_id', 'erased_text'),
+  ('tenancy', 'organizations', 'slug', 'identifier', 'the personal workspace''s URL holds the email''s local part', 'contract', 'account lifetime', 'personal_owner_id', 'user_id', 'erased_slug'),
+  ('tenancy', 'invitations', 'email', 'contact', 'invitations to join', 'legitimate_interests', '30 days after expiry', 'email', 'email', 'erased_email'),
   ('audit', 'platform_actions', 'ip', 'network', 'security and accountability', 'legal_obligation', '2 years', 'actor_id', 'user_id', null),
   ('audit', 'platform_actions', 'user_agent', 'network', 'security and accountability', 'legal_obligation', '2 years', 'actor_id', 'user_id', null),
   ('audit', 'platform_actions', 'details', 'record of change', 'the rows a privileged change touched (may hold names, emails)', 'legal_obligation', '2 years', 'actor_id', 'user_id', null),
@@ -115,14 +120,23 @@ select * from (values
 ) as v;
 {% if target == 'postgres' %}
 insert into privacy.data_inventory (schema_name, table_name, column_name, category, purpose, legal_basis, retention, subject_column, subject_match, erase_with) values
-  ('identity', 'sessions', 'ip_address', 'network', 'session security', 'legitimate_interests', 'session lifetime', 'user_id', 'user_id', 'DELETE'),
-  ('identity', 'sessions', 'user_agent', 'network', 'session security', 'legitimate_interests', 'session lifetime', 'user_id', 'user_id', 'DELETE'),
-  ('identity', 'accounts', 'account_id', 'identifier', 'sign-in', 'contract', 'account lifetime', 'user_id', 'user_id', 'DELETE'),
-  ('identity', 'accounts', 'password_hash', 'credential', 'sign-in', 'contract', 'account lifetime', 'user_id', 'user_id', 'DELETE'),
-  ('identity', 'accounts', 'access_token', 'credential', 'sign-in', 'contract', 'account lifetime', 'user_id', 'user_id', 'DELETE'),
-  ('identity', 'accounts', 'refresh_token', 'credential', 'sign-in', 'contract', 'account lifetime', 'user_id', 'user_id', 'DELETE'),
-  ('identity', 'verifications', 'identifier', 'contact', 'verification codes', 'contract', 'until the code expires', 'identifier', 'email', 'DELETE');
+  ('identity', 'sessions', 'ip_address', 'network', 'session security', 'legitimate_interests', 'session lifetime', 'user_id', 'user_id', 'delete'),
+  ('identity', 'sessions', 'user_agent', 'network', 'session security', 'legitimate_interests', 'session lifetime', 'user_id', 'user_id', 'delete'),
+  ('identity', 'accounts', 'account_id', 'identifier', 'sign-in', 'contract', 'account lifetime', 'user_id', 'user_id', 'delete'),
+  ('identity', 'accounts', 'password_hash', 'credential', 'sign-in', 'contract', 'account lifetime', 'user_id', 'user_id', 'delete'),
+  ('identity', 'accounts', 'access_token', 'credential', 'sign-in', 'contract', 'account lifetime', 'user_id', 'user_id', 'delete'),
+  ('identity', 'accounts', 'refresh_token', 'credential', 'sign-in', 'contract', 'account lifetime', 'user_id', 'user_id', 'delete'),
+  ('identity', 'verifications', 'identifier', 'contact', 'verification codes', 'contract', 'until the code expires', 'identifier', 'email', 'delete');
+update privacy.data_inventory set exported = false
+ where (schema_name, table_name) = ('identity', 'accounts') and column_name in ('password_hash', 'access_token', 'refresh_token');
 {% endif %}
+-- Descriptive fields of the personal workspace, and notes on requests.
+insert into privacy.data_inventory (schema_name, table_name, column_name, category, purpose, legal_basis, retention, subject_column, subject_match, erase_with) values
+  ('tenancy', 'organizations', 'description', 'profile', 'the personal workspace', 'contract', 'account lifetime', 'personal_owner_id', 'user_id', 'null'),
+  ('tenancy', 'organizations', 'avatar_url', 'profile', 'the personal workspace', 'contract', 'account lifetime', 'personal_owner_id', 'user_id', 'null'),
+  ('tenancy', 'organizations', 'settings', 'profile', 'the personal workspace', 'contract', 'account lifetime', 'personal_owner_id', 'user_id', 'empty_object'),
+  ('tenancy', 'organizations', 'metadata', 'profile', 'the personal workspace', 'contract', 'account lifetime', 'personal_owner_id', 'user_id', 'empty_object'),
+  ('privacy', 'subject_requests', 'notes', 'correspondence', 'handling the request', 'legal_obligation', '3 years', 'user_id', 'user_id', 'null');
 
 -- The @personal tag on every inventoried column of tenantdb's own schemas
 -- (auth.users belongs to the auth provider and is not tagged). A later

@@ -12,7 +12,8 @@ import pytest
 PRIVILEGED = {
     "iam.system_role_grants", "catalog.plans", "catalog.plan_features", "billing.credit_ledger",
     "tenancy.organizations", "audit.impersonation_sessions", "audit.impersonation_endings", "audit.break_glass_events",
-    "privacy.erasures",
+    "privacy.erasures", "billing.subscriptions", "billing.invoices", "billing.one_off_payments",
+    "iam.roles", "iam.permissions", "iam.role_permissions", "privacy.data_inventory", "privacy.subject_requests",
 }
 
 AUDITED_TABLES = """
@@ -43,6 +44,15 @@ CHANGES = {
     "audit.impersonation_sessions": "insert into audit.impersonation_sessions (impersonator_id, target_user_id, reason, expires_at) "
                                     "values (%(staff)s, %(user)s, 'audit test', now() + interval '5 minutes')",
     "audit.impersonation_endings": "insert into audit.impersonation_endings (session_id) select id from audit.impersonation_sessions limit 1",
+    "billing.subscriptions": "update billing.subscriptions set seats = seats + 1 where organization_id = %(org)s",
+    "billing.invoices": "update billing.invoices set status = 'void' where organization_id = %(org)s",
+    "billing.one_off_payments": "insert into billing.one_off_payments (organization_id, provider, provider_payment_id, amount_minor, currency, reason) "
+                                "values (%(org)s, 'stripe', 'pi_cov', 100, 'USD', 'addon')",
+    "iam.roles": "update iam.roles set description = 'changed' where key = 'tenant_guest'",
+    "iam.permissions": "update iam.permissions set description = 'changed' where key = 'tenant.read'",
+    "iam.role_permissions": "insert into iam.role_permissions values ('tenant_guest', false, 'member.invite', false)",
+    "privacy.data_inventory": "update privacy.data_inventory set retention = 'changed' where column_name = 'bio'",
+    "privacy.subject_requests": "update privacy.subject_requests set status = 'verified' where user_id = %(user)s",
     "privacy.erasures": "insert into privacy.erasures (user_id, columns_erased, rows_deleted) values (%(user)s, 0, 0)",
     "audit.break_glass_events": "insert into audit.break_glass_events (user_id, grant_id, reason, expires_at) "
                                 "select user_id, id, 'audit coverage test', now() + interval '5 minutes' from iam.system_role_grants limit 1",
@@ -58,6 +68,8 @@ def test_a_change_without_an_audit_row_is_impossible(dsn: str, table: str) -> No
         conn.execute("insert into audit.impersonation_sessions (impersonator_id, target_user_id, reason, expires_at) "
                      "values (%s, %s, 'setup row', now() + interval '5 minutes')", (staff, user))
         conn.execute("insert into iam.system_role_grants (user_id, role_key, reason) values (%s, 'platform_break_glass', 'setup')", (staff,))
+        conn.execute("select public.generate_invoice(%s, (select start_date from private.billing_period(%s, now())))", (org, org))
+        conn.execute("insert into privacy.subject_requests (user_id, request_type) values (%s, 'access')", (user,))
         before = audit_rows(conn, table)
         cur = conn.execute(CHANGES[table], {"user": user, "org": org, "staff": staff})
         assert cur.rowcount >= 1

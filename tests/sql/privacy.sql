@@ -1,7 +1,7 @@
 -- privacy: consents, subject requests, export and erasure.
 begin;
 \ir _helpers.psql
-select plan(23);
+select plan(25);
 
 select tests.user('Zoe.Subject@example.test', '{"full_name": "Zoe Subject"}') as zoe \gset
 select tests.user('dpo@platform.test') as dpo \gset
@@ -36,6 +36,8 @@ select submit_subject_request('erasure', 'please forget me') as req \gset
 select is((select due_at - received_at from privacy.subject_requests where id = :'req'), interval '30 days', 'due in 30 days');
 select throws_ok(format($$select export_user_data(%L)$$, :'other'), '42501', null, 'nobody exports another user''s data');
 select is(export_user_data(:'zoe') #>> '{identity.users,0,first_name}', 'Zoe', 'a user exports their own data');
+select ok(export_user_data(:'zoe') -> 'identity.accounts' -> 0 ? 'account_id'
+          and not (export_user_data(:'zoe') -> 'identity.accounts' -> 0 ? 'password_hash'), 'credentials are never exported');
 reset role;
 
 -- Subject requests move forward only, handled by privacy staff.
@@ -76,6 +78,10 @@ select tests.act_as(:'other');
 select count(*) from invite_member(:'oorg', 'yan@example.test');
 reset role;
 select lives_ok(format($$select erase_user(%L)$$, :'yan'), 'erasing two invitees of one organization');
+
+set local role service_role;
+select throws_ok($$update privacy.data_inventory set erase_with = null$$, '42501', null, 'the inventory is not writable by the back end');
+reset role;
 
 select * from finish();
 rollback;
