@@ -18,9 +18,16 @@ select format('%s.%s.%s', n.nspname, c.relname, a.attname),
   join pg_catalog.pg_class c on c.oid = a.attrelid
   join pg_catalog.pg_namespace n on n.oid = c.relnamespace
  where a.attnum > 0 and not a.attisdropped and c.relkind in ('r', 'p') and not c.relispartition
-   and col_description(c.oid, a.attnum) like '@personal%'
+   and col_description(c.oid, a.attnum) ~ '^@personal( |$)'
    and not exists (select from privacy.data_inventory i
                     where (i.schema_name, i.table_name, i.column_name) = (n.nspname::text, c.relname::text, a.attname::text))
+union all
+select format('%s.%s.%s', i.schema_name, i.table_name, i.column_name), 'inventoried column lost its @personal tag'
+  from privacy.data_inventory i
+  join pg_catalog.pg_attribute a on a.attrelid = to_regclass(format('%I.%I', i.schema_name, i.table_name))
+                                and a.attname = i.column_name and not a.attisdropped
+ where i.schema_name <> 'auth'
+   and coalesce(col_description(a.attrelid, a.attnum), '') !~ '^@personal( |$)'
 union all
 select format('%s.%s.%s', i.schema_name, i.table_name, i.column_name), 'inventory names a column that does not exist'
   from privacy.data_inventory i

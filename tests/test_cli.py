@@ -173,3 +173,12 @@ def test_verify_fails_for_a_personal_column_missing_from_the_inventory(dsn: str)
     assert proc.returncode == 1
     assert {"check": "personal_data", "object": "identity.users.nickname",
             "detail": "column is tagged @personal but missing from privacy.data_inventory"} in json.loads(proc.stdout)["problems"]
+
+
+def test_verify_fails_when_an_inventoried_column_loses_its_tag(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("comment on column identity.users.bio is 'About me'")
+    proc = run("--dsn", dsn, "verify", "--json")
+    assert proc.returncode == 1
+    assert {"check": "personal_data", "object": "identity.users.bio",
+            "detail": "inventoried column lost its @personal tag"} in json.loads(proc.stdout)["problems"]
