@@ -1,3 +1,4 @@
+{% import 'sql/macros.sql' as m with context -%}
 -- Helpers every domain uses.
 
 -- private.set_updated_at() -> trigger
@@ -6,7 +7,7 @@
 create or replace function private.set_updated_at()
   returns trigger
   language plpgsql
-  set search_path = pg_catalog, pg_temp
+  {{ m.pinned() }}
 as $fn$
 begin
   new.updated_at := now();
@@ -26,8 +27,7 @@ revoke all on function private.set_updated_at from public;
 create or replace function private.refuse_change()
   returns trigger
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 begin
   if tg_op = 'DELETE' and to_jsonb(old) ? 'organization_id'

@@ -8,8 +8,7 @@ create or replace function private.username_is_reserved(name text)
   returns boolean
   language sql
   stable
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
   select exists (select from identity.reserved_usernames r where r.name = lower(username_is_reserved.name))
 $fn$;
@@ -22,8 +21,7 @@ comment on function private.username_is_reserved is 'Whether a user name is in i
 create or replace function private.users_username_rules()
   returns trigger
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 begin
   if new.username is not null and private.username_is_reserved(new.username) then
@@ -50,8 +48,7 @@ create or replace function private.check_username_available(username text)
   returns boolean
   language plpgsql
   stable
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 begin
   if username is null or btrim(username) = '' then
@@ -79,8 +76,7 @@ comment on function private.check_username_available is 'Definer twin of check_u
 create or replace function private.complete_onboarding(user_id uuid)
   returns void
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 begin
   if user_id is null or user_id is distinct from auth.uid() then

@@ -11,8 +11,7 @@ create or replace function private.request_is_valid()
   returns boolean
   language plpgsql
   stable
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 declare
   claimed text := auth.jwt() ->> 'impersonation_session';
@@ -39,8 +38,7 @@ create or replace function private.break_glass_active(grant_id uuid)
   returns boolean
   language plpgsql
   stable
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 begin
   if to_regclass('audit.break_glass_events') is null then
@@ -62,8 +60,7 @@ create or replace function private.has_system_permission(permission text)
   returns boolean
   language sql
   stable
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
   select exists (
     select
@@ -90,8 +87,7 @@ create or replace function private.is_platform_team_member()
   returns boolean
   language sql
   stable
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
   select exists (
     select from iam.system_role_grants g
@@ -117,8 +113,7 @@ create or replace function private.platform_account_type(user_id uuid)
   returns text
   language plpgsql
   stable
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 begin
   if user_id is distinct from auth.uid()

@@ -9,8 +9,7 @@ create or replace function private.permission_usable(organization_id uuid, permi
   returns boolean
   language sql
   stable
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
   select exists (
     select from tenancy.organizations o
@@ -30,8 +29,7 @@ create or replace function private.org_ids_with_permission(permission text)
   returns uuid[]
   language sql
   stable
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
   select coalesce(array_agg(m.organization_id), '{}')
     from tenancy.memberships m
@@ -55,8 +53,7 @@ create or replace function private.user_has_permission(organization_id uuid, use
   returns boolean
   language sql
   stable
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
   select exists (
     select
@@ -80,8 +77,7 @@ create or replace function private.has_permission(organization_id uuid, permissi
   returns boolean
   language sql
   stable
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
   select auth.uid() is not null
      and private.user_has_permission(has_permission.organization_id, auth.uid(), has_permission.permission)
@@ -99,8 +95,7 @@ create or replace function private.require_permission(organization_id uuid, perm
   returns void
   language plpgsql
   stable
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 begin
   if auth.uid() is null then

@@ -11,8 +11,7 @@
 create or replace function private.organizations_keep_an_owner()
   returns trigger
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 declare
   org uuid;
@@ -55,8 +54,7 @@ create or replace function private.require_role_within_reach(organization_id uui
   returns void
   language plpgsql
   stable
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 begin
   if not exists (select from iam.roles r where r.key = require_role_within_reach.role_key and not r.is_system) then
@@ -82,8 +80,7 @@ comment on function private.require_role_within_reach is 'Raises unless every pe
 create or replace function private.create_organization(name text, slug text, org_type text)
   returns uuid
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 declare
   caller uuid := auth.uid();
@@ -120,8 +117,7 @@ comment on function private.create_organization is 'Definer twin of create_organ
 create or replace function private.invite_member(organization_id uuid, email text, role_key text, valid_for interval)
   returns table (invitation_id uuid, token text)
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 declare
   secret text := replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', '');
@@ -173,8 +169,7 @@ comment on function private.invite_member is 'Definer twin of invite_member.';
 create or replace function private.accept_invitation(token text)
   returns uuid
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 declare
   caller uuid := auth.uid();
@@ -236,8 +231,7 @@ comment on function private.accept_invitation is 'Definer twin of accept_invitat
 create or replace function private.revoke_invitation(organization_id uuid, invitation_id uuid)
   returns void
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 declare
   inv tenancy.invitations;
@@ -271,8 +265,7 @@ comment on function private.revoke_invitation is 'Definer twin of revoke_invitat
 create or replace function private.remove_member(organization_id uuid, user_id uuid)
   returns void
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 declare
   target tenancy.memberships;
@@ -308,8 +301,7 @@ comment on function private.remove_member is 'Definer twin of remove_member.';
 create or replace function private.leave_organization(organization_id uuid)
   returns void
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 begin
   if exists (select from tenancy.organizations o
@@ -336,8 +328,7 @@ comment on function private.leave_organization is 'Definer twin of leave_organiz
 create or replace function private.transfer_ownership(organization_id uuid, new_owner_id uuid)
   returns void
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 begin
   if not exists (select from tenancy.memberships m

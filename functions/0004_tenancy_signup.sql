@@ -8,8 +8,7 @@
 create or replace function private.after_personal_organization_created(organization_id uuid, user_id uuid)
   returns void
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 begin
   return;
@@ -26,8 +25,7 @@ revoke all on function private.after_personal_organization_created from public, 
 create or replace function private.provision_user(user_id uuid, email text, meta jsonb)
   returns uuid
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 declare
   local_part text := nullif(split_part(coalesce(email, ''), '@', 1), '');
@@ -67,8 +65,7 @@ revoke all on function private.provision_user from public, anon, authenticated;
 create or replace function private.handle_new_user()
   returns trigger
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 begin
   perform private.provision_user(new.id, new.email, new.raw_user_meta_data);
@@ -88,8 +85,7 @@ create trigger on_auth_user_created
 create or replace function private.sync_user_email()
   returns trigger
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 begin
   update identity.users u set email = new.email where u.id = new.id and u.email is distinct from new.email;

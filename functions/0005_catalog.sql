@@ -13,8 +13,7 @@
 create or replace function private.load_catalog(doc jsonb)
   returns jsonb
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 declare
   n_meters int; n_features int; n_plans int; n_plan_features int; n_removed int;

@@ -10,8 +10,7 @@ create or replace function private.is_trusted_caller()
   returns boolean
   language sql
   stable
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
   select case current_setting('role')
            when 'service_role' then true
@@ -30,8 +29,7 @@ create or replace function private.require_platform(permission text)
   returns void
   language plpgsql
   stable
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 begin
   if not (private.is_trusted_caller() or private.has_system_permission(permission)) then
@@ -50,8 +48,7 @@ create or replace function private.require_member_or_platform(organization_id uu
   returns void
   language plpgsql
   stable
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 begin
   if not (private.is_trusted_caller()
@@ -74,8 +71,7 @@ create or replace function private.billing_period(organization_id uuid, at times
   returns table (period_start timestamptz, period_end timestamptz, start_date date, end_date date)
   language plpgsql
   stable
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 declare
   tz text := 'UTC';
@@ -119,7 +115,7 @@ comment on function private.billing_period is 'The billing period holding a mome
 create or replace function private.subscriptions_status_transition()
   returns trigger
   language plpgsql
-  set search_path = pg_catalog, pg_temp
+  {{ m.pinned() }}
 as $fn$
 begin
   if new.status is distinct from old.status then
@@ -153,8 +149,7 @@ create trigger subscriptions_status_transition
 create or replace function private.subscriptions_record_history()
   returns trigger
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 declare
   kind text;
@@ -211,8 +206,7 @@ create trigger subscriptions_record_history
 create or replace function private.start_free_subscription()
   returns trigger
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 declare
   p record;
@@ -244,8 +238,7 @@ create trigger organizations_start_free_subscription
 create or replace function private.organizations_keep_financial_records()
   returns trigger
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 begin
   if exists (select from billing.invoices i where i.organization_id = old.id and i.status <> 'draft')
@@ -280,8 +273,7 @@ create or replace function private.record_subscription_change(
   p_stripe_event_id varchar, p_amount_paid numeric, p_created_by uuid)
   returns uuid
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 declare
   old_key text;
@@ -339,8 +331,7 @@ comment on function private.record_subscription_change is 'Definer twin of recor
 create or replace function private.change_subscription_plan(organization_id uuid, plan_key text)
   returns jsonb
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 declare
   sub billing.subscriptions;
@@ -409,8 +400,7 @@ comment on function private.change_subscription_plan is 'Definer twin of change_
 create or replace function private.renew_subscriptions(at timestamptz)
   returns integer
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 declare
   sub billing.subscriptions;
@@ -448,8 +438,7 @@ comment on function private.renew_subscriptions is 'Cron: rolls ended periods fo
 create or replace function private.cancel_subscription(organization_id uuid, at_period_end boolean)
   returns void
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 begin
   perform private.require_platform('platform.billing.adjust');
@@ -482,8 +471,7 @@ comment on function private.cancel_subscription is 'Definer twin of cancel_subsc
 create or replace function private.credit_ledger_guard()
   returns trigger
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 begin
   -- Update first: an INSERT's candidate row is checked before ON CONFLICT
@@ -514,8 +502,7 @@ create or replace function private.ledger_balance(organization_id uuid, currency
   returns bigint
   language sql
   stable
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
   select coalesce(sum(l.amount_minor), 0)::bigint from billing.credit_ledger l
    where l.organization_id = ledger_balance.organization_id and l.currency = upper(ledger_balance.currency)
@@ -535,8 +522,7 @@ create or replace function private.ledger_append(organization_id uuid, amount_mi
                                                  idempotency_key text, reason text, reference jsonb)
   returns table (entry_id uuid, duplicate boolean, balance_minor bigint)
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 declare
   existing billing.credit_ledger;
@@ -575,8 +561,7 @@ create or replace function private.post_credit(organization_id uuid, amount_mino
                                                idempotency_key text, reason text, reference jsonb)
   returns table (entry_id uuid, duplicate boolean, balance_minor bigint)
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 begin
   perform private.require_platform('platform.billing.adjust');
@@ -602,8 +587,7 @@ create or replace function private.credit_balance(organization_id uuid, currency
   returns bigint
   language plpgsql
   stable
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 begin
   perform private.require_member_or_platform(credit_balance.organization_id, 'billing.view', 'platform.tenant.read');
@@ -624,7 +608,7 @@ comment on function private.credit_balance is 'Definer twin of credit_balance.';
 create or replace function private.one_off_payments_lifecycle()
   returns trigger
   language plpgsql
-  set search_path = pg_catalog, pg_temp
+  {{ m.pinned() }}
 as $fn$
 begin
   if (new.amount_minor, new.currency, new.reason, new.provider, new.provider_payment_id)
@@ -658,8 +642,7 @@ create trigger one_off_payments_lifecycle
 create or replace function private.one_off_payments_post_topup()
   returns trigger
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 declare
   clawback bigint;
@@ -700,8 +683,7 @@ create or replace function private.record_one_off_payment(organization_id uuid, 
                                                           amount_minor bigint, currency text, reason text, status text)
   returns uuid
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 declare
   pay_id uuid;
@@ -743,8 +725,7 @@ comment on function private.record_one_off_payment is 'Definer twin of record_on
 create or replace function private.start_missing_free_subscriptions()
   returns integer
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 declare
   made int;
@@ -778,8 +759,7 @@ create or replace function private.ingest_payment_event(provider text, provider_
                                                         payload jsonb, occurred_at timestamptz)
   returns table (event_id uuid, duplicate boolean)
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 declare
   new_id uuid;
@@ -823,8 +803,7 @@ comment on function private.ingest_payment_event is 'Definer twin of ingest_paym
 create or replace function private.apply_payment_event(e billing.payment_events)
   returns text
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 declare
   org uuid := (e.payload ->> 'organization_id')::uuid;
@@ -874,8 +853,7 @@ revoke all on function private.apply_payment_event from public, anon, authentica
 create or replace function private.claim_payment_events(worker text, max_events integer, lease interval)
   returns table (event_id uuid, attempt integer)
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 begin
   perform private.require_platform('platform.billing.adjust');
@@ -916,8 +894,7 @@ comment on function private.claim_payment_events is 'Definer twin of claim_payme
 create or replace function private.handle_payment_event(event_id uuid, worker text)
   returns text
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 declare
   ev billing.payment_events;
@@ -960,8 +937,7 @@ comment on function private.handle_payment_event is 'Definer twin of handle_paym
 create or replace function private.process_payment_events(worker text, max_events integer, lease interval)
   returns table (event_id uuid, outcome text, error text)
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 declare
   claimed record;
@@ -994,8 +970,7 @@ create or replace function private.calculate_application_fee(p_organization_id u
   returns bigint
   language plpgsql
   stable
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 declare
   bps int;
@@ -1028,8 +1003,7 @@ create or replace function private.track_platform_revenue(p_organization_id uuid
                                                           p_gross_amount_minor bigint, p_currency text, p_occurred_at timestamptz)
   returns uuid
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 declare
   row_id uuid;

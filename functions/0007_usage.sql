@@ -15,8 +15,7 @@
 create or replace function private.ensure_usage_partition(month date)
   returns text
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 declare
   first_day date := date_trunc('month', month)::date;
@@ -61,8 +60,7 @@ create or replace function private.record_usage(org_id uuid, feature_key text, q
                                                 occurred_at timestamptz, metadata jsonb)
   returns table (event_id uuid, duplicate boolean)
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 declare
   new_id uuid := gen_random_uuid();
@@ -137,8 +135,7 @@ comment on function private.record_usage is 'Definer twin of record_usage.';
 create or replace function private.aggregate_usage(period_type text, start_at timestamptz, end_at timestamptz)
   returns integer
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 declare
   unit text;
@@ -183,8 +180,7 @@ create or replace function private.live_plan(organization_id uuid)
   returns catalog.plans
   language sql
   stable
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
   select p.* from billing.subscriptions s join catalog.plans p on p.key = s.plan_key
    where s.organization_id = live_plan.organization_id and s.status <> 'canceled'
@@ -200,8 +196,7 @@ create or replace function private.plan_at(organization_id uuid, at timestamptz)
   returns catalog.plans
   language sql
   stable
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
   select p.*
     from (select h.new_plan_key, h.change_type
@@ -224,8 +219,7 @@ create or replace function private.plan_for_period(organization_id uuid, period_
   returns catalog.plans
   language plpgsql
   stable
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 declare
   plan catalog.plans := private.plan_at(organization_id, least(clock_timestamp(), period_end - interval '1 microsecond'));
@@ -251,8 +245,7 @@ create or replace function private.seats_used(organization_id uuid)
   returns bigint
   language sql
   stable
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
   select count(*) from tenancy.memberships m
    where m.organization_id = seats_used.organization_id and m.status = 'active' and m.member_type = 'member'
@@ -269,8 +262,7 @@ revoke all on function private.seats_used from public, anon, authenticated;
 create or replace function private.summarize_period(organization_id uuid, period_start date)
   returns integer
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 declare
   plan catalog.plans;
@@ -334,8 +326,7 @@ revoke all on function private.summarize_period from public, anon, authenticated
 create or replace function private.record_organization_usage(org_id uuid, period_start date)
   returns uuid
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 declare
   period record;
@@ -393,8 +384,7 @@ create or replace function private.check_feature_access(user_id uuid, feature_ke
   returns jsonb
   language plpgsql
   stable
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 declare
   trusted boolean := private.is_trusted_caller();

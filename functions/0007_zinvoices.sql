@@ -11,7 +11,7 @@
 create or replace function private.invoices_lifecycle()
   returns trigger
   language plpgsql
-  set search_path = pg_catalog, pg_temp
+  {{ m.pinned() }}
 as $fn$
 begin
   if tg_op = 'DELETE' then
@@ -51,8 +51,7 @@ create trigger invoices_lifecycle
 create or replace function private.invoice_lines_frozen()
   returns trigger
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 declare
   line billing.invoice_lines := case when tg_op = 'DELETE' then old else new end;
@@ -90,8 +89,7 @@ create trigger invoice_lines_frozen
 create or replace function private.generate_invoice(org uuid, period_start date)
   returns uuid
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 declare
   period record;
@@ -183,8 +181,7 @@ comment on function private.generate_invoice is 'Definer twin of generate_invoic
 create or replace function private.finalize_invoice(org uuid, invoice_id uuid)
   returns bigint
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 declare
   inv billing.invoices;
@@ -230,8 +227,7 @@ comment on function private.finalize_invoice is 'Definer twin of finalize_invoic
 create or replace function private.set_invoice_status(org uuid, invoice_id uuid, status text)
   returns void
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 declare
   inv billing.invoices;

@@ -9,8 +9,7 @@ create or replace function private.request_context()
   returns table (ip inet, user_agent text, request_id text)
   language plpgsql
   stable
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 declare
   headers jsonb;
@@ -48,8 +47,7 @@ create or replace function private.current_impersonation()
   returns table (session_id uuid, impersonator_id uuid)
   language plpgsql
   stable
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 declare
   claimed text := auth.jwt() ->> 'impersonation_session';
@@ -79,8 +77,7 @@ comment on function private.current_impersonation is 'The active impersonation s
 create or replace function private.audit_platform_action()
   returns trigger
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 declare
   row_new jsonb := case when tg_op <> 'DELETE' then to_jsonb(new) end;
@@ -120,8 +117,7 @@ revoke all on function private.audit_platform_action from public, anon, authenti
 create or replace function private.record_security_event(event_type text, severity text, subject_user_id uuid, details jsonb)
   returns uuid
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 declare
   ctx record;
@@ -144,7 +140,7 @@ revoke all on function private.record_security_event from public, anon, authenti
 create or replace function private.audit_append_only()
   returns trigger
   language plpgsql
-  set search_path = pg_catalog, pg_temp
+  {{ m.pinned() }}
 as $fn$
 begin
   -- purge_audit runs as the tables' owner and marks its transaction; a
@@ -181,8 +177,7 @@ create trigger append_only_truncate
 create or replace function private.purge_audit(older_than timestamptz)
   returns bigint
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 declare
   n_actions bigint;
@@ -222,8 +217,7 @@ comment on function private.purge_audit is 'Definer twin of purge_audit: the onl
 create or replace function private.start_impersonation(target_user uuid, reason text, minutes integer)
   returns uuid
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 declare
   new_id uuid;
@@ -269,8 +263,7 @@ comment on function private.start_impersonation is 'Definer twin of start_impers
 create or replace function private.end_impersonation()
   returns uuid
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 declare
   sid uuid;
@@ -305,8 +298,7 @@ comment on function private.end_impersonation is 'Definer twin of end_impersonat
 create or replace function private.activate_break_glass(reason text, minutes integer)
   returns uuid
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 declare
   grant_row uuid;
@@ -343,8 +335,7 @@ comment on function private.activate_break_glass is 'Definer twin of activate_br
 create or replace function private.system_role_granted_event()
   returns trigger
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 begin
   perform private.record_security_event('iam.system_role_granted', 'high', new.user_id,
@@ -368,8 +359,7 @@ create trigger system_role_granted_event
 create or replace function private.open_incident(title text, severity text, description text)
   returns uuid
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 declare
   new_id uuid;
@@ -397,8 +387,7 @@ comment on function private.open_incident is 'Definer twin of open_incident.';
 create or replace function private.update_incident(incident_id uuid, status text, note text)
   returns integer
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 declare
   steps text[] := array['open', 'investigating', 'mitigated', 'resolved', 'closed'];

@@ -15,8 +15,7 @@
 create or replace function private.record_consent(purpose text, status text, legal_basis text, policy_version text)
   returns uuid
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 declare
   new_id uuid;
@@ -38,14 +37,14 @@ comment on function private.record_consent is 'Internal twin of give_consent and
 {{ m.private_grants('record_consent') }}
 
 create or replace function {{ api }}.give_consent(purpose text, policy_version text, legal_basis text default 'consent')
-  returns uuid language sql security invoker set search_path = pg_catalog, pg_temp
+  returns uuid language sql security invoker {{ m.pinned() }}
 as $fn$ select private.record_consent(purpose, 'granted', legal_basis, policy_version) $fn$;
 comment on function {{ api }}.give_consent is 'Records the caller''s consent to a purpose under a policy version; returns the record id. Signed out: 42501; bad input: 22023/23514.';
 revoke all on function {{ api }}.give_consent from public, anon;
 grant execute on function {{ api }}.give_consent to authenticated, service_role;
 
 create or replace function {{ api }}.withdraw_consent(purpose text, policy_version text)
-  returns uuid language sql security invoker set search_path = pg_catalog, pg_temp
+  returns uuid language sql security invoker {{ m.pinned() }}
 as $fn$ select private.record_consent(purpose, 'withdrawn', 'consent', policy_version) $fn$;
 comment on function {{ api }}.withdraw_consent is 'Records the withdrawal of the caller''s consent to a purpose; history is kept. Signed out: 42501.';
 revoke all on function {{ api }}.withdraw_consent from public, anon;
@@ -72,7 +71,7 @@ grant select on {{ api }}.current_consents to authenticated, service_role;
 create or replace function private.subject_requests_transition()
   returns trigger
   language plpgsql
-  set search_path = pg_catalog, pg_temp
+  {{ m.pinned() }}
 as $fn$
 begin
   if (new.user_id, new.request_type, new.received_at, new.due_at) is distinct from (old.user_id, old.request_type, old.received_at, old.due_at) then
@@ -104,8 +103,7 @@ create trigger subject_requests_transition
 create or replace function private.submit_subject_request(request_type text, notes text)
   returns uuid
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 declare
   new_id uuid;
@@ -131,8 +129,7 @@ comment on function private.submit_subject_request is 'Definer twin of submit_su
 create or replace function private.advance_subject_request(request_id uuid, status text, note text)
   returns void
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 begin
   perform private.require_platform('platform.privacy.manage');
@@ -160,8 +157,7 @@ create or replace function private.require_subject_or_privacy_staff(user_id uuid
   returns void
   language plpgsql
   stable
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 begin
   if not (user_id = auth.uid() or private.is_trusted_caller() or private.has_system_permission('platform.privacy.manage')) then
@@ -184,8 +180,7 @@ create or replace function private.export_user_data(user_id uuid)
   returns jsonb
   language plpgsql
   stable
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 declare
   result jsonb := '{}';
@@ -231,8 +226,7 @@ comment on function private.export_user_data is 'Definer twin of export_user_dat
 create or replace function private.erase_user(user_id uuid)
   returns uuid
   language plpgsql
-  security definer
-  set search_path = pg_catalog, pg_temp
+  {{ m.definer() }}
 as $fn$
 declare
   email text;

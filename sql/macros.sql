@@ -115,14 +115,28 @@ create or replace function {{ api }}.{{ name }}({{ args }})
   returns {{ returns }}
   language sql
   security invoker
-  set search_path = pg_catalog, pg_temp
+  {{ pinned() }}
 as $fn$ select {% if returns.startswith('table') or returns.startswith('setof') %}* from {% endif %}private.{{ name }}({{ call }}) $fn$;
 comment on function {{ api }}.{{ name }} is {{ comment | sqlquote }};
 revoke all on function {{ api }}.{{ name }} from public, anon;
 grant execute on function {{ api }}.{{ name }} to authenticated, service_role;
 {%- endmacro %}
 
-{#- definer: header shared by every SECURITY DEFINER function in private. -#}
+{#- pinned: the search_path every function runs with. pg_temp is named,
+    and last: with search_path = '' Postgres would still look up types and
+    tables in the caller's pg_temp first. -#}
+{% macro pinned() -%}
+set search_path = pg_catalog, pg_temp
+{%- endmacro %}
+
+{#- definer: the header lines of every SECURITY DEFINER function (in
+    private only; verify checks both). -#}
+{% macro definer() -%}
+security definer
+  {{ pinned() }}
+{%- endmacro %}
+
+{#- private_grants: who may execute a private function. -#}
 {% macro private_grants(name, roles='authenticated, service_role') -%}
 revoke all on function private.{{ name }} from public, anon;
 grant execute on function private.{{ name }} to {{ roles }};
