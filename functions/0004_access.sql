@@ -31,15 +31,17 @@ create or replace function private.org_ids_with_permission(permission text)
   stable
   {{ m.definer() }}
 as $fn$
-  select coalesce(array_agg(m.organization_id), '{}')
-    from tenancy.memberships m
-    join iam.role_permissions rp on rp.role_key = m.role_key
-   where m.user_id = auth.uid()
-     and m.status = 'active'
-     and rp.permission_key = org_ids_with_permission.permission
-     and not rp.permission_is_platform
-     and private.permission_usable(m.organization_id, org_ids_with_permission.permission)
-     and private.request_is_valid()
+  -- The request check runs once, not once per membership row.
+  select case when private.request_is_valid() then (
+    select coalesce(array_agg(m.organization_id), '{}')
+      from tenancy.memberships m
+      join iam.role_permissions rp on rp.role_key = m.role_key
+     where m.user_id = auth.uid()
+       and m.status = 'active'
+       and rp.permission_key = org_ids_with_permission.permission
+       and not rp.permission_is_platform
+       and private.permission_usable(m.organization_id, org_ids_with_permission.permission))
+  else '{}' end
 $fn$;
 comment on function private.org_ids_with_permission is 'The organizations where the caller''s membership carries a tenant permission; the core of every tenant RLS policy.';
 {{ m.private_grants('org_ids_with_permission') }}
