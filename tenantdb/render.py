@@ -148,7 +148,7 @@ class Renderer:
                 by_number[number].repeatables.append(Repeatable(relpath, self.render(relpath)))
         return result
 
-    def seeds(self, extra: list[Path] | None = None) -> list[tuple[str, str]]:
+    def seeds(self) -> list[tuple[str, str]]:
         return [(relpath, self.render(relpath)) for relpath in self._files("seeds")]
 
     def checks(self) -> list[tuple[str, str]]:
