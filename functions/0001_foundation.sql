@@ -41,3 +41,24 @@ end
 $fn$;
 comment on function private.refuse_change is 'Trigger: refuses UPDATE and DELETE on append-only tables (55000).';
 revoke all on function private.refuse_change from public, anon, authenticated;
+
+-- platform_staff: the database role of a platform staff member's read
+-- token (PostgREST switches to the role a signed JWT names). It reads the
+-- tables whose platform_select policy admits the caller's platform
+-- permission (macro platform_read) and nothing else: no tenant policy
+-- applies to it, no function is granted to it; staff act through the API
+-- functions with their ordinary authenticated token. Created here, in a
+-- repeatable file, so that an upgrade gets it before the policies name it.
+do $staff$
+begin
+  if not exists (select from pg_catalog.pg_roles where rolname = 'platform_staff') then
+    create role platform_staff nologin noinherit;
+  end if;
+  comment on role platform_staff is 'tenantdb: platform staff reading across organizations (platform_select policies); a staff token names this role.';
+  -- PostgREST's login role (Supabase's authenticator) must be able to switch to it.
+  if exists (select from pg_catalog.pg_roles where rolname = 'authenticator') then
+    grant platform_staff to authenticator;
+  end if;
+end
+$staff$;
+grant usage on schema private to platform_staff;

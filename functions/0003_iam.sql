@@ -55,28 +55,38 @@ comment on function private.break_glass_active is 'Whether a break-glass grant i
 -- of a system role carrying the permission (a break-glass grant only while
 -- activated) and the request's impersonation claim, if any, is valid.
 -- Refuses nothing; null caller or tenant permission: false. Callable by
--- authenticated and service_role.
+-- authenticated, platform_staff (its policies) and service_role.
 create or replace function private.has_system_permission(permission text)
   returns boolean
-  language sql
+  language plpgsql
   stable
   {{ m.definer() }}
+  set plan_cache_mode = force_generic_plan
 as $fn$
-  select exists (
+-- PL/pgSQL with a generic plan, like org_ids_with_permission: the staff
+-- policies call it once per statement, and its plan is made once per session.
+declare
+  caller uuid := auth.uid();
+begin
+  if caller is null then
+    return false;
+  end if;
+  return exists (
     select
       from iam.system_role_grants g
       join iam.roles r on r.key = g.role_key
       join iam.role_permissions rp on rp.role_key = g.role_key
-     where g.user_id = auth.uid()
+     where g.user_id = caller
        and g.revoked_at is null
        and (g.expires_at is null or g.expires_at > now())
        and rp.permission_key = has_system_permission.permission
        and rp.permission_is_platform
        and (not r.is_break_glass or private.break_glass_active(g.id)))
-     and private.request_is_valid()
+     and private.request_is_valid();
+end
 $fn$;
 comment on function private.has_system_permission is 'Definer twin of has_system_permission: reads the grants the caller cannot see.';
-{{ m.private_grants('has_system_permission') }}
+{{ m.private_grants('has_system_permission', 'authenticated, platform_staff, service_role') }}
 {{ m.api_function('has_system_permission', 'permission text', 'boolean', 'permission',
    'Returns whether the caller holds the platform permission through an active system role grant. Never consults memberships. Callable by authenticated users.') }}
 

@@ -1,10 +1,27 @@
 -- Tenant permission helpers: used by every tenant table's RLS policies.
 {% import 'sql/macros.sql' as m with context %}
 
+-- private.status_admits(organization_status text, permission text) -> boolean
+-- The rule of what an organization's status lets its members use: every
+-- permission while active; only *.read and *.view while suspended
+-- (read-only); none once deleted. Refuses nothing. A plain SQL function
+-- with a standard body (no SET clause), so the planner inlines it into the
+-- queries below. Executable by its owner only (the definer helpers).
+create or replace function private.status_admits(organization_status text, permission text)
+  returns boolean
+  language sql
+  immutable
+  parallel safe
+begin atomic
+  select organization_status = 'active'
+      or (organization_status = 'suspended' and (permission like '%.read' or permission like '%.view'));
+end;
+comment on function private.status_admits is 'Whether an organization status admits a permission: all when active, *.read/*.view when suspended, none when deleted. Inlined by the planner.';
+revoke all on function private.status_admits from public, anon, authenticated;
+
 -- private.permission_usable(organization_id uuid, permission text) -> boolean
--- Whether the organization's status lets members use the permission: all
--- of them while active; only *.read and *.view while suspended (read-only);
--- none once deleted. Refuses nothing. Used by the helpers below.
+-- Whether the organization's status admits the permission (status_admits).
+-- Refuses nothing. Used by the helpers below.
 create or replace function private.permission_usable(organization_id uuid, permission text)
   returns boolean
   language sql
@@ -14,8 +31,7 @@ as $fn$
   select exists (
     select from tenancy.organizations o
      where o.id = permission_usable.organization_id
-       and (o.status = 'active'
-            or (o.status = 'suspended' and (permission_usable.permission like '%.read' or permission_usable.permission like '%.view'))))
+       and private.status_admits(o.status, permission_usable.permission))
 $fn$;
 comment on function private.permission_usable is 'Whether an organization''s status admits a permission: all when active, *.read/*.view when suspended, none when deleted.';
 {{ m.private_grants('permission_usable', 'service_role') }}
@@ -23,27 +39,48 @@ comment on function private.permission_usable is 'Whether an organization''s sta
 -- private.org_ids_with_permission(permission text) -> uuid[]
 -- Returns the organizations in which the caller's active membership carries
 -- the tenant permission and the organization's status admits it (empty when
--- signed out). Refuses nothing. Callable by authenticated and service_role;
--- the RLS policies call it once per statement (see macro in_orgs_with).
+-- signed out, or when the request's impersonation claim is not valid).
+-- Refuses nothing. Callable by authenticated and service_role; the RLS
+-- policies call it once per statement (see macro in_orgs_with), so it is
+-- the fixed cost of every tenant read, and is written for that:
+--   * read live from memberships, role_permissions and organizations, so a
+--     revoked membership or permission stops reading in the next statement;
+--   * one statement; the status rule (status_admits) is inlined, where
+--     permission_usable was a definer call per membership row;
+--   * PL/pgSQL with a generic plan: its plan is made once per session and
+--     reused. A SQL function is planned again on every call before
+--     PostgreSQL 18, and left to choose, the plan cache re-plans this
+--     query on every call too (the custom plan looks cheaper); planning
+--     was most of the cost (bench/rls_scale.sh).
 create or replace function private.org_ids_with_permission(permission text)
   returns uuid[]
-  language sql
+  language plpgsql
   stable
   {{ m.definer() }}
+  set plan_cache_mode = force_generic_plan
 as $fn$
-  -- The request check runs once, not once per membership row.
-  select case when private.request_is_valid() then (
-    select coalesce(array_agg(m.organization_id), '{}')
-      from tenancy.memberships m
-      join iam.role_permissions rp on rp.role_key = m.role_key
-     where m.user_id = auth.uid()
-       and m.status = 'active'
-       and rp.permission_key = org_ids_with_permission.permission
-       and not rp.permission_is_platform
-       and private.permission_usable(m.organization_id, org_ids_with_permission.permission))
-  else '{}' end
+declare
+  caller uuid := auth.uid();
+  found_ids uuid[];
+begin
+  if caller is null or not private.request_is_valid() then
+    return '{}';
+  end if;
+  select coalesce(array_agg(ms.organization_id), '{}')
+    into found_ids
+    from tenancy.memberships ms
+    join iam.role_permissions rp
+      on rp.role_key = ms.role_key
+     and rp.permission_key = org_ids_with_permission.permission
+     and not rp.permission_is_platform
+    join tenancy.organizations o on o.id = ms.organization_id
+   where ms.user_id = caller
+     and ms.status = 'active'
+     and private.status_admits(o.status, org_ids_with_permission.permission);
+  return found_ids;
+end
 $fn$;
-comment on function private.org_ids_with_permission is 'The organizations where the caller''s membership carries a tenant permission; the core of every tenant RLS policy.';
+comment on function private.org_ids_with_permission is 'The organizations where the caller''s membership carries a tenant permission; the core of every tenant RLS policy (once per statement).';
 {{ m.private_grants('org_ids_with_permission') }}
 
 -- private.user_has_permission(organization_id uuid, user_id uuid, permission text) -> boolean

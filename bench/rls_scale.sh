@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# Tenant reads under RLS against the physical limit, at scale.
+#
+# Dataset (bench/rls_scale_load.sql, loaded once per database, timed
+# separately): 10,000 organizations, 1,000,000 usage.events and 1,000,000
+# billing.invoices, 100 users signed up the normal way; members of 1, 4 and
+# 50 organizations.
+#
+# For each of those members and each table, a list page (order by time
+# desc limit 50) and a count(*):
+#   RLS       as the member, through PostgREST's role switch and JWT claims
+#   baseline  the same statement as the superuser, RLS not applied, with
+#             where organization_id = any(<the member's organizations>)
+# Each side is a pgbench transaction with the same begin / set_config /
+# commit around the statement (what PostgREST sends); the figure is the
+# median latency of TRANSACTIONS transactions on one connection, and the
+# ratio RLS / baseline (goal <= 1.2). Then the cost of deciding the
+# caller's organizations alone, platform staff reading one organization
+# through their own role, and the EXPLAIN of both sides for the member of
+# 50 organizations.
+#
+#   bench/rls_scale.sh [15|18] [TRANSACTIONS]
+#     15: Debian's PostgreSQL 15 (bench/pg15.sh, the test harness's server)
+#     18: the embedded server of `tenantdb up --data-dir bench/.pg` (default)
+#   BENCH_DSN overrides the server: a superuser DSN of any database there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+server="${1:-18}"
+transactions="${2:-500}"
+py="${PYTHON:-python3}"
+pgbench="${PGBENCH:-$(ls /usr/lib/postgresql/*/bin/pgbench 2>/dev/null | sort -V | tail -n 1)}"
+[ -x "$pgbench" ] || { echo "pgbench not found (Debian: postgresql-15); set PGBENCH" >&2; exit 1; }
+if [ -z "${BENCH_DSN:-}" ]; then
+  case "$server" in
+    15) BENCH_DSN=$(bench/pg15.sh) ;;
+    18) BENCH_DSN=$("$py" cli.py up --data-dir bench/.pg | tail -n 1) ;;
+    *) echo "server must be 15 or 18" >&2; exit 2 ;;
+  esac
+fi
+dsn=$("$py" -c 'import sys; from psycopg.conninfo import make_conninfo; print(make_conninfo(sys.argv[1], dbname="rls_bench"))' "$BENCH_DSN")
+if ! psql -X -q -At -d "$BENCH_DSN" -c "select 1 from pg_database where datname = 'rls_bench'" | grep -q 1; then
+  psql -X -q -d "$BENCH_DSN" -c "create database rls_bench"
+fi
+"$py" cli.py --dsn "$dsn" migrate >/dev/null
+"$py" cli.py --dsn "$dsn" seed >/dev/null
+q() { psql -X -q -At -d "$dsn" -c "$1"; }
+if [ "$(q "select count(*) from auth.users where email like 'rls-bench-%'")" = "0" ]; then
+  started=$(date +%s.%N)
+  psql -X -q -d "$dsn" -f bench/rls_scale_load.sql >/dev/null
+  echo "dataset loaded in $(echo "$(date +%s.%N) - $started" | bc) s"
+fi
+
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+
+# medians ROLE_A STATEMENT_A ROLE_B STATEMENT_B CLAIMS: the median latency
+# (µs) of each side's transaction
+#   begin; set_config(claims, role); STATEMENT; commit
+# The two sides run interleaved at random in one pgbench run on one
+# connection, so both meet the same machine (on two cores, where the
+# scheduler puts client and backend moves a round trip by 100 µs).
+medians() {
+  for side in a b; do
+    if [ "$side" = a ]; then role=$1 stmt=$2; else role=$3 stmt=$4; fi
+    cat > "$dir/$side.sql" <<SQL
+begin;
+select set_config('request.jwt.claims', '$5', true), set_config('role', '$role', true);
+$stmt;
+commit;
+SQL
+  done
+  rm -f "$dir"/log*
+  (cd "$dir" && "$pgbench" -n -c 1 -t "$((2 * transactions))" -l --log-prefix="$dir/log" \
+     -f "$dir/a.sql@1" -f "$dir/b.sql@1" "$dsn" >/dev/null)
+  for script in 0 1; do
+    awk -v s="$script" '$4 == s {print $3}' "$dir"/log* | sort -n | awk '{a[NR] = $1} END {printf "%s ", a[int((NR + 1) / 2)]}'
+  done
+  echo
+}
+
+superuser=$(q "select current_user")
+uid() { q "select id from auth.users where email = 'rls-bench-$1@bench.test'"; }
+claims() { echo "{\"sub\":\"$1\",\"role\":\"$2\"}"; }
+# The organizations where the user's membership carries the permission,
+# computed independently of the function under test.
+orgs_of() {
+  q "select '''' || array_agg(m.organization_id)::text || '''' from tenancy.memberships m
+       join iam.role_permissions rp on rp.role_key = m.role_key and rp.permission_key = '$2'
+      where m.user_id = '$1' and m.status = 'active'"
+}
+
+declare -A list count perm
+list[usage.events]="select id, meter_key, quantity, occurred_at from usage.events %s order by occurred_at desc limit 50"
+count[usage.events]="select count(*) from usage.events %s"
+perm[usage.events]="tenant.read"
+list[billing.invoices]="select id, period_start, status, total_minor from billing.invoices %s order by period_start desc limit 50"
+count[billing.invoices]="select count(*) from billing.invoices %s"
+perm[billing.invoices]="billing.view"
+
+echo "server: $(q 'show server_version'); jit: $(q 'show jit'); median of $transactions transactions per figure"
+echo
+printf '%-18s %-10s %-6s %12s %12s %7s\n' table query orgs "RLS µs" "filter µs" ratio
+results="$dir/results"
+: > "$results"
+for table in usage.events billing.invoices; do
+  for who in 0 4 1; do
+    id=$(uid "$who")
+    orgs=$(orgs_of "$id" "${perm[$table]}")
+    n=$(q "select cardinality($orgs::uuid[])")
+    for kind in list count; do
+      if [ "$kind" = list ]; then tmpl=${list[$table]}; else tmpl=${count[$table]}; fi
+      # shellcheck disable=SC2059
+      read -r rls base < <(medians authenticated "$(printf "$tmpl" "")" \
+                                   "$superuser" "$(printf "$tmpl" "where organization_id = any ($orgs::uuid[])")" \
+                                   "$(claims "$id" authenticated)")
+      ratio=$(echo "scale=2; $rls / $base" | bc)
+      printf '%-18s %-10s %-6s %12s %12s %7s\n' "$table" "$kind" "$n" "$rls" "$base" "$ratio"
+      echo "$ratio" >> "$results"
+    done
+  done
+done
+worst=$(sort -n "$results" | tail -n 1)
+echo "worst ratio: $worst (goal <= 1.2)"
+
+echo
+echo "Deciding the caller's organizations alone (private.org_ids_with_permission) vs select 1, same transaction:"
+for who in 0 4 1; do
+  id=$(uid "$who")
+  read -r fn empty < <(medians authenticated "select private.org_ids_with_permission('tenant.read')" \
+                               authenticated "select 1" "$(claims "$id" authenticated)")
+  n=$(q "select count(*) from tenancy.memberships where user_id = '$id'")
+  echo "  member of $n: $fn µs vs $empty µs: $((fn - empty)) µs per statement"
+done
+
+echo
+echo "Platform staff (role platform_staff, platform.tenant.read) reading one organization's list page:"
+staff=$(uid 99)
+q "insert into iam.system_role_grants (user_id, role_key, reason)
+   select '$staff', 'platform_support', 'rls_scale benchmark'
+    where not exists (select from iam.system_role_grants where user_id = '$staff' and role_key = 'platform_support' and revoked_at is null)" >/dev/null
+org=$(q "select organization_id from tenancy.memberships where user_id = '$(uid 1)' order by organization_id limit 1")
+stmt="select id, meter_key, quantity, occurred_at from usage.events where organization_id = '$org' order by occurred_at desc limit 50"
+read -r as_staff base < <(medians platform_staff "$stmt" "$superuser" "$stmt" "$(claims "$staff" platform_staff)")
+echo "  staff $as_staff µs vs superuser $base µs: ratio $(echo "scale=2; $as_staff / $base" | bc)"
+
+echo
+echo "EXPLAIN, member of 50 organizations (RLS, then baseline):"
+id=$(uid 1)
+for table in usage.events billing.invoices; do
+  orgs=$(orgs_of "$id" "${perm[$table]}")
+  for kind in list count; do
+    if [ "$kind" = list ]; then tmpl=${list[$table]}; else tmpl=${count[$table]}; fi
+    # shellcheck disable=SC2059
+    for side in rls base; do
+      if [ "$side" = rls ]; then role=authenticated; stmt=$(printf "$tmpl" ""); else role=$superuser; stmt=$(printf "$tmpl" "where organization_id = any ($orgs::uuid[])"); fi
+      echo "--- $table $kind ($side)"
+      psql -X -q -At -d "$dsn" <<SQL | sed 's/^/  /'
+begin;
+select set_config('request.jwt.claims', '$(claims "$id" authenticated)', true), set_config('role', '$role', true) \\g /dev/null
+explain (costs off) $stmt;
+rollback;
+SQL
+    done
+  done
+done

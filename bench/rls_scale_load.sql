@@ -1,0 +1,60 @@
+-- The dataset of bench/rls_scale.sh (run by psql as a superuser on a
+-- migrated and seeded database):
+--   * 100 users signed up the normal way (insert into auth.users: profile,
+--     personal organization, owner membership, free subscription);
+--   * 10,000 organizations: those 100 personal ones, one filler owner's,
+--     and 9,899 business organizations owned by the filler;
+--   * memberships: bench user 0 in 1 organization (its own), user 1 in 50,
+--     users 2-99 in 3-5 (tenant_admin in the business ones);
+--   * 1,000,000 rows in usage.events (100 per organization, over the last
+--     three months) and 1,000,000 in billing.invoices (100 monthly periods
+--     per organization).
+-- Bulk rows are written with session_replication_role = replica (no audit
+-- rows or free subscriptions for the filler organizations: the benchmark
+-- reads, it does not bill).
+\set ON_ERROR_STOP on
+set client_min_messages = warning;
+
+insert into auth.users (email)
+select format('rls-bench-%s@bench.test', n) from generate_series(0, 100) n;
+
+create temporary table bench_users as
+select n, u.id
+  from generate_series(0, 100) n
+  join auth.users u on u.email = format('rls-bench-%s@bench.test', n);
+
+set session_replication_role = replica;
+
+-- 9,899 business organizations, owned by the filler (user 100).
+create temporary table bench_orgs as
+select n, gen_random_uuid() as id from generate_series(1, 9899) n;
+insert into tenancy.organizations (id, name, slug)
+select id, format('Bench org %s', n), format('rls-bench-org-%s', n) from bench_orgs;
+insert into tenancy.memberships (organization_id, user_id, role_key)
+select o.id, (select id from bench_users where n = 100), 'tenant_owner' from bench_orgs o;
+
+-- User 1: 49 business organizations; users 2-99: 2-4 each.
+insert into tenancy.memberships (organization_id, user_id, role_key)
+select o.id, u.id, 'tenant_admin'
+  from bench_users u
+  join bench_orgs o
+    on (u.n = 1 and o.n between 1 and 49)
+    or (u.n between 2 and 99 and o.n between 50 + (u.n - 2) * 4 and 50 + (u.n - 2) * 4 + (u.n % 3) + 1);
+
+-- 1,000,000 usage events: 100 per organization over the last 90 days.
+select private.ensure_usage_partition((current_date - make_interval(months => k))::date) from generate_series(0, 3) k;
+insert into usage.events (organization_id, meter_key, quantity, idempotency_key, occurred_at)
+select o.id, 'api_call', 1 + (i % 7), format('bench-%s', i),
+       now() - make_interval(secs => ((hashtext(o.id::text || i) & 2147483647) % 7776000))
+  from tenancy.organizations o
+ cross join generate_series(1, 100) i;
+
+-- 1,000,000 invoices: 100 monthly periods per organization, paid.
+insert into billing.invoices (organization_id, period_start, period_end, currency, status, total_minor, finalized_at, paid_at)
+select o.id, p.start, (p.start + interval '1 month')::date, 'USD', 'paid', 1000 + i, p.start + interval '1 month', p.start + interval '40 days'
+  from tenancy.organizations o
+ cross join generate_series(1, 100) i
+ cross join lateral (select (date '2018-01-01' + make_interval(months => i))::date as start) p;
+
+set session_replication_role = origin;
+vacuum analyze usage.events, billing.invoices, tenancy.organizations, tenancy.memberships;
