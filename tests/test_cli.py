@@ -102,6 +102,26 @@ def test_verify_reports_catalog_problems(dsn: str) -> None:
     assert ("rls", "tenancy.no_key") in found
 
 
+def test_verify_refuses_two_permissive_policies_for_one_role_and_command(dsn: str) -> None:
+    """The shape that made every tenant read a sequential scan cannot come back:
+    a second permissive SELECT policy for authenticated, and a PUBLIC policy
+    FOR ALL (which counts for every role and command), are both reported."""
+    clean = run("--dsn", dsn, "verify", "--json")
+    assert clean.returncode == 0, clean.stdout
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("create policy staff_too on billing.invoices for select to authenticated "
+                     "using ((select private.has_system_permission('platform.tenant.read')))")
+        conn.execute("create policy everyone on usage.counters for all using (true)")
+    proc = run("--dsn", dsn, "verify", "--json")
+    assert proc.returncode == 1
+    details = {(p["object"], p["detail"]) for p in json.loads(proc.stdout)["problems"] if p["check"] == "rls"}
+    assert any(obj == "billing.invoices" and "SELECT policies for role authenticated: staff_too and tenant_select" in d
+               for obj, d in details), details
+    assert any(obj == "usage.counters" and "role platform_staff: everyone and platform_select" in d for obj, d in details), details
+    assert any(obj == "usage.counters" and "role authenticated: everyone and tenant_select" in d for obj, d in details), details
+    assert not any(obj == "billing.subscriptions" for obj, _ in details)
+
+
 def test_verify_reports_citus_shape(dsn: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("create table tenancy.projects (organization_id uuid not null references tenancy.organizations (id), "

@@ -258,3 +258,116 @@ def test_matrix_refuses_a_table_left_open(dsn: str, world: dict[str, str]) -> No
         assert any("updated victim row" in f for f in attack(conn, tables["leaky"], "outsider", "update", world))
         assert any("updated victim row" in f for f in attack(conn, tables["organizations"], "outsider", "update", world))
         assert attack(conn, tables["memberships"], "outsider", "update", world) == []
+
+
+# -- Reads at index speed ------------------------------------------------
+# A policy that an index cannot serve (an OR of the organization filter with
+# a run-time flag, a function per row) turns every read into a sequential
+# scan. These tests read the plan, not the clock: EXPLAIN as the member,
+# with sequential scans disabled, must find a way in through an index.
+
+def seq_scans(plan: dict) -> list[str]:
+    """The relations a plan (EXPLAIN FORMAT JSON) reads with a Seq Scan."""
+    found = [plan.get("Relation Name", "?")] if plan.get("Node Type") == "Seq Scan" else []
+    for child in plan.get("Plans", []):
+        found += seq_scans(child)
+    return found
+
+
+def explain_as(conn: psycopg.Connection, role: str, claims: dict, query: sql.Composable) -> dict:
+    conn.execute("select set_config('request.jwt.claims', %s, true), set_config('role', %s, true)", (json.dumps(claims), role))
+    conn.execute("set local enable_seqscan = off")
+    plan = conn.execute(sql.SQL("explain (format json) ") + query).fetchone()[0][0]["Plan"]
+    conn.execute("reset role")
+    return plan
+
+
+def policy_roles(conn: psycopg.Connection, table: Table) -> set[str]:
+    rows = conn.execute("select unnest(roles)::text from pg_policies where schemaname = %s and tablename = %s and cmd in ('SELECT', 'ALL')",
+                        (table.schema, table.name)).fetchall()
+    return {r[0] for r in rows}
+
+
+def test_member_reads_use_an_index_on_the_tenant_key(dsn: str, world: dict[str, str]) -> None:
+    """Every table a member reads through RLS (tenant tables by their
+    organization, personal tables by their user): an unfiltered select, as
+    the member would send it, is served by an index."""
+    failures, checked = [], []
+    with psycopg.connect(dsn) as conn:
+        for table in domain_tables(conn, world):
+            if table.catalog or "authenticated" not in policy_roles(conn, table):
+                continue
+            checked.append(str(table))
+            plan = explain_as(conn, "authenticated", {"sub": world["alice"], "role": "authenticated"},
+                              sql.SQL("select count(*) from {}").format(table.ident))
+            if seq_scans(plan):
+                failures.append(f"{table}: Seq Scan on {', '.join(seq_scans(plan))}")
+        conn.rollback()
+    assert {"usage.events", "billing.invoices", "tenancy.memberships", "privacy.consents"} <= set(checked), checked
+    assert not failures, "\n".join(failures)
+
+
+def test_platform_staff_read_every_organization_through_their_own_role(dsn: str, world: dict[str, str]) -> None:
+    """Platform staff read organization A's rows through the platform_staff
+    role (a staff token), at index speed for a filtered read; the same user
+    with an ordinary token is a non-member of A and sees nothing there; a
+    user without a platform grant sees nothing even with the staff role."""
+    failures, checked = [], []
+    with psycopg.connect(dsn) as conn:
+        for table in domain_tables(conn, world):
+            if "platform_staff" not in policy_roles(conn, table):
+                continue
+            checked.append(str(table))
+            count = sql.SQL("select count(*) from {} where {}").format(table.ident, table.victim_filter)
+            seen = {}
+            for who, role in (("sam", "platform_staff"), ("sam", "authenticated"), ("bob", "platform_staff")):
+                conn.execute("savepoint look")
+                conn.execute("select set_config('request.jwt.claims', %s, true), set_config('role', %s, true)",
+                             (json.dumps({"sub": world[who], "role": role}), role))
+                seen[who, role] = conn.execute(count).fetchone()[0]
+                conn.execute("rollback to savepoint look")
+            if not seen["sam", "platform_staff"]:
+                failures.append(f"{table}: platform staff read none of the victim's rows")
+            if seen["bob", "platform_staff"]:
+                failures.append(f"{table}: a user without a platform grant read {seen['bob', 'platform_staff']} row(s) as platform_staff")
+            # (Sam impersonated Alice in the fixture: he sees that session as himself.)
+            if seen["sam", "authenticated"] and str(table) != "audit.impersonation_sessions":
+                failures.append(f"{table}: staff read {seen['sam', 'authenticated']} row(s) with an ordinary token")
+            plan = explain_as(conn, "platform_staff", {"sub": world["sam"], "role": "platform_staff"},
+                              sql.SQL("select count(*) from {} where {}").format(table.ident, table.victim_filter))
+            if seq_scans(plan) and table.victim_filter.as_string(conn) != "true":
+                failures.append(f"{table}: staff's filtered read is a Seq Scan on {', '.join(seq_scans(plan))}")
+        conn.rollback()
+    assert {"usage.events", "billing.invoices", "audit.platform_actions", "privacy.consents", "iam.system_role_grants"} <= set(checked), checked
+    assert not failures, "\n".join(failures)
+
+
+def test_a_revoked_membership_or_permission_stops_reading_in_the_next_statement(dsn: str, world: dict[str, str]) -> None:
+    """org_ids_with_permission keeps its plan for the session, never its
+    answer: a change committed by another session shows in the member's
+    next statement."""
+    with psycopg.connect(dsn, autocommit=True) as admin, psycopg.connect(dsn, autocommit=True) as member:
+        admin.execute("insert into iam.roles (key, name, is_system) values ('test_reader', 'Reader', false)")
+        grant = "insert into iam.role_permissions (role_key, role_is_system, permission_key, permission_is_platform) values ('test_reader', false, 'tenant.read', false)"
+        admin.execute(grant)
+        admin.execute("insert into tenancy.memberships (organization_id, user_id, role_key) values (%s, %s, 'test_reader')",
+                      (world["org_a"], world["bob"]))
+
+        def seen() -> int:
+            with member.transaction():
+                member.execute("select set_config('request.jwt.claims', %s, true), set_config('role', 'authenticated', true)",
+                               (json.dumps({"sub": world["bob"], "role": "authenticated"}),))
+                return member.execute("select count(*) from usage.events where organization_id = %s", (world["org_a"],)).fetchone()[0]
+
+        assert all(seen() > 0 for _ in range(8))  # past the plan cache's first custom plans
+        admin.execute("delete from iam.role_permissions where role_key = 'test_reader' and permission_key = 'tenant.read'")
+        assert seen() == 0, "a revoked permission still reads"
+        admin.execute(grant)
+        assert seen() > 0
+        admin.execute("update tenancy.memberships set status = 'suspended' where organization_id = %s and user_id = %s",
+                      (world["org_a"], world["bob"]))
+        assert seen() == 0, "a suspended membership still reads"
+        admin.execute("update tenancy.memberships set status = 'active' where organization_id = %s and user_id = %s",
+                      (world["org_a"], world["bob"]))
+        admin.execute("update tenancy.organizations set status = 'deleted' where id = %s", (world["org_a"],))
+        assert seen() == 0, "a deleted organization still reads"

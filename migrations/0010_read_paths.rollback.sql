@@ -1,0 +1,1 @@
+drop index if exists iam.system_role_grants_user;
