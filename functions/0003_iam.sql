@@ -95,18 +95,21 @@ comment on function private.has_system_permission is 'Definer twin of has_system
 -- Callable by authenticated and service_role.
 create or replace function private.is_platform_team_member()
   returns boolean
-  language sql
+  language plpgsql
   stable
   {{ m.definer() }}
 as $fn$
-  select exists (
-    select from iam.system_role_grants g
-      join iam.roles r on r.key = g.role_key
-     where g.user_id = auth.uid()
-       and g.revoked_at is null
-       and (g.expires_at is null or g.expires_at > now())
-       and (not r.is_break_glass or private.break_glass_active(g.id)))
-     and private.request_is_valid()
+begin
+  return (
+    select exists (
+      select from iam.system_role_grants g
+        join iam.roles r on r.key = g.role_key
+       where g.user_id = auth.uid()
+         and g.revoked_at is null
+         and (g.expires_at is null or g.expires_at > now())
+         and (not r.is_break_glass or private.break_glass_active(g.id)))
+       and private.request_is_valid());
+end
 $fn$;
 comment on function private.is_platform_team_member is 'Definer twin of is_platform_team_member.';
 {{ m.private_grants('is_platform_team_member') }}

@@ -19,22 +19,9 @@ end;
 comment on function private.status_admits is 'Whether an organization status admits a permission: all when active, *.read/*.view when suspended, none when deleted. Inlined by the planner.';
 revoke all on function private.status_admits from public, anon, authenticated;
 
--- private.permission_usable(organization_id uuid, permission text) -> boolean
--- Whether the organization's status admits the permission (status_admits).
--- Refuses nothing. Used by the helpers below.
-create or replace function private.permission_usable(organization_id uuid, permission text)
-  returns boolean
-  language sql
-  stable
-  {{ m.definer() }}
-as $fn$
-  select exists (
-    select from tenancy.organizations o
-     where o.id = permission_usable.organization_id
-       and private.status_admits(o.status, permission_usable.permission))
-$fn$;
-comment on function private.permission_usable is 'Whether an organization''s status admits a permission: all when active, *.read/*.view when suspended, none when deleted.';
-{{ m.private_grants('permission_usable', 'service_role') }}
+-- permission_usable (one definer call per membership row) gave way to
+-- status_admits, inlined into the queries below.
+drop function if exists private.permission_usable(uuid, text);
 
 -- private.org_ids_with_permission(permission text) -> uuid[]
 -- Returns the organizations in which the caller's active membership carries
@@ -45,8 +32,7 @@ comment on function private.permission_usable is 'Whether an organization''s sta
 -- the fixed cost of every tenant read, and is written for that:
 --   * read live from memberships, role_permissions and organizations, so a
 --     revoked membership or permission stops reading in the next statement;
---   * one statement; the status rule (status_admits) is inlined, where
---     permission_usable was a definer call per membership row;
+--   * one statement, with the status rule (status_admits) inlined;
 --   * PL/pgSQL with a generic plan: its plan is made once per session and
 --     reused. A SQL function is planned again on every call before
 --     PostgreSQL 18, and left to choose, the plan cache re-plans this
@@ -90,20 +76,24 @@ comment on function private.org_ids_with_permission is 'The organizations where 
 -- here); clients use has_permission, which asks about the caller.
 create or replace function private.user_has_permission(organization_id uuid, user_id uuid, permission text)
   returns boolean
-  language sql
+  language plpgsql
   stable
   {{ m.definer() }}
 as $fn$
-  select exists (
+begin
+  return exists (
     select
-      from tenancy.memberships m
-      join iam.role_permissions rp on rp.role_key = m.role_key
-     where m.organization_id = user_has_permission.organization_id
-       and m.user_id = user_has_permission.user_id
-       and m.status = 'active'
+      from tenancy.memberships ms
+      join iam.role_permissions rp
+        on rp.role_key = ms.role_key
        and rp.permission_key = user_has_permission.permission
-       and not rp.permission_is_platform)
-    and private.permission_usable(user_has_permission.organization_id, user_has_permission.permission)
+       and not rp.permission_is_platform
+      join tenancy.organizations o on o.id = ms.organization_id
+     where ms.organization_id = user_has_permission.organization_id
+       and ms.user_id = user_has_permission.user_id
+       and ms.status = 'active'
+       and private.status_admits(o.status, user_has_permission.permission));
+end
 $fn$;
 comment on function private.user_has_permission is 'Whether a user''s membership in an organization carries a tenant permission.';
 {{ m.private_grants('user_has_permission', 'service_role') }}
@@ -114,13 +104,16 @@ comment on function private.user_has_permission is 'Whether a user''s membership
 -- Callable by authenticated and service_role.
 create or replace function private.has_permission(organization_id uuid, permission text)
   returns boolean
-  language sql
+  language plpgsql
   stable
   {{ m.definer() }}
 as $fn$
-  select auth.uid() is not null
-     and private.user_has_permission(has_permission.organization_id, auth.uid(), has_permission.permission)
-     and private.request_is_valid()
+begin
+  return (
+    select auth.uid() is not null
+       and private.user_has_permission(has_permission.organization_id, auth.uid(), has_permission.permission)
+       and private.request_is_valid());
+end
 $fn$;
 comment on function private.has_permission is 'Definer twin of has_permission: reads memberships regardless of RLS.';
 {{ m.private_grants('has_permission') }}

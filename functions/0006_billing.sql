@@ -8,16 +8,19 @@
 -- (migrations, cron, psql as the owner). Refuses nothing.
 create or replace function private.is_trusted_caller()
   returns boolean
-  language sql
+  language plpgsql
   stable
   {{ m.definer() }}
 as $fn$
-  select case current_setting('role')
-           when 'service_role' then true
-           when 'none' then exists (select from pg_catalog.pg_roles r
-                                     where r.rolname = session_user and (r.rolsuper or r.rolbypassrls))
-           else false
-         end
+begin
+  return (
+    select case current_setting('role')
+             when 'service_role' then true
+             when 'none' then exists (select from pg_catalog.pg_roles r
+                                       where r.rolname = session_user and (r.rolsuper or r.rolbypassrls))
+             else false
+           end);
+end
 $fn$;
 comment on function private.is_trusted_caller is 'True for service_role and for an unswitched session of a role that bypasses RLS.';
 {{ m.private_grants('is_trusted_caller') }}
@@ -500,12 +503,15 @@ create trigger credit_ledger_guard
 -- only for the functions here (EXECUTE granted to nobody).
 create or replace function private.ledger_balance(organization_id uuid, currency text)
   returns bigint
-  language sql
+  language plpgsql
   stable
   {{ m.definer() }}
 as $fn$
-  select coalesce(sum(l.amount_minor), 0)::bigint from billing.credit_ledger l
-   where l.organization_id = ledger_balance.organization_id and l.currency = upper(ledger_balance.currency)
+begin
+  return (
+    select coalesce(sum(l.amount_minor), 0)::bigint from billing.credit_ledger l
+     where l.organization_id = ledger_balance.organization_id and l.currency = upper(ledger_balance.currency));
+end
 $fn$;
 comment on function private.ledger_balance is 'Internal: credit balance without a permission check.';
 revoke all on function private.ledger_balance from public, anon, authenticated;

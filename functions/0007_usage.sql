@@ -178,12 +178,17 @@ comment on function private.aggregate_usage is 'Definer twin of aggregate_usage 
 -- The plan of the organization's live subscription (null when none).
 create or replace function private.live_plan(organization_id uuid)
   returns catalog.plans
-  language sql
+  language plpgsql
   stable
   {{ m.definer() }}
 as $fn$
-  select p.* from billing.subscriptions s join catalog.plans p on p.key = s.plan_key
-   where s.organization_id = live_plan.organization_id and s.status <> 'canceled'
+declare
+  found_plan catalog.plans;
+begin
+  select p.* into found_plan from billing.subscriptions s join catalog.plans p on p.key = s.plan_key
+   where s.organization_id = live_plan.organization_id and s.status <> 'canceled';
+  return found_plan;
+end
 $fn$;
 comment on function private.live_plan is 'Internal: the plan of the live subscription.';
 revoke all on function private.live_plan from public, anon, authenticated;
@@ -194,11 +199,14 @@ revoke all on function private.live_plan from public, anon, authenticated;
 -- the first subscription and after a cancellation. Internal.
 create or replace function private.plan_at(organization_id uuid, at timestamptz)
   returns catalog.plans
-  language sql
+  language plpgsql
   stable
   {{ m.definer() }}
 as $fn$
-  select p.*
+declare
+  found_plan catalog.plans;
+begin
+  select p.* into found_plan
     from (select h.new_plan_key, h.change_type
             from billing.subscription_history h
            where h.organization_id = plan_at.organization_id and not h.reported and h.created_at <= plan_at.at
@@ -206,7 +214,9 @@ as $fn$
            order by h.created_at desc, h.id desc
            limit 1) last
     join catalog.plans p on p.key = last.new_plan_key
-   where last.change_type <> 'cancelled'
+   where last.change_type <> 'cancelled';
+  return found_plan;
+end
 $fn$;
 comment on function private.plan_at is 'Internal: the plan in force at a moment, from subscription_history.';
 revoke all on function private.plan_at from public, anon, authenticated;
@@ -243,12 +253,15 @@ revoke all on function private.plan_for_period from public, anon, authenticated;
 -- Active memberships of type member (guests are free seats).
 create or replace function private.seats_used(organization_id uuid)
   returns bigint
-  language sql
+  language plpgsql
   stable
   {{ m.definer() }}
 as $fn$
-  select count(*) from tenancy.memberships m
-   where m.organization_id = seats_used.organization_id and m.status = 'active' and m.member_type = 'member'
+begin
+  return (
+    select count(*) from tenancy.memberships m
+     where m.organization_id = seats_used.organization_id and m.status = 'active' and m.member_type = 'member');
+end
 $fn$;
 comment on function private.seats_used is 'Internal: paid seats in use.';
 revoke all on function private.seats_used from public, anon, authenticated;
