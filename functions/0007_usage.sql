@@ -126,6 +126,133 @@ comment on function private.record_usage is 'Definer twin of record_usage.';
    'table (event_id uuid, duplicate boolean)', 'org_id, feature_key, quantity, idempotency_key, occurred_at, metadata',
    'Records a usage event once per (organization, idempotency key) and counts it at commit; returns its id and whether it was a replay. Needs usage.record (42501); unknown meter, bad quantity, key or time: 22023.') }}
 
+-- private.record_usage_batch(org_id uuid, events jsonb)
+--   -> table (item integer, idempotency_key text, event_id uuid, duplicate boolean)
+-- record_usage for many events in one call: events is a JSON array of
+-- objects with record_usage's arguments as keys (feature_key, quantity,
+-- idempotency_key, and optionally occurred_at and metadata). Returns one
+-- row per item, in order (item is its 1-based position): its event id and
+-- whether it was a replay (a key accepted before, or earlier in the same
+-- array). All or nothing: an invalid item refuses the whole call (22023,
+-- naming the item) and writes nothing; duplicates are not errors. The same
+-- rules as record_usage: needs usage.record (42501); at most 10,000 items.
+-- Set-based: one statement claims the keys, writes the events and adds
+-- them to the counters. Callable by authenticated and service_role.
+create or replace function private.record_usage_batch(org_id uuid, events jsonb)
+  returns table (item integer, idempotency_key text, event_id uuid, duplicate boolean)
+  language plpgsql
+  {{ m.definer() }}
+as $fn$
+declare
+  earliest timestamptz := date_trunc('month', now() at time zone 'UTC') at time zone 'UTC' - interval '1 month';
+  bad record;
+  month date;
+  calendar boolean;
+  claimed text[];
+begin
+  if not (private.has_permission(org_id, 'usage.record') or private.is_trusted_caller()) then
+    raise exception 'record_usage_batch: permission usage.record is required in organization %', org_id using errcode = '42501';
+  end if;
+  if events is null or jsonb_typeof(events) <> 'array' then
+    raise exception 'record_usage_batch: events must be a JSON array of objects' using errcode = '22023';
+  end if;
+  if jsonb_array_length(events) > 10000 then
+    raise exception 'record_usage_batch: at most 10000 events per call, got %', jsonb_array_length(events)
+      using errcode = '22023', hint = 'Split the batch.';
+  end if;
+
+  -- The first invalid item, if any (occurred_at is checked by its cast below).
+  select e.i, problem into bad
+    from jsonb_array_elements(events) with ordinality as e (v, i)
+   cross join lateral (select case
+            when jsonb_typeof(e.v) <> 'object' then 'is not a JSON object'
+            when jsonb_typeof(e.v -> 'quantity') is distinct from 'number' or (e.v ->> 'quantity') !~ '^[0-9]{1,13}$'
+              then 'quantity must be a whole number between 1 and 10^12'
+            when (e.v ->> 'quantity')::bigint not between 1 and 1000000000000
+              then 'quantity must be a whole number between 1 and 10^12'
+            when coalesce(btrim(e.v ->> 'idempotency_key'), '') = '' then 'has no idempotency_key'
+            when jsonb_typeof(coalesce(e.v -> 'metadata', '{}')) <> 'object' then 'metadata must be a JSON object'
+            when not exists (select from catalog.meters mt where mt.key = e.v ->> 'feature_key')
+              then format('unknown meter "%s"', e.v ->> 'feature_key')
+          end as problem) as c
+   where c.problem is not null
+   order by e.i
+   limit 1;
+  if found then
+    raise exception 'record_usage_batch: item % %', bad.i, bad.problem
+      using errcode = '22023', hint = 'Nothing was recorded; correct the item and send the batch again.';
+  end if;
+  begin
+    select e.i into bad
+      from jsonb_array_elements(events) with ordinality as e (v, i)
+     where coalesce((e.v ->> 'occurred_at')::timestamptz, now()) not between earliest and now() + interval '1 hour'
+     order by e.i
+     limit 1;
+  exception when invalid_datetime_format or datetime_field_overflow then
+    raise exception 'record_usage_batch: an occurred_at is not a timestamp' using errcode = '22023';
+  end;
+  if found then
+    raise exception 'record_usage_batch: item % occurred_at is outside the accepted window [%, now + 1 hour]', bad.i, earliest
+      using errcode = '22023', hint = 'Nothing was recorded. Late events are accepted back to the first day of the previous UTC month.';
+  end if;
+
+  for month in
+    select distinct date_trunc('month', coalesce((e.v ->> 'occurred_at')::timestamptz, now()) at time zone 'UTC')::date
+      from jsonb_array_elements(events) as e (v)
+  loop
+    if to_regclass(format('usage.events_y%s', to_char(month, 'YYYY"m"MM'))) is null then
+      perform private.ensure_usage_partition(month);
+      perform private.ensure_usage_partition((month + interval '1 month')::date);
+    end if;
+  end loop;
+  calendar := exists (select from billing.settings s where s.organization_id = org_id);
+
+  with items as (
+    select distinct on (e.v ->> 'idempotency_key')
+           e.v ->> 'idempotency_key' as key, e.v ->> 'feature_key' as meter, (e.v ->> 'quantity')::bigint as quantity,
+           coalesce((e.v ->> 'occurred_at')::timestamptz, now()) as at, coalesce(e.v -> 'metadata', '{}') as metadata,
+           gen_random_uuid() as id
+      from jsonb_array_elements(events) with ordinality as e (v, i)
+     order by e.v ->> 'idempotency_key', e.i
+  ), keys as (
+    insert into usage.idempotency_keys as k (organization_id, idempotency_key, event_id, occurred_at)
+    -- Keys claimed in key order: two batches sharing keys wait on each
+    -- other in one direction only, never in a cycle (no deadlock).
+    select org_id, it.key, it.id, it.at from items it order by it.key
+    on conflict on constraint idempotency_keys_pkey do nothing
+    returning k.idempotency_key
+  ), written as (
+    insert into usage.events as ev (organization_id, id, meter_key, quantity, idempotency_key, occurred_at, user_id, metadata)
+    select org_id, it.id, it.meter, it.quantity, it.key, it.at, auth.uid(), it.metadata
+      from items it join keys k on k.idempotency_key = it.key
+    returning ev.meter_key, ev.quantity, ev.occurred_at
+  ), counted as (
+    insert into usage.counters as c (organization_id, meter_key, period_start, slot, quantity, event_count)
+    select org_id, w.meter_key, w.period, pg_backend_pid() % 16, sum(w.quantity), count(*)
+      from (select wr.meter_key, wr.quantity,
+                   case when calendar then (select p.start_date from private.billing_period(org_id, wr.occurred_at) p)
+                        else date_trunc('month', wr.occurred_at at time zone 'UTC')::date end as period
+              from written wr) w
+     group by w.meter_key, w.period
+    on conflict on constraint counters_pkey
+    do update set quantity = c.quantity + excluded.quantity, event_count = c.event_count + excluded.event_count, updated_at = now()
+  )
+  select coalesce(array_agg(k.idempotency_key), '{}') into claimed from keys k;
+
+  return query
+    select e.i::integer, k.idempotency_key, k.event_id,
+           not (k.idempotency_key = any (claimed) and e.i = min(e.i) over (partition by k.idempotency_key))
+      from jsonb_array_elements(events) with ordinality as e (v, i)
+      join usage.idempotency_keys k on k.organization_id = org_id and k.idempotency_key = e.v ->> 'idempotency_key'
+     order by e.i;
+end
+$fn$;
+comment on function private.record_usage_batch is 'Definer twin of record_usage_batch.';
+{{ m.private_grants('record_usage_batch') }}
+{{ m.api_function('record_usage_batch', 'org_id uuid, events jsonb',
+   'table (item integer, idempotency_key text, event_id uuid, duplicate boolean)', 'org_id, events',
+   'Records many usage events at once, all or nothing: events is a JSON array of {feature_key, quantity, idempotency_key, occurred_at?, metadata?}; returns each item''s event id and whether it was a replay. Needs usage.record (42501); an invalid item or more than 10000 items: 22023, nothing written.') }}
+
 -- private.aggregate_usage(period_type text, start_at timestamptz, end_at timestamptz) -> integer
 -- Seed 001: recomputes the daily or monthly (UTC) rollups of every bucket
 -- that starts in [start_at, end_at) from the events, and returns how many

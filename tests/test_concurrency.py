@@ -121,3 +121,31 @@ def test_concurrent_partition_creation_makes_it_once(dsn: str) -> None:
     month = "2031-07-01"
     results = in_parallel(dsn, lambda conn, i: conn.execute("select private.ensure_usage_partition(%s)", (month,)).fetchone()[0])
     assert results == ["events_y2031m07"] * SESSIONS, results
+
+
+def test_eight_overlapping_usage_batches_record_each_key_once(dsn: str) -> None:
+    """Eight sessions send batches sharing 20 keys (each in its own order)
+    plus 5 keys of their own: every shared key is recorded once, no session
+    deadlocks, and the counters hold exactly the recorded events."""
+    org = organization(dsn, "batch@c.test")
+
+    def batch(conn: psycopg.Connection, i: int) -> list[tuple]:
+        shared = [{"feature_key": "api_call", "quantity": 2, "idempotency_key": f"shared-{k}"} for k in range(20)]
+        shared = shared[i:] + shared[:i]  # every session starts somewhere else
+        own = [{"feature_key": "api_call", "quantity": 1, "idempotency_key": f"own-{i}-{k}"} for k in range(5)]
+        return conn.execute("select item, idempotency_key, event_id, duplicate from public.record_usage_batch(%s, %s)",
+                            (org, json.dumps(shared + own))).fetchall()
+
+    results = in_parallel(dsn, batch)
+    assert all(isinstance(r, list) and len(r) == 25 for r in results), results
+    fresh_shared = sum(1 for r in results for item, _, _, dup in r if item <= 20 and not dup)
+    assert fresh_shared == 20, "each shared key is new for exactly one session"
+    assert all(not dup for r in results for item, _, _, dup in r if item > 20), "own keys are never duplicates"
+    told: dict[str, set] = {}
+    for r in results:
+        for _, key, event_id, _ in r:
+            told.setdefault(key, set()).add(event_id)
+    assert all(len(ids) == 1 for ids in told.values()), "every session is told the same event id for a key"
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("select count(*) from usage.events where organization_id = %s", (org,)).fetchone()[0] == 20 + 8 * 5
+        assert conn.execute("select sum(quantity) from usage.counters where organization_id = %s", (org,)).fetchone()[0] == 20 * 2 + 8 * 5
