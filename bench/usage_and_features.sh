@@ -2,22 +2,32 @@
 # Throughput of the metering and gating hot paths, each against its
 # physical limit, measured by pgbench in one run on one server:
 #   record_usage          vs  a plain INSERT into a table indexed like usage.events
+#   record_usage_batch    vs  a multi-row INSERT of the same 1,000 rows into it
 #   check_feature_access  vs  a primary-key lookup of the same plan_features row
 # Both sides run as the same signed-in member (role authenticated with the
-# request.jwt.claims PostgREST sets), 4 clients, 2 threads.
+# request.jwt.claims PostgREST sets), 4 clients, 2 threads. Each side runs
+# twice, alternating (A B A B), and the ratio is of the summed rates.
 #
-#   bench/usage_and_features.sh [SECONDS]
+#   bench/usage_and_features.sh [SECONDS] [15|18]
 #
 # Server: $BENCH_DSN (a superuser DSN of a database to create tables in),
-# else the embedded server of `tenantdb up --data-dir bench/.pg`.
+# else Debian's PostgreSQL 15 (bench/pg15.sh) with 15, or the embedded
+# server of `tenantdb up --data-dir bench/.pg` (18, the default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-15}"
+server="${2:-18}"
 py="${PYTHON:-python3}"
 pgbench="${PGBENCH:-$(ls /usr/lib/postgresql/*/bin/pgbench 2>/dev/null | sort -V | tail -n 1)}"
 [ -x "$pgbench" ] || { echo "pgbench not found (Debian: postgresql-15); set PGBENCH" >&2; exit 1; }
 if [ -z "${BENCH_DSN:-}" ]; then
-  BENCH_DSN=$("$py" cli.py up --data-dir bench/.pg | tail -n 1)
+  if [ "$server" = 15 ]; then
+    BENCH_DSN=$("$py" -c 'import sys; from psycopg.conninfo import make_conninfo; print(make_conninfo(sys.argv[1], dbname="usage_bench"))' "$(bench/pg15.sh)")
+    psql -X -q -d "$(bench/pg15.sh)" -c "create database usage_bench" 2>/dev/null || true
+    "$py" cli.py --dsn "$BENCH_DSN" migrate >/dev/null && "$py" cli.py --dsn "$BENCH_DSN" seed >/dev/null
+  else
+    BENCH_DSN=$("$py" cli.py up --data-dir bench/.pg | tail -n 1)
+  fi
 fi
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
@@ -40,6 +50,13 @@ cat > "$dir/plain_insert.sql" <<SQL
 insert into public.bench_plain_events (organization_id, meter_key, quantity, idempotency_key, occurred_at)
 values ('$org', 'api_call', 1, gen_random_uuid()::text, now());
 SQL
+cat > "$dir/record_usage_batch.sql" <<SQL
+select count(*) from public.record_usage_batch('$org', (select jsonb_agg(jsonb_build_object('feature_key', 'api_call', 'quantity', 1, 'idempotency_key', gen_random_uuid()::text)) from generate_series(1, 1000)));
+SQL
+cat > "$dir/multi_row_insert.sql" <<SQL
+insert into public.bench_plain_events (organization_id, meter_key, quantity, idempotency_key, occurred_at)
+select '$org', 'api_call', 1, gen_random_uuid()::text, now() from generate_series(1, 1000);
+SQL
 cat > "$dir/check_feature_access.sql" <<SQL
 select public.check_feature_access('$uid', 'max_api_calls_per_month', '$org');
 SQL
@@ -48,17 +65,22 @@ select * from catalog.plan_features where plan_key = 'free' and feature_key = 'm
 SQL
 
 export PGOPTIONS="-c role=authenticated -c request.jwt.claims={\"sub\":\"$uid\",\"role\":\"authenticated\"}"
-tps() { "$pgbench" -n -c 4 -j 2 -T "$seconds" -f "$dir/$1.sql" "$BENCH_DSN" 2>&1 | awk '/^tps/ {print int($3); exit}'; }
-echo "server: $(psql -X -At -d "$BENCH_DSN" -c 'show server_version'), $seconds s per run, 4 clients"
-plain=$(tps plain_insert); usage=$(tps record_usage)
-pk=$(tps pk_lookup); gate=$(tps check_feature_access)
-"$py" - "$plain" "$usage" "$pk" "$gate" <<'PY'
+tps() { "$pgbench" -n -c 4 -j 2 -T "$seconds" -f "$dir/$1.sql" "$BENCH_DSN" 2>&1 | awk '/^tps/ {printf "%.1f", $3; exit}'; }
+# pair A B: "rateA rateB", each the sum of two alternating runs
+pair() { local a1 b1 a2 b2; a1=$(tps "$1"); b1=$(tps "$2"); a2=$(tps "$1"); b2=$(tps "$2"); echo "$(echo "$a1 + $a2" | bc) $(echo "$b1 + $b2" | bc)"; }
+echo "server: $(psql -X -At -d "$BENCH_DSN" -c 'show server_version'); jit: $(psql -X -At -d "$BENCH_DSN" -c 'show jit'); $seconds s per run, 4 clients"
+read -r plain usage < <(pair plain_insert record_usage)
+read -r multi batch < <(pair multi_row_insert record_usage_batch)
+read -r pk gate < <(pair pk_lookup check_feature_access)
+"$py" - "$plain" "$usage" "$multi" "$batch" "$pk" "$gate" <<'PY'
 import sys
-plain, usage, pk, gate = map(int, sys.argv[1:])
-print(f"plain INSERT           {plain:>8} tps")
-print(f"record_usage           {usage:>8} tps   ratio {usage / plain:.2f}  (goal >= 0.5)")
-print(f"primary-key lookup     {pk:>8} tps")
-print(f"check_feature_access   {gate:>8} tps   ratio {gate / pk:.2f}  (goal >= 0.3)")
+plain, usage, multi, batch, pk, gate = (float(a) / 2 for a in sys.argv[1:])
+print(f"plain INSERT                 {plain:>9.0f} tps")
+print(f"record_usage                 {usage:>9.0f} tps   ratio {usage / plain:.2f}  (goal >= 0.4)")
+print(f"multi-row INSERT, 1000 rows  {multi:>9.1f} tps = {multi * 1000:>9.0f} events/s")
+print(f"record_usage_batch, 1000     {batch:>9.1f} tps = {batch * 1000:>9.0f} events/s   ratio {batch / multi:.2f}  (goal >= 0.5)")
+print(f"primary-key lookup           {pk:>9.0f} tps")
+print(f"check_feature_access         {gate:>9.0f} tps   ratio {gate / pk:.2f}  (goal >= 0.3)")
 PY
 unset PGOPTIONS
 psql -X -q -d "$BENCH_DSN" -c "drop table public.bench_plain_events"

@@ -30,9 +30,10 @@ drop function if exists private.permission_usable(uuid, text);
 -- Refuses nothing. Callable by authenticated and service_role; the RLS
 -- policies call it once per statement (see macro in_orgs_with), so it is
 -- the fixed cost of every tenant read, and is written for that:
---   * read live from memberships, role_permissions and organizations, so a
---     revoked membership or permission stops reading in the next statement;
---   * one statement, with the status rule (status_admits) inlined;
+--   * one index range scan of private.tenant_access (kept exact at commit
+--     by foreign keys and triggers, functions/0004_tenant_access.sql), so
+--     a revoked membership or permission stops reading in the next
+--     statement; the status rule (status_admits) is inlined;
 --   * PL/pgSQL with a generic plan: its plan is made once per session and
 --     reused. A SQL function is planned again on every call before
 --     PostgreSQL 18, and left to choose, the plan cache re-plans this
@@ -52,17 +53,12 @@ begin
   if caller is null or not private.request_is_valid() then
     return '{}';
   end if;
-  select coalesce(array_agg(ms.organization_id), '{}')
+  select coalesce(array_agg(a.organization_id), '{}')
     into found_ids
-    from tenancy.memberships ms
-    join iam.role_permissions rp
-      on rp.role_key = ms.role_key
-     and rp.permission_key = org_ids_with_permission.permission
-     and not rp.permission_is_platform
-    join tenancy.organizations o on o.id = ms.organization_id
-   where ms.user_id = caller
-     and ms.status = 'active'
-     and private.status_admits(o.status, org_ids_with_permission.permission);
+    from private.tenant_access a
+   where a.user_id = caller
+     and a.permission_key = org_ids_with_permission.permission
+     and private.status_admits(a.organization_status, org_ids_with_permission.permission);
   return found_ids;
 end
 $fn$;
@@ -83,16 +79,11 @@ as $fn$
 begin
   return exists (
     select
-      from tenancy.memberships ms
-      join iam.role_permissions rp
-        on rp.role_key = ms.role_key
-       and rp.permission_key = user_has_permission.permission
-       and not rp.permission_is_platform
-      join tenancy.organizations o on o.id = ms.organization_id
-     where ms.organization_id = user_has_permission.organization_id
-       and ms.user_id = user_has_permission.user_id
-       and ms.status = 'active'
-       and private.status_admits(o.status, user_has_permission.permission));
+      from private.tenant_access a
+     where a.user_id = user_has_permission.user_id
+       and a.permission_key = user_has_permission.permission
+       and a.organization_id = user_has_permission.organization_id
+       and private.status_admits(a.organization_status, user_has_permission.permission));
 end
 $fn$;
 comment on function private.user_has_permission is 'Whether a user''s membership in an organization carries a tenant permission.';

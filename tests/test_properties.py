@@ -50,3 +50,66 @@ def test_username_check_follows_the_documented_rule(dsn: str, name: str) -> None
         available = conn.execute("select public.check_username_available(%s)", (name,)).fetchone()[0]
         assert available == (bool(USERNAME_RULE.fullmatch(name)) and not reserved and not taken)
         conn.rollback()
+
+
+# -- private.tenant_access agrees with its sources ------------------------
+# Any sequence of membership, role-permission and organization-status
+# changes leaves the derived access table equal to the live join it
+# replaces (what the RLS helpers read is never stale, nor extra).
+
+LIVE_ACCESS = """
+select ms.user_id::text, rp.permission_key, ms.organization_id::text
+  from tenancy.memberships ms
+  join tenancy.organizations o on o.id = ms.organization_id
+  join iam.role_permissions rp on rp.role_key = ms.role_key and not rp.permission_is_platform
+ where ms.status = 'active' and private.status_admits(o.status, rp.permission_key)
+"""
+DERIVED_ACCESS = """
+select user_id::text, permission_key, organization_id::text from private.tenant_access
+ where private.status_admits(organization_status, permission_key)
+"""
+ROLES = ["tenant_member", "tenant_admin", "tenant_guest", "prop_role"]
+PERMISSIONS = ["tenant.read", "billing.view", "usage.record", "member.invite"]
+operations = st.lists(st.one_of(
+    st.tuples(st.just("join"), st.integers(0, 2), st.integers(0, 2), st.sampled_from(ROLES)),
+    st.tuples(st.just("role"), st.integers(0, 2), st.integers(0, 2), st.sampled_from(ROLES)),
+    st.tuples(st.just("membership_status"), st.integers(0, 2), st.integers(0, 2), st.sampled_from(["active", "suspended"])),
+    st.tuples(st.just("leave"), st.integers(0, 2), st.integers(0, 2), st.just("")),
+    st.tuples(st.just("grant"), st.just(0), st.just(0), st.sampled_from(PERMISSIONS)),
+    st.tuples(st.just("revoke"), st.just(0), st.just(0), st.sampled_from(PERMISSIONS)),
+    st.tuples(st.just("org_status"), st.integers(0, 2), st.just(0), st.sampled_from(["active", "suspended", "deleted"])),
+), min_size=1, max_size=12)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=operations)
+def test_tenant_access_equals_the_live_join(dsn: str, ops: list[tuple]) -> None:
+    with psycopg.connect(dsn) as conn:
+        owners = [conn.execute("insert into auth.users (email) values (%s) returning id", (f"owner{i}@p.test",)).fetchone()[0]
+                  for i in range(3)]
+        orgs = [conn.execute("select id from tenancy.organizations where personal_owner_id = %s", (o,)).fetchone()[0] for o in owners]
+        users = [conn.execute("insert into auth.users (email) values (%s) returning id", (f"user{i}@p.test",)).fetchone()[0]
+                 for i in range(3)]
+        conn.execute("insert into iam.roles (key, name, is_system) values ('prop_role', 'Property role', false)")
+        for op, org, user, arg in ops:
+            o, u = orgs[org], users[user]
+            if op == "join":
+                conn.execute("insert into tenancy.memberships (organization_id, user_id, role_key) values (%s, %s, %s) "
+                             "on conflict do nothing", (o, u, arg))
+            elif op == "role":
+                conn.execute("update tenancy.memberships set role_key = %s where organization_id = %s and user_id = %s", (arg, o, u))
+            elif op == "membership_status":
+                conn.execute("update tenancy.memberships set status = %s where organization_id = %s and user_id = %s", (arg, o, u))
+            elif op == "leave":
+                conn.execute("delete from tenancy.memberships where organization_id = %s and user_id = %s", (o, u))
+            elif op == "grant":
+                conn.execute("insert into iam.role_permissions (role_key, role_is_system, permission_key, permission_is_platform) "
+                             "values ('prop_role', false, %s, false) on conflict do nothing", (arg,))
+            elif op == "revoke":
+                conn.execute("delete from iam.role_permissions where role_key = 'prop_role' and permission_key = %s", (arg,))
+            else:
+                conn.execute("update tenancy.organizations set status = %s where id = %s", (arg, o))
+            live = set(conn.execute(LIVE_ACCESS).fetchall())
+            derived = set(conn.execute(DERIVED_ACCESS).fetchall())
+            assert derived == live, (op, org, user, arg, derived ^ live)
+        conn.rollback()
