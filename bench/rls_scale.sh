@@ -162,4 +162,4 @@ rollback;
 SQL
     done
   done
-done
+done | sed -E "s/'[{][0-9a-f,-]{200,}[}]'/'{...the member's organizations...}'/g"

@@ -126,6 +126,24 @@ comment on function private.record_usage is 'Definer twin of record_usage.';
    'table (event_id uuid, duplicate boolean)', 'org_id, feature_key, quantity, idempotency_key, occurred_at, metadata',
    'Records a usage event once per (organization, idempotency key) and counts it at commit; returns its id and whether it was a replay. Needs usage.record (42501); unknown meter, bad quantity, key or time: 22023.') }}
 
+-- private.usage_key_event(org_id uuid, idempotency_key text) -> uuid
+-- The event id an accepted idempotency key stands for, read with a fresh
+-- snapshot (VOLATILE): record_usage_batch asks it only for a key that a
+-- concurrent batch accepted while this one waited. Internal.
+create or replace function private.usage_key_event(org_id uuid, idempotency_key text)
+  returns uuid
+  language plpgsql
+  volatile
+  {{ m.definer() }}
+as $fn$
+begin
+  return (select k.event_id from usage.idempotency_keys k
+           where k.organization_id = usage_key_event.org_id and k.idempotency_key = usage_key_event.idempotency_key);
+end
+$fn$;
+comment on function private.usage_key_event is 'Internal: the event id of an accepted usage idempotency key, read afresh.';
+revoke all on function private.usage_key_event from public, anon, authenticated;
+
 -- private.record_usage_batch(org_id uuid, events jsonb)
 --   -> table (item integer, idempotency_key text, event_id uuid, duplicate boolean)
 -- record_usage for many events in one call: events is a JSON array of
@@ -148,7 +166,6 @@ declare
   bad record;
   month date;
   calendar boolean;
-  claimed text[];
 begin
   if not (private.has_permission(org_id, 'usage.record') or private.is_trusted_caller()) then
     raise exception 'record_usage_batch: permission usage.record is required in organization %', org_id using errcode = '42501';
@@ -207,24 +224,28 @@ begin
   end loop;
   calendar := exists (select from billing.settings s where s.organization_id = org_id);
 
+  return query
   with items as (
-    select distinct on (e.v ->> 'idempotency_key')
-           e.v ->> 'idempotency_key' as key, e.v ->> 'feature_key' as meter, (e.v ->> 'quantity')::bigint as quantity,
-           coalesce((e.v ->> 'occurred_at')::timestamptz, now()) as at, coalesce(e.v -> 'metadata', '{}') as metadata,
-           gen_random_uuid() as id
+    select e.i::integer as i, e.v ->> 'idempotency_key' as key, e.v ->> 'feature_key' as meter,
+           (e.v ->> 'quantity')::bigint as quantity, coalesce((e.v ->> 'occurred_at')::timestamptz, now()) as at,
+           coalesce(e.v -> 'metadata', '{}') as metadata
       from jsonb_array_elements(events) with ordinality as e (v, i)
-     order by e.v ->> 'idempotency_key', e.i
+  ), firsts as (
+    -- the first item of each key, with the id its event will have
+    select distinct on (it.key) it.*, gen_random_uuid() as id
+      from items it
+     order by it.key, it.i
   ), keys as (
-    insert into usage.idempotency_keys as k (organization_id, idempotency_key, event_id, occurred_at)
     -- Keys claimed in key order: two batches sharing keys wait on each
     -- other in one direction only, never in a cycle (no deadlock).
-    select org_id, it.key, it.id, it.at from items it order by it.key
+    insert into usage.idempotency_keys as k (organization_id, idempotency_key, event_id, occurred_at)
+    select org_id, f.key, f.id, f.at from firsts f order by f.key
     on conflict on constraint idempotency_keys_pkey do nothing
-    returning k.idempotency_key
+    returning k.idempotency_key, k.event_id
   ), written as (
     insert into usage.events as ev (organization_id, id, meter_key, quantity, idempotency_key, occurred_at, user_id, metadata)
-    select org_id, it.id, it.meter, it.quantity, it.key, it.at, auth.uid(), it.metadata
-      from items it join keys k on k.idempotency_key = it.key
+    select org_id, f.id, f.meter, f.quantity, f.key, f.at, auth.uid(), f.metadata
+      from firsts f join keys k on k.idempotency_key = f.key
     returning ev.meter_key, ev.quantity, ev.occurred_at
   ), counted as (
     insert into usage.counters as c (organization_id, meter_key, period_start, slot, quantity, event_count)
@@ -237,14 +258,18 @@ begin
     on conflict on constraint counters_pkey
     do update set quantity = c.quantity + excluded.quantity, event_count = c.event_count + excluded.event_count, updated_at = now()
   )
-  select coalesce(array_agg(k.idempotency_key), '{}') into claimed from keys k;
-
-  return query
-    select e.i::integer, k.idempotency_key, k.event_id,
-           not (k.idempotency_key = any (claimed) and e.i = min(e.i) over (partition by k.idempotency_key))
-      from jsonb_array_elements(events) with ordinality as e (v, i)
-      join usage.idempotency_keys k on k.organization_id = org_id and k.idempotency_key = e.v ->> 'idempotency_key'
-     order by e.i;
+  -- A key not claimed here was accepted before: its event id is in the
+  -- statement's snapshot, or (accepted by a batch that committed while
+  -- this one waited on the key) read afresh by usage_key_event.
+  select it.i, it.key,
+         coalesce(k.event_id, old.event_id, private.usage_key_event(org_id, it.key)),
+         k.event_id is null or it.i <> f.i
+    from items it
+    join firsts f on f.key = it.key
+    left join keys k on k.idempotency_key = it.key
+    left join usage.idempotency_keys old
+      on k.event_id is null and old.organization_id = org_id and old.idempotency_key = it.key
+   order by it.i;
 end
 $fn$;
 comment on function private.record_usage_batch is 'Definer twin of record_usage_batch.';
