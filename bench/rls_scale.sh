@@ -22,7 +22,8 @@
 #   bench/rls_scale.sh [15|18] [TRANSACTIONS]
 #     15: Debian's PostgreSQL 15 (bench/pg15.sh, the test harness's server)
 #     18: the embedded server of `tenantdb up --data-dir bench/.pg` (default)
-#   BENCH_DSN overrides the server: a superuser DSN of any database there.
+#   BENCH_DSN overrides the server: a superuser DSN of any database there
+#   (bench/server.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 server="${1:-18}"
@@ -30,19 +31,7 @@ transactions="${2:-500}"
 py="${PYTHON:-python3}"
 pgbench="${PGBENCH:-$(ls /usr/lib/postgresql/*/bin/pgbench 2>/dev/null | sort -V | tail -n 1)}"
 [ -x "$pgbench" ] || { echo "pgbench not found (Debian: postgresql-15); set PGBENCH" >&2; exit 1; }
-if [ -z "${BENCH_DSN:-}" ]; then
-  case "$server" in
-    15) BENCH_DSN=$(bench/pg15.sh) ;;
-    18) BENCH_DSN=$("$py" cli.py up --data-dir bench/.pg | tail -n 1) ;;
-    *) echo "server must be 15 or 18" >&2; exit 2 ;;
-  esac
-fi
-dsn=$("$py" -c 'import sys; from psycopg.conninfo import make_conninfo; print(make_conninfo(sys.argv[1], dbname="rls_bench"))' "$BENCH_DSN")
-if ! psql -X -q -At -d "$BENCH_DSN" -c "select 1 from pg_database where datname = 'rls_bench'" | grep -q 1; then
-  psql -X -q -d "$BENCH_DSN" -c "create database rls_bench"
-fi
-"$py" cli.py --dsn "$dsn" migrate >/dev/null
-"$py" cli.py --dsn "$dsn" seed >/dev/null
+dsn=$(bench/server.sh "$server" rls_bench)
 q() { psql -X -q -At -d "$dsn" -c "$1"; }
 if [ "$(q "select count(*) from auth.users where email like 'rls-bench-%'")" = "0" ]; then
   started=$(date +%s.%N)

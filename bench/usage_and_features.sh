@@ -10,9 +10,9 @@
 #
 #   bench/usage_and_features.sh [SECONDS] [15|18]
 #
-# Server: $BENCH_DSN (a superuser DSN of a database to create tables in),
-# else Debian's PostgreSQL 15 (bench/pg15.sh) with 15, or the embedded
-# server of `tenantdb up --data-dir bench/.pg` (18, the default).
+# Server (bench/server.sh): Debian's PostgreSQL 15 with 15, the embedded
+# server of `tenantdb up --data-dir bench/.pg` with 18 (the default), or
+# the server of $BENCH_DSN (a superuser DSN); database usage_bench.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-15}"
@@ -20,15 +20,7 @@ server="${2:-18}"
 py="${PYTHON:-python3}"
 pgbench="${PGBENCH:-$(ls /usr/lib/postgresql/*/bin/pgbench 2>/dev/null | sort -V | tail -n 1)}"
 [ -x "$pgbench" ] || { echo "pgbench not found (Debian: postgresql-15); set PGBENCH" >&2; exit 1; }
-if [ -z "${BENCH_DSN:-}" ]; then
-  if [ "$server" = 15 ]; then
-    BENCH_DSN=$("$py" -c 'import sys; from psycopg.conninfo import make_conninfo; print(make_conninfo(sys.argv[1], dbname="usage_bench"))' "$(bench/pg15.sh)")
-    psql -X -q -d "$(bench/pg15.sh)" -c "create database usage_bench" 2>/dev/null || true
-    "$py" cli.py --dsn "$BENCH_DSN" migrate >/dev/null && "$py" cli.py --dsn "$BENCH_DSN" seed >/dev/null
-  else
-    BENCH_DSN=$("$py" cli.py up --data-dir bench/.pg | tail -n 1)
-  fi
-fi
+BENCH_DSN=$(bench/server.sh "$server" usage_bench)
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 
@@ -75,11 +67,7 @@ select * from catalog.plan_features where plan_key = 'free' and feature_key = 'm
 SQL
 
 export PGOPTIONS="-c role=authenticated -c request.jwt.claims={\"sub\":\"$uid\",\"role\":\"authenticated\"}"
-# tps SCRIPT: the rate of one run, after a checkpoint (so that no run pays for another's dirty pages)
-tps() {
-  PGOPTIONS="" psql -X -q -d "$BENCH_DSN" -c checkpoint
-  "$pgbench" -n -c 4 -j 2 -T "$seconds" -f "$dir/$1.sql" "$BENCH_DSN" 2>&1 | awk '/^tps/ {printf "%.1f", $3; exit}'
-}
+tps() { "$pgbench" -n -c 4 -j 2 -T "$seconds" -f "$dir/$1.sql" "$BENCH_DSN" 2>&1 | awk '/^tps/ {printf "%.1f", $3; exit}'; }
 # pair A B: "rateA rateB", each the sum of two alternating runs
 pair() { local a1 b1 a2 b2; a1=$(tps "$1"); b1=$(tps "$2"); a2=$(tps "$1"); b2=$(tps "$2"); echo "$(echo "$a1 + $a2" | bc) $(echo "$b1 + $b2" | bc)"; }
 echo "server: $(psql -X -At -d "$BENCH_DSN" -c 'show server_version'); jit: $(psql -X -At -d "$BENCH_DSN" -c 'show jit'); $seconds s per run, 4 clients"

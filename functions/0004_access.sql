@@ -1,26 +1,8 @@
 -- Tenant permission helpers: used by every tenant table's RLS policies.
 {% import 'sql/macros.sql' as m with context %}
 
--- private.status_admits(organization_status text, permission text) -> boolean
--- The rule of what an organization's status lets its members use: every
--- permission while active; only *.read and *.view while suspended
--- (read-only); none once deleted. Refuses nothing. A plain SQL function
--- with a standard body (no SET clause), so the planner inlines it into the
--- queries below. Executable by its owner only (the definer helpers).
-create or replace function private.status_admits(organization_status text, permission text)
-  returns boolean
-  language sql
-  immutable
-  parallel safe
-begin atomic
-  select organization_status = 'active'
-      or (organization_status = 'suspended' and (permission like '%.read' or permission like '%.view'));
-end;
-comment on function private.status_admits is 'Whether an organization status admits a permission: all when active, *.read/*.view when suspended, none when deleted. Inlined by the planner.';
-revoke all on function private.status_admits from public, anon, authenticated;
-
--- permission_usable (one definer call per membership row) gave way to
--- status_admits, inlined into the queries below.
+-- permission_usable (the status rule, one definer call per membership
+-- row) gave way to the generated column private.tenant_access.admitted.
 drop function if exists private.permission_usable(uuid, text);
 
 -- private.org_ids_with_permission(permission text) -> uuid[]
@@ -33,7 +15,7 @@ drop function if exists private.permission_usable(uuid, text);
 --   * one index range scan of private.tenant_access (kept exact at commit
 --     by foreign keys and triggers, functions/0004_tenant_access.sql), so
 --     a revoked membership or permission stops reading in the next
---     statement; the status rule (status_admits) is inlined;
+--     statement; the status rule is its generated column admitted;
 --   * PL/pgSQL with a generic plan: its plan is made once per session and
 --     reused. A SQL function is planned again on every call before
 --     PostgreSQL 18, and left to choose, the plan cache re-plans this
@@ -58,7 +40,7 @@ begin
     from private.tenant_access a
    where a.user_id = caller
      and a.permission_key = org_ids_with_permission.permission
-     and private.status_admits(a.organization_status, org_ids_with_permission.permission);
+     and a.admitted;
   return found_ids;
 end
 $fn$;
@@ -83,7 +65,7 @@ begin
      where a.user_id = user_has_permission.user_id
        and a.permission_key = user_has_permission.permission
        and a.organization_id = user_has_permission.organization_id
-       and private.status_admits(a.organization_status, user_has_permission.permission));
+       and a.admitted);
 end
 $fn$;
 comment on function private.user_has_permission is 'Whether a user''s membership in an organization carries a tenant permission.';

@@ -1,6 +1,8 @@
 -- private.tenant_access: who holds which tenant permission where, one row
 -- per (user, permission, organization), derived from memberships, their
--- roles' permissions and the organization's status. It is what every
+-- roles' permissions and the organization's status (the derivation is
+-- the view private.tenant_access_source; whether the status admits the
+-- permission is the generated column admitted). It is what every
 -- tenant RLS policy reads (org_ids_with_permission), so deciding the
 -- caller's organizations is one index range scan of one table instead of a
 -- join of three.
@@ -28,6 +30,18 @@
 -- The (id, status) pair the rows' status follows (a foreign key target).
 create unique index if not exists organizations_id_status on tenancy.organizations (id, status);
 
+-- What tenant_access holds, computed from its sources: every tenant
+-- permission of every active membership, with the organization's status.
+create or replace view private.tenant_access_source
+  with (security_invoker = true) as
+select ms.user_id, rp.permission_key, ms.organization_id, ms.role_key, o.status as organization_status
+  from tenancy.memberships ms
+  join tenancy.organizations o on o.id = ms.organization_id
+  join iam.role_permissions rp on rp.role_key = ms.role_key and not rp.permission_is_platform
+ where ms.status = 'active';
+comment on view private.tenant_access_source is 'The live join private.tenant_access is derived from (used to write it, never read by policies).';
+revoke all on private.tenant_access_source from public, anon, authenticated, service_role;
+
 drop table if exists private.tenant_access;
 create table private.tenant_access (
   user_id uuid not null,
@@ -35,6 +49,11 @@ create table private.tenant_access (
   organization_id uuid not null,
   role_key text not null,
   organization_status text not null,
+  -- The status rule: every permission while the organization is active;
+  -- only *.read and *.view while suspended (read-only); none once deleted.
+  admitted boolean not null generated always as (
+    organization_status = 'active'
+    or (organization_status = 'suspended' and (permission_key like '%.read' or permission_key like '%.view'))) stored,
   primary key (user_id, permission_key, organization_id),
   constraint tenant_access_membership_fk foreign key (organization_id, user_id)
     references tenancy.memberships (organization_id, user_id) on update cascade on delete cascade,
@@ -47,7 +66,8 @@ create index tenant_access_membership on private.tenant_access (organization_id,
 create index tenant_access_role_permission on private.tenant_access (role_key, permission_key);
 create index tenant_access_organization_status on private.tenant_access (organization_id, organization_status);
 comment on table private.tenant_access is 'Derived: the tenant permissions each active membership carries, with the organization''s status; read by the RLS helpers, kept by foreign keys and triggers, rebuilt when this file changes.';
-comment on column private.tenant_access.organization_status is 'The organization''s status, kept by the foreign key (ON UPDATE CASCADE); status_admits decides at read time.';
+comment on column private.tenant_access.organization_status is 'The organization''s status, kept by the foreign key (ON UPDATE CASCADE).';
+comment on column private.tenant_access.admitted is 'Whether the organization''s status lets the member use the permission now: the one statement of the status rule.';
 revoke all on table private.tenant_access from public, anon, authenticated, service_role;
 {{ m.rls_on('private.tenant_access') }}
 
@@ -64,13 +84,10 @@ begin
   delete from private.tenant_access a
    where a.organization_id = refresh_tenant_access.organization_id and a.user_id = refresh_tenant_access.user_id;
   insert into private.tenant_access (user_id, permission_key, organization_id, role_key, organization_status)
-  select ms.user_id, rp.permission_key, ms.organization_id, ms.role_key, o.status
-    from tenancy.memberships ms
-    join tenancy.organizations o on o.id = ms.organization_id
-    join iam.role_permissions rp on rp.role_key = ms.role_key and not rp.permission_is_platform
-   where ms.organization_id = refresh_tenant_access.organization_id
-     and ms.user_id = refresh_tenant_access.user_id
-     and ms.status = 'active';
+  select src.user_id, src.permission_key, src.organization_id, src.role_key, src.organization_status
+    from private.tenant_access_source src
+   where src.organization_id = refresh_tenant_access.organization_id
+     and src.user_id = refresh_tenant_access.user_id;
 end
 $fn$;
 comment on function private.refresh_tenant_access is 'Internal: rebuilds one membership''s rows of private.tenant_access.';
@@ -113,10 +130,9 @@ begin
   end if;
   perform from iam.roles r where r.key = new.role_key for no key update;
   insert into private.tenant_access (user_id, permission_key, organization_id, role_key, organization_status)
-  select ms.user_id, new.permission_key, ms.organization_id, ms.role_key, o.status
-    from tenancy.memberships ms
-    join tenancy.organizations o on o.id = ms.organization_id
-   where ms.role_key = new.role_key and ms.status = 'active'
+  select src.user_id, src.permission_key, src.organization_id, src.role_key, src.organization_status
+    from private.tenant_access_source src
+   where src.role_key = new.role_key and src.permission_key = new.permission_key
   on conflict do nothing;
   return null;
 end
@@ -130,8 +146,5 @@ create trigger keep_tenant_access
 
 -- Backfill: every membership as it stands.
 insert into private.tenant_access (user_id, permission_key, organization_id, role_key, organization_status)
-select ms.user_id, rp.permission_key, ms.organization_id, ms.role_key, o.status
-  from tenancy.memberships ms
-  join tenancy.organizations o on o.id = ms.organization_id
-  join iam.role_permissions rp on rp.role_key = ms.role_key and not rp.permission_is_platform
- where ms.status = 'active';
+select src.user_id, src.permission_key, src.organization_id, src.role_key, src.organization_status
+  from private.tenant_access_source src;

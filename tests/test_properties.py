@@ -55,18 +55,19 @@ def test_username_check_follows_the_documented_rule(dsn: str, name: str) -> None
 # -- private.tenant_access agrees with its sources ------------------------
 # Any sequence of membership, role-permission and organization-status
 # changes leaves the derived access table equal to the live join it
-# replaces (what the RLS helpers read is never stale, nor extra).
+# replaces (what the RLS helpers read is never stale, nor extra). The
+# oracle states the status rule of the README on its own.
 
 LIVE_ACCESS = """
 select ms.user_id::text, rp.permission_key, ms.organization_id::text
   from tenancy.memberships ms
   join tenancy.organizations o on o.id = ms.organization_id
   join iam.role_permissions rp on rp.role_key = ms.role_key and not rp.permission_is_platform
- where ms.status = 'active' and private.status_admits(o.status, rp.permission_key)
+ where ms.status = 'active'
+   and (o.status = 'active' or (o.status = 'suspended' and rp.permission_key ~ '[.](read|view)$'))
 """
 DERIVED_ACCESS = """
-select user_id::text, permission_key, organization_id::text from private.tenant_access
- where private.status_admits(organization_status, permission_key)
+select user_id::text, permission_key, organization_id::text from private.tenant_access where admitted
 """
 ROLES = ["tenant_member", "tenant_admin", "tenant_guest", "prop_role"]
 PERMISSIONS = ["tenant.read", "billing.view", "usage.record", "member.invite"]
