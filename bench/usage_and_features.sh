@@ -12,7 +12,8 @@
 #
 # Server (bench/server.sh): Debian's PostgreSQL 15 with 15, the embedded
 # server of `tenantdb up --data-dir bench/.pg` with 18 (the default), or
-# the server of $BENCH_DSN (a superuser DSN); database usage_bench.
+# the server of $BENCH_DSN (a superuser DSN); database usage_bench, made
+# anew for each run (the event and key tables grow with every run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-15}"
@@ -20,7 +21,7 @@ server="${2:-18}"
 py="${PYTHON:-python3}"
 pgbench="${PGBENCH:-$(ls /usr/lib/postgresql/*/bin/pgbench 2>/dev/null | sort -V | tail -n 1)}"
 [ -x "$pgbench" ] || { echo "pgbench not found (Debian: postgresql-15); set PGBENCH" >&2; exit 1; }
-BENCH_DSN=$(bench/server.sh "$server" usage_bench)
+BENCH_DSN=$(bench/server.sh "$server" usage_bench fresh)
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 
