@@ -5,8 +5,10 @@
 -- private.request_is_valid() -> boolean
 -- False when the request carries an impersonation_session claim that does
 -- not name an active session for the signed-in user (ended, expired, or
--- someone else's); true otherwise. Every permission helper requires it, so
--- an ended impersonation token opens nothing. Refuses nothing.
+-- someone else's), or whose impersonator no longer holds
+-- platform.user.impersonate (revoked, expired, or the account deleted);
+-- true otherwise. Every permission helper requires it, so such a token
+-- opens nothing. Refuses nothing.
 create or replace function private.request_is_valid()
   returns boolean
   language plpgsql
@@ -24,11 +26,38 @@ begin
   end if;
   return exists (select from audit.impersonation_sessions s
                   where s.id::text = claimed and s.target_user_id = auth.uid() and s.expires_at > now()
-                    and not exists (select from audit.impersonation_endings e where e.session_id = s.id));
+                    and not exists (select from audit.impersonation_endings e where e.session_id = s.id)
+                    and private.user_has_system_permission(s.impersonator_id, 'platform.user.impersonate'));
 end
 $fn$;
 comment on function private.request_is_valid is 'False for a request whose impersonation_session claim is not an active session of the signed-in user.';
 {{ m.private_grants('request_is_valid') }}
+
+-- private.is_trusted_caller() -> boolean
+-- Whether the caller is the back end: service_role (PostgREST's service
+-- key), or a session of a role that bypasses RLS with no role switched
+-- (migrations, cron, psql as the owner). Decided by the database role in
+-- force, never by the JWT's role claim: a request switched to
+-- authenticated whose claims say service_role is not trusted. The one
+-- definition of a trusted caller; every function asks it. Refuses nothing.
+create or replace function private.is_trusted_caller()
+  returns boolean
+  language plpgsql
+  stable
+  {{ m.definer() }}
+as $fn$
+begin
+  return (
+    select case current_setting('role')
+             when 'service_role' then true
+             when 'none' then exists (select from pg_catalog.pg_roles r
+                                       where r.rolname = session_user and (r.rolsuper or r.rolbypassrls))
+             else false
+           end);
+end
+$fn$;
+comment on function private.is_trusted_caller is 'True for service_role and for an unswitched session of a role that bypasses RLS.';
+{{ m.private_grants('is_trusted_caller') }}
 
 -- private.break_glass_active(grant_id uuid) -> boolean
 -- Whether the break-glass grant has an unexpired activation
@@ -50,13 +79,12 @@ $fn$;
 comment on function private.break_glass_active is 'Whether a break-glass grant is activated right now.';
 {{ m.private_grants('break_glass_active') }}
 
--- private.has_system_permission(permission text) -> boolean
--- Returns whether the caller (auth.uid()) holds an active, unexpired grant
--- of a system role carrying the permission (a break-glass grant only while
--- activated) and the request's impersonation claim, if any, is valid.
--- Refuses nothing; null caller or tenant permission: false. Callable by
--- authenticated, platform_staff (its policies) and service_role.
-create or replace function private.has_system_permission(permission text)
+-- private.user_has_system_permission(user_id uuid, permission text) -> boolean
+-- Whether that user holds an active, unexpired grant of a system role
+-- carrying the platform permission (a break-glass grant only while
+-- activated). Refuses nothing. Internal: has_system_permission asks it
+-- about the caller, request_is_valid about an impersonator.
+create or replace function private.user_has_system_permission(user_id uuid, permission text)
   returns boolean
   language plpgsql
   stable
@@ -64,24 +92,40 @@ create or replace function private.has_system_permission(permission text)
   set plan_cache_mode = force_generic_plan
 as $fn$
 -- PL/pgSQL with a generic plan, like org_ids_with_permission: the staff
--- policies call it once per statement, and its plan is made once per session.
-declare
-  caller uuid := auth.uid();
+-- policies reach it once per statement, and its plan is made once per session.
 begin
-  if caller is null then
-    return false;
-  end if;
   return exists (
     select
       from iam.system_role_grants g
       join iam.roles r on r.key = g.role_key
       join iam.role_permissions rp on rp.role_key = g.role_key
-     where g.user_id = caller
+     where g.user_id = user_has_system_permission.user_id
        and g.revoked_at is null
        and (g.expires_at is null or g.expires_at > now())
-       and rp.permission_key = has_system_permission.permission
+       and rp.permission_key = user_has_system_permission.permission
        and rp.permission_is_platform
-       and (not r.is_break_glass or private.break_glass_active(g.id)))
+       and (not r.is_break_glass or private.break_glass_active(g.id)));
+end
+$fn$;
+comment on function private.user_has_system_permission is 'Internal: whether a user holds a platform permission through an active system role grant.';
+revoke all on function private.user_has_system_permission from public, anon, authenticated;
+
+-- private.has_system_permission(permission text) -> boolean
+-- Returns whether the caller (auth.uid()) holds the platform permission
+-- (user_has_system_permission) and the request's impersonation claim, if
+-- any, is valid. Refuses nothing; null caller or tenant permission: false.
+-- Callable by authenticated, platform_staff (its policies) and service_role.
+create or replace function private.has_system_permission(permission text)
+  returns boolean
+  language plpgsql
+  stable
+  {{ m.definer() }}
+as $fn$
+declare
+  caller uuid := auth.uid();
+begin
+  return caller is not null
+     and private.user_has_system_permission(caller, has_system_permission.permission)
      and private.request_is_valid();
 end
 $fn$;
@@ -130,7 +174,7 @@ create or replace function private.platform_account_type(user_id uuid)
 as $fn$
 begin
   if user_id is distinct from auth.uid()
-     and coalesce(auth.role(), '') <> 'service_role'
+     and not private.is_trusted_caller()
      and not private.has_system_permission('platform.tenant.read') then
     raise exception 'platform_account_type: only platform staff may look up another user'
       using errcode = '42501';

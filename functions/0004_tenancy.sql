@@ -23,7 +23,9 @@ begin
   end if;
   -- Serialize owner checks per organization: without the lock, two owners
   -- leaving at once each still see the other and both commit.
-  perform from tenancy.organizations o where o.id = org for no key update;
+  -- A deleted organization grants nothing, so it needs no owner (it may
+  -- have lost its last one with the owner's account).
+  perform from tenancy.organizations o where o.id = org and o.status <> 'deleted' for no key update;
   if found
      and not exists (select from tenancy.memberships m
                       where m.organization_id = org and m.role_key = 'tenant_owner' and m.status = 'active') then
@@ -200,8 +202,10 @@ begin
     raise exception 'accept_invitation: the organization is not active' using errcode = '55000';
   end if;
   -- The inviter must still be entitled to extend it: a member removed since
-  -- cannot let themselves back in through an invitation planted earlier.
-  if inv.invited_by is not null and (
+  -- cannot let themselves back in through an invitation planted earlier,
+  -- and an invitation whose inviter's account is gone (invited_by set to
+  -- null by the deletion) has nobody left to vouch for it.
+  if inv.invited_by is null or (
        not private.user_has_permission(inv.organization_id, inv.invited_by, 'member.invite')
        or exists (select from iam.role_permissions rp
                    where rp.role_key = inv.role_key
@@ -355,6 +359,39 @@ comment on function private.transfer_ownership is 'Definer twin of transfer_owne
 {{ m.private_grants('transfer_ownership') }}
 {{ m.api_function('transfer_ownership', 'organization_id uuid, new_owner_id uuid', 'void', 'organization_id, new_owner_id',
    'Hands ownership to an active member; the caller becomes tenant_admin. Not an owner: 42501; bad new owner: 22023; personal organization: 55000. Callable by authenticated users.') }}
+
+-- private.memberships_follow_organization_status() -> trigger
+-- BEFORE INSERT/UPDATE/DELETE row trigger on tenancy.memberships: the
+-- memberships of a suspended or deleted organization do not change, by
+-- whatever function or statement (55000) — a deleted organization grants
+-- nothing, ownership included. Let through: the back end
+-- (is_trusted_caller: support repairing an organization), and the
+-- cascades of deleting the organization or the member's account (the
+-- referenced row is already gone).
+create or replace function private.memberships_follow_organization_status()
+  returns trigger
+  language plpgsql
+  {{ m.definer() }}
+as $fn$
+declare
+  org uuid := case when tg_op = 'DELETE' then old.organization_id else new.organization_id end;
+  org_status text;
+begin
+  select o.status into org_status from tenancy.organizations o where o.id = org;
+  if org_status is null or org_status = 'active' or private.is_trusted_caller()
+     or (tg_op = 'DELETE' and not exists (select from identity.users u where u.id = old.user_id)) then
+    return case when tg_op = 'DELETE' then old else new end;
+  end if;
+  raise exception 'organization % is %: its memberships cannot change', org, org_status
+    using errcode = '55000', hint = 'Reactivate the organization first (platform staff).';
+end
+$fn$;
+comment on function private.memberships_follow_organization_status is 'Trigger: memberships of a suspended or deleted organization do not change (55000), except from the back end and by cascade.';
+revoke all on function private.memberships_follow_organization_status from public, anon, authenticated;
+drop trigger if exists follow_organization_status on tenancy.memberships;
+create trigger follow_organization_status
+  before insert or update or delete on tenancy.memberships
+  for each row execute function private.memberships_follow_organization_status();
 
 {{ m.updated_at('tenancy.organizations') }}
 {{ m.updated_at('tenancy.memberships') }}

@@ -2,29 +2,6 @@
 -- platform revenue. Invoices need usage fees and live in functions/0007_*.
 {% import 'sql/macros.sql' as m with context %}
 
--- private.is_trusted_caller() -> boolean
--- Whether the caller is the back end: service_role (PostgREST's service
--- key), or a session of a role that bypasses RLS with no role switched
--- (migrations, cron, psql as the owner). Refuses nothing.
-create or replace function private.is_trusted_caller()
-  returns boolean
-  language plpgsql
-  stable
-  {{ m.definer() }}
-as $fn$
-begin
-  return (
-    select case current_setting('role')
-             when 'service_role' then true
-             when 'none' then exists (select from pg_catalog.pg_roles r
-                                       where r.rolname = session_user and (r.rolsuper or r.rolbypassrls))
-             else false
-           end);
-end
-$fn$;
-comment on function private.is_trusted_caller is 'True for service_role and for an unswitched session of a role that bypasses RLS.';
-{{ m.private_grants('is_trusted_caller') }}
-
 -- private.require_platform(permission text) -> void
 -- Refuses (42501) a caller who is neither trusted nor holds the platform
 -- permission. Used by the money-writing functions.
@@ -232,6 +209,26 @@ create trigger organizations_start_free_subscription
   after insert on tenancy.organizations
   for each row execute function private.start_free_subscription();
 
+-- private.has_financial_records(organization_id uuid) -> boolean
+-- Whether the organization has records the law asks to keep: finalized
+-- invoices, credit ledger entries, settled payments, platform revenue.
+-- Refuses nothing. Internal: the deletion guards ask it.
+create or replace function private.has_financial_records(organization_id uuid)
+  returns boolean
+  language plpgsql
+  stable
+  {{ m.definer() }}
+as $fn$
+begin
+  return exists (select from billing.invoices i where i.organization_id = has_financial_records.organization_id and i.status <> 'draft')
+      or exists (select from billing.credit_ledger l where l.organization_id = has_financial_records.organization_id)
+      or exists (select from billing.one_off_payments p where p.organization_id = has_financial_records.organization_id and p.status <> 'pending')
+      or exists (select from billing.platform_revenue r where r.organization_id = has_financial_records.organization_id);
+end
+$fn$;
+comment on function private.has_financial_records is 'Internal: whether an organization holds invoices, ledger entries, payments or revenue that must be kept.';
+revoke all on function private.has_financial_records from public, anon, authenticated;
+
 -- private.organizations_keep_financial_records() -> trigger
 -- BEFORE DELETE on tenancy.organizations: refuses (55000,
 -- organizations_keep_financial_records) deleting an organization that has
@@ -244,10 +241,7 @@ create or replace function private.organizations_keep_financial_records()
   {{ m.definer() }}
 as $fn$
 begin
-  if exists (select from billing.invoices i where i.organization_id = old.id and i.status <> 'draft')
-     or exists (select from billing.credit_ledger l where l.organization_id = old.id)
-     or exists (select from billing.one_off_payments p where p.organization_id = old.id and p.status <> 'pending')
-     or exists (select from billing.platform_revenue r where r.organization_id = old.id) then
+  if private.has_financial_records(old.id) then
     raise exception 'organization % has financial records and cannot be deleted', old.id
       using errcode = '55000', constraint = 'organizations_keep_financial_records',
             hint = 'Set its status to deleted instead: its invoices, ledger and payments must be kept.';

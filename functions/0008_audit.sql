@@ -429,6 +429,15 @@ comment on function private.update_incident is 'Definer twin of update_incident.
 {{ m.audited('iam.role_permissions', 'iam.role_permission') }}
 {{ m.audited('tenancy.organizations', 'tenancy.organization_status', events='update of status', when='old.status is distinct from new.status') }}
 {{ m.audited('tenancy.organizations', 'tenancy.organization', events='delete', name='audit_platform_action_delete') }}
+{#- Ownership changes: a transfer, a demotion or removal of an owner, an
+    owner joining through an invitation (the signup's own owner membership
+    has no inviter and is not an ownership change). -#}
+{{ m.audited('tenancy.memberships', 'tenancy.ownership', events='update of role_key',
+             when="old.role_key is distinct from new.role_key and 'tenant_owner' in (old.role_key, new.role_key)") }}
+{{ m.audited('tenancy.memberships', 'tenancy.ownership', events='delete', when="old.role_key = 'tenant_owner'",
+             name='audit_platform_action_delete') }}
+{{ m.audited('tenancy.memberships', 'tenancy.ownership', events='insert',
+             when="new.role_key = 'tenant_owner' and new.invited_by is not null", name='audit_platform_action_insert') }}
 {{ m.audited('audit.impersonation_sessions', 'audit.impersonation_start', events='insert') }}
 {{ m.audited('audit.impersonation_endings', 'audit.impersonation_end', events='insert') }}
 {{ m.audited('audit.break_glass_events', 'audit.break_glass_activation', events='insert') }}

@@ -109,3 +109,61 @@ def test_migrating_role_must_bypass_rls(empty_db: str) -> None:
 def test_other_target_is_refused(dsn: str) -> None:
     proc = subprocess.run(CLI + ["--dsn", dsn, "--target", "supabase", "migrate"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "migrated with --target postgres" in proc.stderr
+
+
+APPEND_ONLY = ["audit.platform_actions", "audit.security_events", "audit.impersonation_sessions", "audit.impersonation_endings",
+               "audit.break_glass_events", "audit.incidents", "audit.incident_updates", "privacy.consents", "privacy.erasures",
+               "usage.events", "usage.idempotency_keys", "billing.credit_ledger"]
+
+
+def test_a_user_who_touched_every_domain_can_delete_their_account(dsn: str) -> None:
+    """Account deletion (Supabase's admin API deletes the auth.users row)
+    succeeds for a user who was invited and accepted, invited someone,
+    granted and revoked platform roles, impersonated and was impersonated,
+    broke glass, opened an incident, consented, asked for their data,
+    recorded usage and was billed; every append-only record stays."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        owner, dana, other = new_user(conn, "owner@del.test"), new_user(conn, "dana@del.test"), new_user(conn, "other@del.test")
+
+        def as_user(uid: str, query: str, params: tuple = ()) -> object:
+            with conn.transaction():
+                conn.execute("select set_config('request.jwt.claims', %s, true), set_config('role', 'authenticated', true)",
+                             (json.dumps({"sub": uid, "role": "authenticated"}),))
+                return conn.execute(query, params).fetchone()
+
+        org = as_user(owner, "select public.create_organization('Del', 'del-org')")[0]
+        token = as_user(owner, "select token from public.invite_member(%s, 'dana@del.test', 'tenant_admin')", (org,))[0]
+        as_user(dana, "select public.accept_invitation(%s)", (token,))
+        as_user(dana, "select count(*) from public.invite_member(%s, 'friend@del.test')", (org,))
+        conn.execute("insert into iam.system_role_grants (user_id, role_key, reason) values (%s, 'platform_support', 'staff')", (other,))
+        as_user(other, "select public.start_impersonation(%s, 'support ticket 8', 30)", (dana,))
+        conn.execute("insert into iam.system_role_grants (user_id, role_key, reason, granted_by) values (%s, 'platform_superadmin', 'staff', %s), "
+                     "(%s, 'platform_break_glass', 'staff', %s)", (dana, other, dana, other))
+        third = new_user(conn, "third@del.test")
+        as_user(dana, "select public.start_impersonation(%s, 'support ticket 7', 30)", (third,))
+        as_user(dana, "select public.end_impersonation()")
+        as_user(dana, "select public.activate_break_glass('database is on fire', 30)")
+        incident = as_user(dana, "select public.open_incident('Outage', 'low')")[0]
+        as_user(dana, "select public.update_incident(%s, 'investigating', 'looking')", (incident,))
+        as_user(dana, "select public.give_consent('marketing', 'v1')")
+        as_user(dana, "select public.submit_subject_request('access')")
+        as_user(dana, "select count(*) from public.record_usage(%s, 'api_call', 5, 'dana-1')", (org,))
+        personal = conn.execute("select id from tenancy.organizations where personal_owner_id = %s", (dana,)).fetchone()[0]
+        conn.execute("select public.record_one_off_payment(%s, 'stripe', 'pi_dana', 5000, 'USD', 'topup', 'succeeded')", (personal,))
+        conn.execute("insert into iam.system_role_grants (user_id, role_key, reason, granted_by) values (%s, 'platform_admin', 'help', %s)",
+                     (third, dana))
+        conn.execute("update iam.system_role_grants set revoked_at = now(), revoked_by = %s, revoke_reason = 'done' "
+                     "where user_id = %s and role_key = 'platform_support'", (dana, other))
+        before = {t: conn.execute(f"select count(*) from {t}").fetchone()[0] for t in APPEND_ONLY}
+        assert all(before[t] > 0 for t in ("audit.impersonation_sessions", "audit.break_glass_events", "audit.incidents",
+                                           "privacy.consents", "usage.events", "billing.credit_ledger")), before
+
+        conn.execute("delete from auth.users where id = %s", (dana,))
+
+        assert conn.execute("select count(*) from identity.users where id = %s", (dana,)).fetchone()[0] == 0
+        after = {t: conn.execute(f"select count(*) from {t}").fetchone()[0] for t in APPEND_ONLY}
+        assert {t: after[t] for t in APPEND_ONLY if t != "audit.platform_actions"} == \
+               {t: before[t] for t in APPEND_ONLY if t != "audit.platform_actions"}, "append-only records were lost"
+        assert after["audit.platform_actions"] >= before["audit.platform_actions"], "audit rows were lost"
+        assert conn.execute("select count(*) from tenancy.invitations where accepted_at is not null and accepted_by is null "
+                            "and organization_id = %s", (org,)).fetchone()[0] == 1, "the accepted invitation stays, its acceptor gone"

@@ -14,6 +14,7 @@ PRIVILEGED = {
     "tenancy.organizations", "audit.impersonation_sessions", "audit.impersonation_endings", "audit.break_glass_events",
     "privacy.erasures", "billing.subscriptions", "billing.invoices", "billing.one_off_payments",
     "iam.roles", "iam.permissions", "iam.role_permissions", "privacy.data_inventory", "privacy.subject_requests",
+    "tenancy.memberships",  # ownership changes (issue 10)
 }
 
 AUDITED_TABLES = """
@@ -41,6 +42,7 @@ CHANGES = {
     "billing.credit_ledger": "insert into billing.credit_ledger (organization_id, amount_minor, currency, source, reason, idempotency_key) "
                              "values (%(org)s, 100, 'USD', 'admin', 'audit test', 'audit-test')",
     "tenancy.organizations": "update tenancy.organizations set status = 'suspended' where id = %(org)s",
+    "tenancy.memberships": "update tenancy.memberships set role_key = 'tenant_admin' where organization_id = %(org)s and user_id = %(user)s",
     "audit.impersonation_sessions": "insert into audit.impersonation_sessions (impersonator_id, target_user_id, reason, expires_at) "
                                     "values (%(staff)s, %(user)s, 'audit test', now() + interval '5 minutes')",
     "audit.impersonation_endings": "insert into audit.impersonation_endings (session_id) select id from audit.impersonation_sessions limit 1",
