@@ -3,7 +3,7 @@
 
 -- private.username_is_reserved(name text) -> boolean
 -- Returns whether the name is reserved (case-insensitive). Refuses nothing.
--- Callable by authenticated and service_role (used by check_username_available).
+-- Internal: the user-name trigger and check_username_available (definer) ask it.
 create or replace function private.username_is_reserved(name text)
   returns boolean
   language sql
@@ -13,7 +13,7 @@ as $fn$
   select exists (select from identity.reserved_usernames r where r.name = lower(username_is_reserved.name))
 $fn$;
 comment on function private.username_is_reserved is 'Whether a user name is in identity.reserved_usernames (case-insensitive).';
-{{ m.private_grants('username_is_reserved') }}
+{{ m.private_grants('username_is_reserved', 'service_role') }}
 
 -- private.users_username_rules() -> trigger
 -- Refuses (SQLSTATE 23514) a reserved user name on INSERT or UPDATE of

@@ -31,7 +31,7 @@ begin
 end
 $fn$;
 comment on function private.request_is_valid is 'False for a request whose impersonation_session claim is not an active session of the signed-in user.';
-{{ m.private_grants('request_is_valid') }}
+{{ m.private_grants('request_is_valid', 'service_role') }}
 
 -- private.is_trusted_caller() -> boolean
 -- Whether the caller is the back end: service_role (PostgREST's service
@@ -57,7 +57,7 @@ begin
 end
 $fn$;
 comment on function private.is_trusted_caller is 'True for service_role and for an unswitched session of a role that bypasses RLS.';
-{{ m.private_grants('is_trusted_caller') }}
+{{ m.private_grants('is_trusted_caller', 'service_role') }}
 
 -- private.break_glass_active(grant_id uuid) -> boolean
 -- Whether the break-glass grant has an unexpired activation
@@ -77,7 +77,7 @@ begin
 end
 $fn$;
 comment on function private.break_glass_active is 'Whether a break-glass grant is activated right now.';
-{{ m.private_grants('break_glass_active') }}
+{{ m.private_grants('break_glass_active', 'service_role') }}
 
 -- private.user_has_system_permission(user_id uuid, permission text) -> boolean
 -- Whether that user holds an active, unexpired grant of a system role

@@ -80,7 +80,7 @@ begin
 end
 $fn$;
 comment on function private.billing_period is 'The billing period holding a moment: anchor day (clamped to month end), midnight in the organization''s time zone.';
-{{ m.private_grants('billing_period') }}
+{{ m.private_grants('billing_period', 'service_role') }}
 
 -- Subscriptions -------------------------------------------------------------
 

@@ -66,7 +66,7 @@ begin
 end
 $fn$;
 comment on function private.current_impersonation is 'The active impersonation session of the request, from the impersonation_session claim; 42501 when it is not active.';
-{{ m.private_grants('current_impersonation') }}
+{{ m.private_grants('current_impersonation', 'service_role') }}
 
 -- private.audit_platform_action() -> trigger
 -- AFTER row trigger on privileged tables (macro audited): writes

@@ -122,6 +122,20 @@ def test_verify_refuses_two_permissive_policies_for_one_role_and_command(dsn: st
     assert not any(obj == "billing.subscriptions" for obj, _ in details)
 
 
+def test_verify_refuses_a_private_helper_open_to_clients(dsn: str) -> None:
+    """A private function that answers about any organization, executable
+    by authenticated although no policy, view or API function calls it, is
+    reported; the shipped schema has none (billing_period was one)."""
+    assert run("--dsn", dsn, "verify", "--json").returncode == 0
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        assert not conn.execute("select has_function_privilege('authenticated', 'private.billing_period(uuid, timestamptz)', 'execute')").fetchone()[0]
+        conn.execute("grant execute on function private.billing_period(uuid, timestamptz) to authenticated")
+    proc = run("--dsn", dsn, "verify", "--json")
+    assert proc.returncode == 1
+    details = [(p["object"], p["detail"]) for p in json.loads(proc.stdout)["problems"] if p["check"] == "definer"]
+    assert any(obj.startswith("private.billing_period(") and "no policy, view or API function calls" in d for obj, d in details), details
+
+
 def test_verify_reports_citus_shape(dsn: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("create table tenancy.projects (organization_id uuid not null references tenancy.organizations (id), "

@@ -2,7 +2,7 @@
 -- PostgREST's role switch: each was possible before the fix.
 begin;
 \ir _helpers.psql
-select plan(16);
+select plan(17);
 
 select tests.user('olga@corp.test') as olga \gset
 select tests.user('mallory@corp.test') as mallory \gset
@@ -77,10 +77,18 @@ select set_config('request.jwt.claims', json_build_object('sub', :'nick', 'role'
        set_config('role', 'authenticated', true);
 select throws_ok(format($$select platform_account_type(%L)$$, :'olga'), '42501', null,
   'a forged service_role claim does not make platform_account_type answer about another user');
-select is(private.is_trusted_caller(), false, 'nor does it make the caller trusted');
+select throws_ok(format($$select record_usage(%L, 'api_call', 1, 'forged')$$, tests.personal_org(:'olga')), '42501', null,
+  'nor does it let a non-member record usage as the back end would');
 reset role;
 set local role service_role;
-select is(private.is_trusted_caller(), true, 'the service_role database role is trusted');
+select lives_ok(format($$select platform_account_type(%L)$$, :'olga'), 'the service_role database role is the back end');
+reset role;
+
+-- 4. Private helpers: an outsider cannot ask billing_period about
+--    another organization's calendar (verify checks the whole class).
+select tests.act_as(:'alt');
+select throws_ok(format($$select * from private.billing_period(%L, now())$$, :'corp'), '42501', null,
+  'billing_period is not callable by a signed-in user');
 reset role;
 
 -- The same class as 1: an impersonation token whose impersonator lost the

@@ -38,8 +38,9 @@ select throws_ok(format($$select credit_balance(%L)$$, :'org'), '42501', null, '
 select throws_ok(format($$select record_organization_usage(%L)$$, :'org'), '42501', null, 'nor snapshot the usage');
 reset role;
 select is((select count(*)::int from usage.organization_usage), 0, 'no snapshot was written');
+select start_date + 3 as mid_period from private.billing_period(:'org', now()) \gset
 select tests.act_as(:'rita');
-select throws_ok(format($$select record_organization_usage(%L, (select start_date + 3 from private.billing_period(%L, now())))$$, :'org', :'org'),
+select throws_ok(format($$select record_organization_usage(%L, %L)$$, :'org', :'mid_period'),
   '22023', null, 'a date that does not start a period is refused');
 reset role;
 
