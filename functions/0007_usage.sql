@@ -67,6 +67,7 @@ declare
   at timestamptz := coalesce(occurred_at, now());
   earliest timestamptz := date_trunc('month', now() at time zone 'UTC') at time zone 'UTC' - interval '1 month';
   period date;
+  meter_bound bigint;
 begin
   if not (private.has_permission(org_id, 'usage.record') or private.is_trusted_caller()) then
     raise exception 'record_usage: permission usage.record is required in organization %', org_id using errcode = '42501';
@@ -80,9 +81,14 @@ begin
   if jsonb_typeof(coalesce(metadata, '{}')) <> 'object' then
     raise exception 'record_usage: metadata must be a JSON object' using errcode = '22023';
   end if;
-  if not exists (select from catalog.meters mt where mt.key = feature_key) then
+  select mt.max_per_event into meter_bound from catalog.meters mt where mt.key = feature_key;
+  if not found then
     raise exception 'record_usage: unknown meter "%"', feature_key
       using errcode = '22023', hint = 'Meters are the keys of catalog.meters (api_call, record_created, ...).';
+  end if;
+  if quantity > meter_bound then
+    raise exception 'record_usage: meter % takes at most % per event, got %', feature_key, meter_bound, quantity
+      using errcode = '22023', hint = 'catalog.meters.max_per_event';
   end if;
   if at < earliest or at > now() + interval '1 hour' then
     raise exception 'record_usage: occurred_at % is outside the accepted window [%, now + 1 hour]', at, earliest
@@ -191,6 +197,9 @@ begin
             when jsonb_typeof(coalesce(e.v -> 'metadata', '{}')) <> 'object' then 'metadata must be a JSON object'
             when not exists (select from catalog.meters mt where mt.key = e.v ->> 'feature_key')
               then format('unknown meter "%s"', e.v ->> 'feature_key')
+            when (e.v ->> 'quantity')::bigint > (select mt.max_per_event from catalog.meters mt where mt.key = e.v ->> 'feature_key')
+              then format('meter %s takes at most %s per event', e.v ->> 'feature_key',
+                          (select mt.max_per_event from catalog.meters mt where mt.key = e.v ->> 'feature_key'))
           end as problem) as c
    where c.problem is not null
    order by e.i

@@ -144,9 +144,10 @@ security definer
   {{ pinned() }}
 {%- endmacro %}
 
-{#- private_grants: who may execute a private function. -#}
+{#- private_grants: who may execute a private function: exactly roles (a
+    re-applied file takes back what an older release granted). -#}
 {% macro private_grants(name, roles='authenticated, service_role') -%}
-revoke all on function private.{{ name }} from public, anon;
+revoke all on function private.{{ name }} from public, anon, authenticated, platform_staff, service_role;
 grant execute on function private.{{ name }} to {{ roles }};
 {%- endmacro %}
 

@@ -15,6 +15,7 @@ PRIVILEGED = {
     "privacy.erasures", "billing.subscriptions", "billing.invoices", "billing.one_off_payments",
     "iam.roles", "iam.permissions", "iam.role_permissions", "privacy.data_inventory", "privacy.subject_requests",
     "tenancy.memberships",  # ownership changes (issue 10)
+    "catalog.limits",  # the caps on what a tenant can pile up (issue 10)
 }
 
 AUDITED_TABLES = """
@@ -42,6 +43,7 @@ CHANGES = {
     "billing.credit_ledger": "insert into billing.credit_ledger (organization_id, amount_minor, currency, source, reason, idempotency_key) "
                              "values (%(org)s, 100, 'USD', 'admin', 'audit test', 'audit-test')",
     "tenancy.organizations": "update tenancy.organizations set status = 'suspended' where id = %(org)s",
+    "catalog.limits": "update catalog.limits set value = value + 1 where key = 'consents.per_user_per_day'",
     "tenancy.memberships": "update tenancy.memberships set role_key = 'tenant_admin' where organization_id = %(org)s and user_id = %(user)s",
     "audit.impersonation_sessions": "insert into audit.impersonation_sessions (impersonator_id, target_user_id, reason, expires_at) "
                                     "values (%(staff)s, %(user)s, 'audit test', now() + interval '5 minutes')",

@@ -136,6 +136,15 @@ def test_verify_refuses_a_private_helper_open_to_clients(dsn: str) -> None:
     assert any(obj.startswith("private.billing_period(") and "no policy, view or API function calls" in d for obj, d in details), details
 
 
+def test_verify_refuses_a_text_column_without_a_length_bound(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("alter table tenancy.organizations add column motto text")
+    proc = run("--dsn", dsn, "verify", "--json")
+    assert proc.returncode == 1
+    found = {(p["check"], p["object"]) for p in json.loads(proc.stdout)["problems"]}
+    assert found == {("bounds", "tenancy.organizations.motto")}, found
+
+
 def test_verify_reports_citus_shape(dsn: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("create table tenancy.projects (organization_id uuid not null references tenancy.organizations (id), "
