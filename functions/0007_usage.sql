@@ -187,6 +187,7 @@ begin
   -- The first invalid item, if any (occurred_at is checked by its cast below).
   select e.i, problem into bad
     from jsonb_array_elements(events) with ordinality as e (v, i)
+    left join catalog.meters mt on mt.key = e.v ->> 'feature_key'
    cross join lateral (select case
             when jsonb_typeof(e.v) <> 'object' then 'is not a JSON object'
             when jsonb_typeof(e.v -> 'quantity') is distinct from 'number' or (e.v ->> 'quantity') !~ '^[0-9]{1,13}$'
@@ -195,11 +196,9 @@ begin
               then 'quantity must be a whole number between 1 and 10^12'
             when coalesce(btrim(e.v ->> 'idempotency_key'), '') = '' then 'has no idempotency_key'
             when jsonb_typeof(coalesce(e.v -> 'metadata', '{}')) <> 'object' then 'metadata must be a JSON object'
-            when not exists (select from catalog.meters mt where mt.key = e.v ->> 'feature_key')
-              then format('unknown meter "%s"', e.v ->> 'feature_key')
-            when (e.v ->> 'quantity')::bigint > (select mt.max_per_event from catalog.meters mt where mt.key = e.v ->> 'feature_key')
-              then format('meter %s takes at most %s per event', e.v ->> 'feature_key',
-                          (select mt.max_per_event from catalog.meters mt where mt.key = e.v ->> 'feature_key'))
+            when mt.key is null then format('unknown meter "%s"', e.v ->> 'feature_key')
+            when (e.v ->> 'quantity')::bigint > mt.max_per_event
+              then format('meter %s takes at most %s per event', mt.key, mt.max_per_event)
           end as problem) as c
    where c.problem is not null
    order by e.i
