@@ -171,12 +171,51 @@ $fn$;
 comment on function private.require_subject_or_privacy_staff is 'Raises unless the caller is the subject or privacy staff, and the user exists.';
 revoke all on function private.require_subject_or_privacy_staff from public, anon, authenticated;
 
--- private.export_user_data(user_id uuid) -> jsonb
--- Everything the inventory lists about the user: {"schema.table": [rows of
--- the inventoried columns]} for each table with rows of theirs, and the
--- consents and requests. Refuses: not the user and no
--- platform.privacy.manage (42501); unknown user (P0002).
-create or replace function private.export_user_data(user_id uuid)
+-- private.subject_rows(subject_column text, subject_match text) -> text
+-- The WHERE clause that picks a data subject's rows of an inventoried
+-- table, with $1 = the user id, $2 = their email, $3 = the CRM person ids
+-- (subject_match user_id, email, person_id). Refuses nothing.
+create or replace function private.subject_rows(subject_column text, subject_match text)
+  returns text
+  language sql
+  immutable
+  {{ m.pinned() }}
+as $fn$
+select case subject_match
+         when 'email' then format('lower(t.%I) = lower($2)', subject_column)
+         when 'person_id' then format('t.%I = any ($3)', subject_column)
+         else format('t.%I = $1', subject_column)
+       end
+$fn$;
+comment on function private.subject_rows is 'The WHERE clause selecting a data subject''s rows ($1 user id, $2 email, $3 CRM person ids).';
+{{ m.private_grants('subject_rows', 'service_role') }}
+
+-- private.linked_people(user_id uuid) -> uuid[]
+-- The CRM people linked to a user (empty without the crm schema).
+create or replace function private.linked_people(user_id uuid)
+  returns uuid[]
+  language plpgsql
+  stable
+  {{ m.definer() }}
+as $fn$
+declare
+  found_ids uuid[] := '{}';
+begin
+  if to_regclass('crm.user_person_links') is not null then
+    execute 'select coalesce(array_agg(l.person_id order by l.person_id), ''{}'') from crm.user_person_links l where l.user_id = $1'
+      into found_ids using user_id;
+  end if;
+  return found_ids;
+end
+$fn$;
+comment on function private.linked_people is 'The CRM people linked to a user.';
+{{ m.private_grants('linked_people', 'service_role') }}
+
+-- private.export_subject(user_id uuid, email text, people uuid[]) -> jsonb
+-- The inventoried columns of every row of the subject (a user, their email,
+-- CRM people): {"schema.table": [rows]} for each table with rows, and the
+-- people's marketing consents. The callers check who asks. Refuses nothing.
+create or replace function private.export_subject(user_id uuid, email text, people uuid[])
   returns jsonb
   language plpgsql
   stable
@@ -184,27 +223,50 @@ create or replace function private.export_user_data(user_id uuid)
 as $fn$
 declare
   result jsonb := '{}';
-  email text;
   t record;
   rows jsonb;
 begin
-  perform private.require_subject_or_privacy_staff(user_id);
-  select u.email into email from identity.users u where u.id = export_user_data.user_id;
   for t in select i.schema_name, i.table_name, i.subject_column, i.subject_match,
                   string_agg(format('%L, t.%I', i.column_name, i.column_name), ', ' order by i.column_name) as pairs
              from privacy.data_inventory i
             where to_regclass(format('%I.%I', i.schema_name, i.table_name)) is not null and i.exported
             group by i.schema_name, i.table_name, i.subject_column, i.subject_match loop
     execute format('select jsonb_agg(jsonb_build_object(%s)) from %I.%I t where %s',
-                   t.pairs, t.schema_name, t.table_name,
-                   case when t.subject_match = 'email' then format('lower(t.%I) = lower($2)', t.subject_column)
-                        else format('t.%I = $1', t.subject_column) end)
-      into rows using user_id, email;
+                   t.pairs, t.schema_name, t.table_name, private.subject_rows(t.subject_column, t.subject_match))
+      into rows using user_id, email, coalesce(people, '{}');
     if rows is not null then
       result := result || jsonb_build_object(t.schema_name || '.' || t.table_name, rows);
     end if;
   end loop;
-  return result
+  if cardinality(people) > 0 then
+    execute 'select coalesce(jsonb_agg(to_jsonb(c) order by c.occurred_at), ''[]'') from crm.marketing_consents c where c.person_id = any ($1)'
+      into rows using people;
+    result := result || jsonb_build_object('crm.marketing_consents', rows);
+  end if;
+  return result;
+end
+$fn$;
+comment on function private.export_subject is 'Everything privacy.data_inventory lists about a subject (user id, email, CRM people).';
+{{ m.private_grants('export_subject', 'service_role') }}
+
+-- private.export_user_data(user_id uuid) -> jsonb
+-- Everything the inventory lists about the user: {"schema.table": [rows of
+-- the inventoried columns]} for each table with rows of theirs (the CRM
+-- people linked to them included), and the consents and requests.
+-- Refuses: not the user and no platform.privacy.manage (42501); unknown
+-- user (P0002).
+create or replace function private.export_user_data(user_id uuid)
+  returns jsonb
+  language plpgsql
+  stable
+  {{ m.definer() }}
+as $fn$
+declare
+  email text;
+begin
+  perform private.require_subject_or_privacy_staff(user_id);
+  select u.email into email from identity.users u where u.id = export_user_data.user_id;
+  return private.export_subject(user_id, email, private.linked_people(user_id))
     || jsonb_build_object('privacy.consents', (select coalesce(jsonb_agg(to_jsonb(c) order by c.occurred_at), '[]')
                                                  from privacy.consents c where c.user_id = export_user_data.user_id))
     || jsonb_build_object('privacy.subject_requests', (select coalesce(jsonb_agg(to_jsonb(r) order by r.received_at), '[]')
@@ -214,37 +276,25 @@ $fn$;
 comment on function private.export_user_data is 'Definer twin of export_user_data.';
 {{ m.private_grants('export_user_data') }}
 {{ m.api_function('export_user_data', 'user_id uuid', 'jsonb', 'user_id',
-   'Everything held about a user, driven by privacy.data_inventory (access and portability). Needs to be the user or platform.privacy.manage (42501); unknown user: P0002.') }}
+   'Everything held about a user, driven by privacy.data_inventory (access and portability), CRM people linked to them included. Needs to be the user or platform.privacy.manage (42501); unknown user: P0002.') }}
 
--- private.erase_user(user_id uuid) -> uuid
--- Anonymizes the user's personal data across every domain as the
--- inventory says (erase_with: an expression, DELETE, or null = kept with
--- its legal basis), marks the profile deleted, records the erasure and
--- returns the user id. Invoices, ledger, usage and audit rows keep their
--- amounts and ids. Running it again changes nothing. Refuses: not trusted
--- and no platform.privacy.manage (42501); unknown user (P0002).
-create or replace function private.erase_user(user_id uuid)
-  returns uuid
+-- private.erase_subject(user_id uuid, email text, people uuid[]) -> table (columns_erased integer, rows_deleted integer)
+-- Anonymizes a subject's rows as the inventory says (erase_with: a fixed
+-- expression per word, DELETE, or null = kept with its legal basis):
+-- rows to delete first, then columns to overwrite; email-matched tables
+-- before the profile's email is erased. The callers check who asks and
+-- record the erasure. Refuses nothing.
+create or replace function private.erase_subject(user_id uuid, email text, people uuid[])
+  returns table (columns_erased integer, rows_deleted integer)
   language plpgsql
   {{ m.definer() }}
 as $fn$
 declare
-  email text;
   t record;
   n int;
-  columns_erased int := 0;
-  rows_deleted int := 0;
 begin
-  perform private.require_platform('platform.privacy.manage');
-  if user_id is null or not exists (select from identity.users u where u.id = erase_user.user_id) then
-    raise exception 'erase_user: no user %', user_id using errcode = 'P0002';
-  end if;
-  if exists (select from privacy.erasures e where e.user_id = erase_user.user_id) then
-    return user_id;  -- erased before: nothing left to do
-  end if;
-  select u.email into email from identity.users u where u.id = erase_user.user_id;
-  -- Rows to delete first, then columns to overwrite; email-matched tables
-  -- before the profile's email is erased.
+  columns_erased := 0;
+  rows_deleted := 0;
   for t in select i.schema_name, i.table_name, i.subject_column, i.subject_match,
                   bool_or(i.erase_with = 'delete') as delete_rows,
                   -- Each word maps to a fixed expression: the inventory never supplies SQL.
@@ -263,28 +313,64 @@ begin
             group by i.schema_name, i.table_name, i.subject_column, i.subject_match
             order by (i.subject_match = 'email') desc, (i.schema_name, i.table_name) = ('identity', 'users'), 1, 2 loop
     if t.delete_rows then
-      execute format('delete from %I.%I t where %s', t.schema_name, t.table_name,
-                     case when t.subject_match = 'email' then format('lower(t.%I) = lower($2)', t.subject_column)
-                          else format('t.%I = $1', t.subject_column) end)
-        using user_id, email;
+      execute format('delete from %I.%I t where %s', t.schema_name, t.table_name, private.subject_rows(t.subject_column, t.subject_match))
+        using user_id, email, coalesce(people, '{}');
       get diagnostics n = row_count;
       rows_deleted := rows_deleted + n;
     elsif t.assignments is not null then
       execute format('update %I.%I t set %s where %s', t.schema_name, t.table_name, t.assignments,
-                     case when t.subject_match = 'email' then format('lower(t.%I) = lower($2)', t.subject_column)
-                          else format('t.%I = $1', t.subject_column) end)
-        using user_id, email;
+                     private.subject_rows(t.subject_column, t.subject_match))
+        using user_id, email, coalesce(people, '{}');
       get diagnostics n = row_count;
       columns_erased := columns_erased + n * t.n_columns;
     end if;
   end loop;
+  return next;
+end
+$fn$;
+comment on function private.erase_subject is 'Anonymizes a subject''s rows (user id, email, CRM people) as privacy.data_inventory says.';
+{{ m.private_grants('erase_subject', 'service_role') }}
+
+-- private.erase_user(user_id uuid) -> uuid
+-- Anonymizes the user's personal data across every domain as the
+-- inventory says, the CRM people linked to them included, marks the
+-- profile deleted, records the erasure and returns the user id. Invoices,
+-- ledger, usage and audit rows keep their amounts and ids. Running it
+-- again changes nothing. Refuses: not trusted and no
+-- platform.privacy.manage (42501); unknown user (P0002).
+create or replace function private.erase_user(user_id uuid)
+  returns uuid
+  language plpgsql
+  {{ m.definer() }}
+as $fn$
+declare
+  email text;
+  people uuid[];
+  done record;
+begin
+  perform private.require_platform('platform.privacy.manage');
+  if user_id is null or not exists (select from identity.users u where u.id = erase_user.user_id) then
+    raise exception 'erase_user: no user %', user_id using errcode = 'P0002';
+  end if;
+  if exists (select from privacy.erasures e where e.user_id = erase_user.user_id) then
+    return user_id;  -- erased before: nothing left to do
+  end if;
+  select u.email into email from identity.users u where u.id = erase_user.user_id;
+  people := private.linked_people(user_id);
+  select * into done from private.erase_subject(user_id, email, people);
   update identity.users u set deleted_at = coalesce(u.deleted_at, now()) where u.id = erase_user.user_id;
   insert into privacy.erasures (user_id, erased_by, columns_erased, rows_deleted)
-  values (user_id, auth.uid(), columns_erased, rows_deleted);
+  values (user_id, auth.uid(), done.columns_erased, done.rows_deleted);
+  if cardinality(people) > 0 then
+    -- The people are erased with the user; their own records say so.
+    execute 'insert into privacy.person_erasures (person_id, erased_by, columns_erased, rows_deleted)
+             select p, $2, 0, 0 from unnest($1) as p on conflict do nothing'
+      using people, auth.uid();
+  end if;
   return user_id;
 end
 $fn$;
 comment on function private.erase_user is 'Definer twin of erase_user.';
 {{ m.private_grants('erase_user') }}
 {{ m.api_function('erase_user', 'user_id uuid', 'uuid', 'user_id',
-   'Anonymizes a user''s personal data per privacy.data_inventory, keeps what the law requires, records the erasure; safe to run twice. Needs service_role or platform.privacy.manage (42501); unknown user: P0002.') }}
+   'Anonymizes a user''s personal data per privacy.data_inventory (CRM people linked to them included), keeps what the law requires, records the erasure; safe to run twice. Needs service_role or platform.privacy.manage (42501); unknown user: P0002.') }}

@@ -75,6 +75,18 @@ drop policy if exists owner_update on {{ table }};
 {%- endif %}
 {%- endmacro %}
 
+{#- person_policies: a CRM person's shared record (people, contact points,
+    addresses, consents), seen by an organization only while the person is
+    its client (crm.read there), and by the user linked to the person.
+    Written only by functions. -#}
+{% macro person_policies(table, column='person_id') -%}
+{%- set col = table.split('.')[1] ~ '.' ~ column %}
+{{ rls_on(table) }}
+{{ policy(table, 'person_select', 'select', using='exists (select from crm.org_clients oc where oc.person_id = ' ~ col ~ ' and '
+          ~ in_orgs_with('crm.read', 'oc.organization_id') ~ ') or exists (select from crm.user_person_links l where l.person_id = '
+          ~ col ~ ' and l.user_id = (select auth.uid()))') }}
+{%- endmacro %}
+
 {#- platform_read: platform staff holding a platform permission read every
     row, through the database role platform_staff (the role a staff token
     names), never through authenticated: tenant and platform permissions
@@ -153,7 +165,7 @@ grant execute on function private.{{ name }} to {{ roles }};
 
 {#- The schemas whose tables hold tenant, personal or catalog data: verify's
     checks and the isolation tests read this list. -#}
-{% set domain_schemas = ['identity', 'tenancy', 'iam', 'catalog', 'billing', 'usage', 'audit', 'privacy'] %}
+{% set domain_schemas = ['identity', 'tenancy', 'iam', 'catalog', 'billing', 'usage', 'audit', 'privacy', 'crm'] %}
 {% macro schema_list() -%}
 {% for s in domain_schemas %}'{{ s }}'{{ ', ' if not loop.last }}{% endfor %}
 {%- endmacro %}

@@ -78,8 +78,10 @@ def test_seed_twice_changes_nothing(dsn: str) -> None:
         # superadmin and break-glass.
         platform = conn.execute("select count(*) from iam.permissions where is_platform").fetchone()[0]
         assert platform == 9
-        # ... and platform.privacy.manage for platform admins.
-        assert conn.execute("select count(*) from iam.role_permissions").fetchone()[0] == 28 + 3 + 1 + 2 * platform
+        # ... and platform.privacy.manage for platform admins; the CRM's four
+        # permissions for owner and admin, crm.read and crm.write for members,
+        # crm.read for guests.
+        assert conn.execute("select count(*) from iam.role_permissions").fetchone()[0] == 28 + 3 + 1 + 2 * platform + 4 + 4 + 2 + 1
 
 
 def test_seed_before_migrate_is_refused(empty_db: str) -> None:

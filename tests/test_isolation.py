@@ -132,6 +132,33 @@ def world(dsn: str) -> dict[str, str]:
         as_user(ids["alice"], "select public.give_consent('marketing', 'v1')")
         as_user(ids["alice"], "select public.submit_subject_request('access')")
         conn.execute("insert into privacy.erasures (user_id, columns_erased, rows_deleted) values (%s, 0, 0)", (ids["alice"],))
+        # CRM rows of organization A: a client (opted in to email) with an address,
+        # settings, a service, a job with its reminders, an invoice with a line and
+        # a payment, a campaign with its send; Alice linked to the person with her
+        # email; a person erased.
+        person = conn.execute("select person_id from public.upsert_person('carl@client.test', '+15550001111', 'Carl', 'Client')").fetchone()[0]
+        conn.execute("select public.set_marketing_consent(%s, 'email', true)", (person,))
+        address = conn.execute("select public.add_person_address(%s, '{\"address1\": \"1 Elm St\", \"city\": \"Springfield\"}')",
+                               (person,)).fetchone()[0]
+        client = conn.execute("insert into crm.org_clients (organization_id, person_id, status, tags, default_address_id) "
+                              "values (%s, %s, 'active', '{vip}', %s) returning id", (org_a, person, address)).fetchone()[0]
+        conn.execute("insert into crm.org_client_settings (organization_id, org_client_id, pricing_tier) values (%s, %s, 'gold')", (org_a, client))
+        service = conn.execute("insert into crm.services (organization_id, name, default_price_cents) values (%s, 'Lawn mowing', 5000) "
+                               "returning id", (org_a,)).fetchone()[0]
+        conn.execute("select public.create_job_with_optional_new_client(%s, %s, null, %s, now() + interval '3 days')", (org_a, client, service))
+        invoice = conn.execute("insert into crm.invoices (organization_id, org_client_id, currency, due_date) "
+                               "values (%s, %s, 'USD', current_date + 10) returning id", (org_a, client)).fetchone()[0]
+        conn.execute("insert into crm.invoice_lines (organization_id, invoice_id, description, unit_price_cents) values (%s, %s, 'Mowing', 5000)",
+                     (org_a, invoice))
+        conn.execute("update crm.invoices set status = 'open' where id = %s", (invoice,))
+        conn.execute("insert into crm.payments (organization_id, invoice_id, currency, amount_cents, status) values (%s, %s, 'USD', 2000, 'succeeded')",
+                     (org_a, invoice))
+        campaign = conn.execute("insert into crm.campaigns (organization_id, channel, name, segment) values (%s, 'email', 'Spring', "
+                                "'{\"status\": [\"active\"]}') returning id", (org_a,)).fetchone()[0]
+        conn.execute("select public.queue_campaign_sends(%s)", (campaign,))
+        alice_person = conn.execute("select person_id from public.upsert_person('alice@a.test')").fetchone()[0]
+        conn.execute("insert into crm.user_person_links (user_id, person_id, linked_via) values (%s, %s, 'signup')", (ids["alice"], alice_person))
+        conn.execute("insert into privacy.person_erasures (person_id, columns_erased, rows_deleted) values (gen_random_uuid(), 0, 0)")
         if conn.execute("select to_regclass('identity.sessions') is not null").fetchone()[0]:
             conn.execute("insert into identity.sessions (user_id, token_hash, expires_at) values (%s, repeat('a', 64), now() + interval '1 day')",
                          (ids["alice"],))
@@ -205,7 +232,12 @@ def attack(conn: psycopg.Connection, table: Table, actor: str, operation: str, w
             if seen:
                 failures.append(f"{table}: {actor} saw {seen} victim row(s)")
         elif operation == "insert":
-            q = sql.SQL("insert into {} select * from jsonb_populate_record(null::{}, %s)").format(table.ident, table.ident)
+            # Every column but generated ones (no client may write those).
+            cols = [sql.Identifier(r[0]) for r in conn.execute(
+                "select attname from pg_attribute where attrelid = %s::regclass and attnum > 0 and not attisdropped "
+                "and attgenerated = '' order by attnum", (str(table),)).fetchall()]
+            q = sql.SQL("insert into {} ({}) select {} from jsonb_populate_record(null::{}, %s)").format(
+                table.ident, sql.SQL(", ").join(cols), sql.SQL(", ").join(cols), table.ident)
             cur = conn.execute(q, (payload,))
             failures.append(f"{table}: {actor} inserted {cur.rowcount} row(s) into the victim's tenancy")
         elif operation == "update":

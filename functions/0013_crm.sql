@@ -1,0 +1,1405 @@
+-- crm (seed 004): the rules of the CRM tables (triggers) and its API.
+-- Functions take p_-prefixed parameters, as seed 004's rpc calls name them
+-- (p_org_client_id, p_org_id, p_query); its edge functions' request fields
+-- are the same names with the prefix (email -> p_email).
+{% import 'sql/macros.sql' as m with context %}
+
+-- Who may call what -------------------------------------------------------------------
+
+-- private.crm_require(organization_id uuid, permission text) -> void
+-- Returns nothing for a trusted caller (service_role, the migration role)
+-- or a member holding the tenant permission; refuses with 42501 otherwise.
+create or replace function private.crm_require(organization_id uuid, permission text)
+  returns void
+  language plpgsql
+  stable
+  {{ m.definer() }}
+as $fn$
+begin
+  if not private.is_trusted_caller() then
+    perform private.require_permission(organization_id, permission);
+  end if;
+end
+$fn$;
+comment on function private.crm_require is 'Raises 42501 unless the caller is trusted or holds the tenant permission in the organization.';
+{{ m.private_grants('crm_require', 'service_role') }}
+
+-- private.crm_person_writable(person_id uuid) -> boolean
+-- Whether the caller may change the shared record of a person: trusted,
+-- the user linked to the person, or a member with crm.write in an
+-- organization that has the person as a client. Refuses nothing.
+create or replace function private.crm_person_writable(person_id uuid)
+  returns boolean
+  language plpgsql
+  stable
+  {{ m.definer() }}
+as $fn$
+begin
+  return private.is_trusted_caller()
+      or exists (select from crm.user_person_links l where l.person_id = crm_person_writable.person_id and l.user_id = auth.uid())
+      or exists (select from crm.org_clients oc
+                  where oc.person_id = crm_person_writable.person_id
+                    and oc.organization_id = any (private.org_ids_with_permission('crm.write')));
+end
+$fn$;
+comment on function private.crm_person_writable is 'True when the caller may change a person''s shared record (trusted, linked user, or an organization with the person as client and crm.write).';
+{{ m.private_grants('crm_person_writable', 'service_role') }}
+
+-- Normalization -------------------------------------------------------------------------
+
+-- private.crm_normalize_email(email text) -> text
+-- Lower-cased and trimmed; null and '' give null. Refuses (22023) what is
+-- not shaped like an address.
+create or replace function private.crm_normalize_email(email text)
+  returns text
+  language plpgsql
+  immutable
+  {{ m.pinned() }}
+as $fn$
+declare
+  e text := lower(btrim(email));
+begin
+  if coalesce(e, '') = '' then
+    return null;
+  end if;
+  if length(e) > 254 or e !~ '^[^@[:space:]]+@[^@[:space:]]+\.[^@[:space:]]+$' then
+    raise exception 'not an email address: %', left(email, 100) using errcode = '22023';
+  end if;
+  return e;
+end
+$fn$;
+comment on function private.crm_normalize_email is 'Lower-cased, trimmed email; 22023 for what is not an address.';
+{{ m.private_grants('crm_normalize_email', 'service_role') }}
+
+-- private.crm_normalize_phone(phone text) -> text
+-- The number in E.164: spaces, dots, dashes and parentheses are dropped; a
+-- leading 00 becomes +; ten digits without a country code are taken as
+-- North American (+1, the seed's +1XXXXXXXXXX), as are eleven starting
+-- with 1. Null and '' give null. Refuses (22023) anything else: letters,
+-- too few or too many digits (E.164: at most 15), a country code of 0.
+create or replace function private.crm_normalize_phone(phone text)
+  returns text
+  language plpgsql
+  immutable
+  {{ m.pinned() }}
+as $fn$
+declare
+  p text := regexp_replace(btrim(phone), '[[:space:].()-]', '', 'g');
+begin
+  if coalesce(p, '') = '' then
+    return null;
+  end if;
+  if p ~ '^00' then
+    p := '+' || substr(p, 3);
+  end if;
+  if p ~ '^[0-9]{10}$' then
+    p := '+1' || p;
+  elsif p ~ '^1[0-9]{10}$' then
+    p := '+' || p;
+  end if;
+  if p !~ '^\+[1-9][0-9]{7,14}$' then
+    raise exception 'cannot normalize % to E.164 (+ country code and number, 8 to 15 digits)', left(phone, 100)
+      using errcode = '22023', hint = 'Give the number with its country code, e.g. +15551234567.';
+  end if;
+  return p;
+end
+$fn$;
+comment on function private.crm_normalize_phone is 'The phone number in E.164 (North American when ten digits); 22023 when it cannot be normalized.';
+{{ m.private_grants('crm_normalize_phone', 'service_role') }}
+
+-- private.crm_search_text(first_name text, last_name text, email text, phone text) -> text
+-- What search_clients matches: names, email and phone digits, lower-cased.
+create or replace function private.crm_search_text(first_name text, last_name text, email text, phone text)
+  returns text
+  language sql
+  immutable
+  {{ m.pinned() }}
+as $fn$ select left(lower(concat_ws(' ', nullif(btrim(first_name), ''), nullif(btrim(last_name), ''), email, ltrim(phone, '+'))), 1000) $fn$;
+comment on function private.crm_search_text is 'The searchable text of a person: names, email and phone digits, lower-cased.';
+{{ m.private_grants('crm_search_text', 'service_role') }}
+
+-- Shared contact data -------------------------------------------------------------------
+
+-- private.crm_primary_contact() -> trigger
+-- AFTER INSERT, UPDATE or DELETE on person_emails and person_phones: the
+-- person's primary_email / primary_phone_e164 is the primary row's value.
+create or replace function private.crm_primary_contact()
+  returns trigger
+  language plpgsql
+  {{ m.definer() }}
+as $fn$
+declare
+  pid uuid := coalesce(new.person_id, old.person_id);
+begin
+  if tg_table_name = 'person_emails' then
+    update crm.people p set primary_email = (select e.email from crm.person_emails e where e.person_id = pid and e.is_primary)
+     where p.id = pid
+       and p.primary_email is distinct from (select e.email from crm.person_emails e where e.person_id = pid and e.is_primary);
+  else
+    update crm.people p set primary_phone_e164 = (select f.phone_e164 from crm.person_phones f where f.person_id = pid and f.is_primary)
+     where p.id = pid
+       and p.primary_phone_e164 is distinct from (select f.phone_e164 from crm.person_phones f where f.person_id = pid and f.is_primary);
+  end if;
+  return null;
+end
+$fn$;
+comment on function private.crm_primary_contact is 'Trigger: keeps people.primary_email / primary_phone_e164 equal to the primary contact row.';
+revoke all on function private.crm_primary_contact from public, anon, authenticated;
+{% for t in ['person_emails', 'person_phones'] %}
+drop trigger if exists primary_contact on crm.{{ t }};
+create trigger primary_contact
+  after insert or update or delete on crm.{{ t }}
+  for each row execute function private.crm_primary_contact();
+{% endfor %}
+
+-- private.crm_people_search_sync() -> trigger
+-- AFTER UPDATE of a person's names, email or phone: every organization's
+-- client row of that person gets the new search text.
+create or replace function private.crm_people_search_sync()
+  returns trigger
+  language plpgsql
+  {{ m.definer() }}
+as $fn$
+begin
+  update crm.org_clients oc
+     set search_text = private.crm_search_text(new.first_name, new.last_name, new.primary_email, new.primary_phone_e164)
+   where oc.person_id = new.id;
+  return null;
+end
+$fn$;
+comment on function private.crm_people_search_sync is 'Trigger: a changed name, email or phone reaches every organization''s search text.';
+revoke all on function private.crm_people_search_sync from public, anon, authenticated;
+drop trigger if exists search_sync on crm.people;
+create trigger search_sync
+  after update of first_name, last_name, primary_email, primary_phone_e164 on crm.people
+  for each row
+  when ((old.first_name, old.last_name, old.primary_email, old.primary_phone_e164)
+        is distinct from (new.first_name, new.last_name, new.primary_email, new.primary_phone_e164))
+  execute function private.crm_people_search_sync();
+{{ m.updated_at('crm.people') }}
+{{ m.append_only('crm.marketing_consents') }}
+{{ m.append_only('privacy.person_erasures') }}
+
+-- private.upsert_person(p_email text, p_phone text, p_first_name text, p_last_name text)
+--   -> table (person_id uuid, is_new boolean)
+-- Finds the person with this email (else this phone) or creates one with
+-- the email and phone as primary contacts and a consent record (not opted
+-- in, on either channel). An existing person is returned unchanged (use
+-- propagate_contact_update to change them). Concurrent calls with the same
+-- new email or phone make one person (a transaction lock per email and
+-- phone, taken in a fixed order). Refuses: neither email nor phone
+-- (22023); an email or phone that cannot be normalized (22023); a caller
+-- that is neither trusted nor holds crm.write in some organization (42501).
+create or replace function private.upsert_person(p_email text, p_phone text, p_first_name text, p_last_name text)
+  returns table (person_id uuid, is_new boolean)
+  language plpgsql
+  {{ m.definer() }}
+as $fn$
+declare
+  v_email text := private.crm_normalize_email(p_email);
+  v_phone text := private.crm_normalize_phone(p_phone);
+  found uuid;
+  k text;
+begin
+  if not (private.is_trusted_caller() or cardinality(private.org_ids_with_permission('crm.write')) > 0) then
+    raise exception 'upsert_person: crm.write in an organization is required' using errcode = '42501';
+  end if;
+  if v_email is null and v_phone is null then
+    raise exception 'upsert_person: an email or a phone is required' using errcode = '22023';
+  end if;
+  for k in select x from unnest(array['email:' || v_email, 'phone:' || v_phone]) as x where x is not null order by x loop
+    perform pg_advisory_xact_lock(hashtextextended('crm.person ' || k, 0));
+  end loop;
+  select e.person_id into found from crm.person_emails e where e.email = v_email;
+  if found is null then
+    select f.person_id into found from crm.person_phones f where f.phone_e164 = v_phone;
+  end if;
+  if found is not null then
+    return query select found, false;
+    return;
+  end if;
+  insert into crm.people (first_name, last_name)
+  values (nullif(btrim(p_first_name), ''), nullif(btrim(p_last_name), ''))
+  returning id into found;
+  if v_email is not null then
+    insert into crm.person_emails (person_id, email, is_primary) values (found, v_email, true);
+  end if;
+  if v_phone is not null then
+    insert into crm.person_phones (person_id, phone_e164, is_primary) values (found, v_phone, true);
+  end if;
+  insert into crm.marketing_consents (person_id, channel, opted_in, source, recorded_by)
+  values (found, 'email', false, 'upsert_person', auth.uid()), (found, 'sms', false, 'upsert_person', auth.uid());
+  return query select found, true;
+end
+$fn$;
+comment on function private.upsert_person is 'Definer twin of upsert_person.';
+{{ m.private_grants('upsert_person') }}
+{{ m.api_function('upsert_person', 'p_email text default null, p_phone text default null, p_first_name text default null, p_last_name text default null',
+   'table (person_id uuid, is_new boolean)', 'p_email, p_phone, p_first_name, p_last_name',
+   'Seed 004''s upsert_person: finds the person by email (lower-cased) or phone (E.164), or creates them with a consent record; returns (person_id, is_new). No email and no phone, or one that cannot be normalized: 22023. Needs crm.write in some organization (42501).') }}
+
+-- private.propagate_contact_update(p_person_id uuid, p_first_name text, p_last_name text, p_email text, p_phone text)
+--   -> table (success boolean, person_id uuid)
+-- Changes the shared record: given names replace the old ones; a given
+-- email or phone becomes the primary one (the old ones stay, not primary).
+-- Every organization sees the change through its client row. Refuses: an
+-- unknown person (P0002); a caller that is not trusted, not the linked
+-- user and not in an organization with the person as client and crm.write
+-- (42501); an email or phone that cannot be normalized (22023) or that
+-- belongs to another person (23505).
+create or replace function private.propagate_contact_update(p_person_id uuid, p_first_name text, p_last_name text, p_email text, p_phone text)
+  returns table (success boolean, person_id uuid)
+  language plpgsql
+  {{ m.definer() }}
+as $fn$
+declare
+  v_email text := private.crm_normalize_email(p_email);
+  v_phone text := private.crm_normalize_phone(p_phone);
+  owner uuid;
+begin
+  perform from crm.people p where p.id = p_person_id for update;
+  if not found then
+    raise exception 'propagate_contact_update: no person %', p_person_id using errcode = 'P0002';
+  end if;
+  if not private.crm_person_writable(p_person_id) then
+    raise exception 'propagate_contact_update: person % is not a client of an organization where you hold crm.write', p_person_id
+      using errcode = '42501';
+  end if;
+  update crm.people p
+     set first_name = coalesce(nullif(btrim(p_first_name), ''), p.first_name),
+         last_name = coalesce(nullif(btrim(p_last_name), ''), p.last_name)
+   where p.id = p_person_id;
+  if v_email is not null then
+    select e.person_id into owner from crm.person_emails e where e.email = v_email;
+    if owner is not null and owner <> p_person_id then
+      raise exception 'email % belongs to another person', v_email
+        using errcode = '23505', constraint = 'person_emails_email_unique';
+    end if;
+    update crm.person_emails e set is_primary = false where e.person_id = p_person_id and e.is_primary and e.email <> v_email;
+    insert into crm.person_emails (person_id, email, is_primary) values (p_person_id, v_email, true)
+    on conflict on constraint person_emails_email_unique do update set is_primary = true;
+  end if;
+  if v_phone is not null then
+    select f.person_id into owner from crm.person_phones f where f.phone_e164 = v_phone;
+    if owner is not null and owner <> p_person_id then
+      raise exception 'phone % belongs to another person', v_phone
+        using errcode = '23505', constraint = 'person_phones_phone_unique';
+    end if;
+    update crm.person_phones f set is_primary = false where f.person_id = p_person_id and f.is_primary and f.phone_e164 <> v_phone;
+    insert into crm.person_phones (person_id, phone_e164, is_primary) values (p_person_id, v_phone, true)
+    on conflict on constraint person_phones_phone_unique do update set is_primary = true;
+  end if;
+  return query select true, p_person_id;
+end
+$fn$;
+comment on function private.propagate_contact_update is 'Definer twin of propagate_contact_update.';
+{{ m.private_grants('propagate_contact_update') }}
+{{ m.api_function('propagate_contact_update', 'p_person_id uuid, p_first_name text default null, p_last_name text default null, p_email text default null, p_phone text default null',
+   'table (success boolean, person_id uuid)', 'p_person_id, p_first_name, p_last_name, p_email, p_phone',
+   'Seed 004''s propagate_contact_update: new names, and a new primary email or phone (old ones kept as non-primary), seen by every organization serving the person. Only the linked user or an organization with the person as client and crm.write (42501); unknown person: P0002; bad email or phone: 22023; one of another person: 23505.') }}
+
+-- private.add_person_address(p_person_id uuid, p_address jsonb) -> uuid
+-- Adds an address to a person ({label, address1, address2, city, state,
+-- postal, country, lat, lng}); returns its id. Refuses: as
+-- propagate_contact_update (P0002, 42501); no address1, unknown keys or a
+-- value out of range (22023, 23514).
+create or replace function private.add_person_address(p_person_id uuid, p_address jsonb)
+  returns uuid
+  language plpgsql
+  {{ m.definer() }}
+as $fn$
+declare
+  new_id uuid;
+begin
+  if not exists (select from crm.people p where p.id = p_person_id) then
+    raise exception 'add_person_address: no person %', p_person_id using errcode = 'P0002';
+  end if;
+  if not private.crm_person_writable(p_person_id) then
+    raise exception 'add_person_address: person % is not a client of an organization where you hold crm.write', p_person_id
+      using errcode = '42501';
+  end if;
+  if jsonb_typeof(p_address) is distinct from 'object'
+     or p_address - array['label', 'address1', 'address2', 'city', 'state', 'postal', 'country', 'lat', 'lng'] <> '{}'::jsonb
+     or coalesce(btrim(p_address ->> 'address1'), '') = '' then
+    raise exception 'an address is an object with address1 and optionally label, address2, city, state, postal, country, lat, lng'
+      using errcode = '22023';
+  end if;
+  begin
+    insert into crm.addresses (person_id, label, address1, address2, city, state, postal, country, lat, lng)
+    values (p_person_id, p_address ->> 'label', btrim(p_address ->> 'address1'), p_address ->> 'address2', p_address ->> 'city',
+            p_address ->> 'state', p_address ->> 'postal', upper(coalesce(p_address ->> 'country', 'US')),
+            (p_address ->> 'lat')::numeric, (p_address ->> 'lng')::numeric)
+    returning id into new_id;
+  exception when invalid_text_representation or numeric_value_out_of_range or string_data_right_truncation then
+    raise exception 'address: %', sqlerrm using errcode = '22023';
+  end;
+  return new_id;
+end
+$fn$;
+comment on function private.add_person_address is 'Definer twin of add_person_address.';
+{{ m.private_grants('add_person_address') }}
+{{ m.api_function('add_person_address', 'p_person_id uuid, p_address jsonb', 'uuid', 'p_person_id, p_address',
+   'Adds an address ({label, address1, address2, city, state, postal, country, lat, lng}) to a person; returns its id. Same callers as propagate_contact_update (42501); unknown person: P0002; bad address: 22023/23514.') }}
+
+-- private.set_marketing_consent(p_person_id uuid, p_channel text, p_opted_in boolean, p_organization_id uuid) -> uuid
+-- Records an email or SMS opt-in or opt-out (history kept); returns the
+-- record's id. p_organization_id names the organization recording it
+-- (needs crm.write there and the person as its client); without it the
+-- caller must be the linked user or trusted. Refuses: unknown person
+-- (P0002); not allowed (42501); unknown channel (23514); null p_opted_in (22004).
+create or replace function private.set_marketing_consent(p_person_id uuid, p_channel text, p_opted_in boolean, p_organization_id uuid)
+  returns uuid
+  language plpgsql
+  {{ m.definer() }}
+as $fn$
+declare
+  new_id uuid;
+begin
+  if not exists (select from crm.people p where p.id = p_person_id) then
+    raise exception 'set_marketing_consent: no person %', p_person_id using errcode = 'P0002';
+  end if;
+  if p_organization_id is not null then
+    perform private.crm_require(p_organization_id, 'crm.write');
+    if not exists (select from crm.org_clients oc where oc.organization_id = p_organization_id and oc.person_id = p_person_id) then
+      raise exception 'set_marketing_consent: person % is not a client of organization %', p_person_id, p_organization_id
+        using errcode = '42501';
+    end if;
+  elsif not (private.is_trusted_caller()
+             or exists (select from crm.user_person_links l where l.person_id = p_person_id and l.user_id = auth.uid())) then
+    raise exception 'set_marketing_consent: only the person, or an organization serving them (p_organization_id), records consent'
+      using errcode = '42501';
+  end if;
+  if p_opted_in is null then
+    raise exception 'set_marketing_consent: p_opted_in must be true or false' using errcode = '22004';
+  end if;
+  insert into crm.marketing_consents (person_id, channel, opted_in, source, recorded_by_organization_id, recorded_by)
+  values (p_person_id, p_channel, p_opted_in, case when p_organization_id is null then 'person' else 'organization' end,
+          p_organization_id, auth.uid())
+  returning id into new_id;
+  return new_id;
+end
+$fn$;
+comment on function private.set_marketing_consent is 'Definer twin of set_marketing_consent.';
+{{ m.private_grants('set_marketing_consent') }}
+{{ m.api_function('set_marketing_consent', 'p_person_id uuid, p_channel text, p_opted_in boolean, p_organization_id uuid default null', 'uuid',
+   'p_person_id, p_channel, p_opted_in, p_organization_id',
+   'Records a person''s email or SMS opt-in or opt-out (history kept). The linked user, or an organization with the person as client and crm.write (42501); unknown person: P0002; unknown channel: 23514.') }}
+
+-- private.crm_opted_in(person_id uuid, channel text) -> boolean
+-- Whether the person's latest decision on the channel is an opt-in.
+create or replace function private.crm_opted_in(person_id uuid, channel text)
+  returns boolean
+  language plpgsql
+  stable
+  {{ m.definer() }}
+as $fn$
+begin
+  return coalesce((select c.opted_in from crm.marketing_consents c
+                    where c.person_id = crm_opted_in.person_id and c.channel = crm_opted_in.channel
+                    order by c.occurred_at desc, c.id desc limit 1), false);
+end
+$fn$;
+comment on function private.crm_opted_in is 'The person''s current opt-in on a channel (no record: false).';
+{{ m.private_grants('crm_opted_in', 'service_role') }}
+
+-- private.link_user_to_person() -> trigger
+-- AFTER INSERT or UPDATE OF email, email_confirmed_at on auth.users: a user
+-- whose email is confirmed is linked to the person with that email (seed
+-- 004's homeowner onboarding). An unconfirmed email links nothing.
+create or replace function private.link_user_to_person()
+  returns trigger
+  language plpgsql
+  {{ m.definer() }}
+as $fn$
+begin
+  if new.email_confirmed_at is not null and new.email is not null
+     and exists (select from identity.users u where u.id = new.id) then
+    insert into crm.user_person_links (user_id, person_id, linked_via)
+    select new.id, e.person_id, case when tg_op = 'INSERT' then 'signup' else 'email_confirmed' end
+      from crm.person_emails e
+     where e.email = lower(btrim(new.email))
+    on conflict do nothing;
+  end if;
+  return null;
+end
+$fn$;
+comment on function private.link_user_to_person is 'Trigger on auth.users: links a user with a confirmed email to the CRM person with that email.';
+revoke all on function private.link_user_to_person from public, anon, authenticated;
+drop trigger if exists link_user_to_person_trigger on auth.users;
+create trigger link_user_to_person_trigger
+  after insert or update of email, email_confirmed_at on auth.users
+  for each row execute function private.link_user_to_person();
+
+-- Organization data -------------------------------------------------------------------
+
+-- private.org_clients_guard() -> trigger
+-- BEFORE INSERT or UPDATE on org_clients: the search text comes from the
+-- person; lifetime value starts at 0 and changes only by the payments
+-- trigger; the person never changes; notes are a JSON array whose entries
+-- ({text} or a string) get an id, created_at and author_id.
+create or replace function private.org_clients_guard()
+  returns trigger
+  language plpgsql
+  {{ m.definer() }}
+as $fn$
+declare
+  p record;
+begin
+  if tg_op = 'INSERT' then
+    select * into p from crm.people where id = new.person_id;
+    new.search_text := coalesce(private.crm_search_text(p.first_name, p.last_name, p.primary_email, p.primary_phone_e164), '');
+    new.ltv_cents := 0;
+  elsif pg_trigger_depth() = 1 then
+    if new.person_id <> old.person_id then
+      raise exception 'org client %: the person of a client does not change', old.id
+        using errcode = '23514', constraint = 'org_clients_person_fixed';
+    end if;
+    if (new.ltv_cents, new.search_text) is distinct from (old.ltv_cents, old.search_text) then
+      raise exception 'org client %: lifetime value and search text are kept by the database', old.id
+        using errcode = '23514', constraint = 'org_clients_derived_columns';
+    end if;
+  end if;
+  if tg_op = 'INSERT' or new.notes is distinct from old.notes then
+    if jsonb_typeof(new.notes) = 'array' then
+      if exists (select from jsonb_array_elements(new.notes) n
+                  where not (jsonb_typeof(n) = 'string' or (jsonb_typeof(n) = 'object' and jsonb_typeof(n -> 'text') = 'string'))) then
+        raise exception 'org client notes: each note is a string or an object with a text' using errcode = '22023';
+      end if;
+      select coalesce(jsonb_agg(case when jsonb_typeof(n) = 'string' then jsonb_build_object('text', n #>> '{}') else n end
+                                || jsonb_build_object('id', coalesce(n ->> 'id', gen_random_uuid()::text),
+                                                      'created_at', coalesce(n ->> 'created_at', to_jsonb(now()) #>> '{}'),
+                                                      'author_id', coalesce(n ->> 'author_id', auth.uid()::text))
+                                order by i), '[]')
+        into new.notes
+        from jsonb_array_elements(new.notes) with ordinality as a (n, i);
+      -- A note's id and time are a uuid and a timestamp (22P02 / 22007 otherwise).
+      perform (n ->> 'id')::uuid, (n ->> 'created_at')::timestamptz from jsonb_array_elements(new.notes) as n;
+    end if;
+  end if;
+  return new;
+end
+$fn$;
+comment on function private.org_clients_guard is 'Trigger: org_clients'' derived columns (search text, lifetime value), fixed person, normalized notes.';
+revoke all on function private.org_clients_guard from public, anon;
+drop trigger if exists guard on crm.org_clients;
+create trigger guard
+  before insert or update on crm.org_clients
+  for each row execute function private.org_clients_guard();
+
+-- private.jobs_guard() -> trigger
+-- BEFORE INSERT or UPDATE on jobs: the person is the client's; a missing
+-- price is the service's default (when the service is in the client's
+-- currency; else 0); the status moves only along
+--   scheduled -> in_progress | canceled | blocked
+--   in_progress -> completed | canceled | blocked
+--   blocked -> scheduled | in_progress | canceled
+-- (completed and canceled are final): 23514, jobs_status_transition.
+create or replace function private.jobs_guard()
+  returns trigger
+  language plpgsql
+  {{ m.definer() }}
+as $fn$
+begin
+  if tg_op = 'INSERT' or new.org_client_id <> old.org_client_id then
+    select oc.person_id into new.person_id from crm.org_clients oc
+     where oc.organization_id = new.organization_id and oc.id = new.org_client_id;
+    if new.person_id is null then
+      raise exception 'job: no client % in organization %', new.org_client_id, new.organization_id
+        using errcode = '23503', constraint = 'jobs_client_fk';
+    end if;
+  end if;
+  if tg_op = 'INSERT' then
+    new.created_by := coalesce(new.created_by, auth.uid());
+    if new.price_cents is null then
+      select s.default_price_cents into new.price_cents
+        from crm.services s join crm.org_clients oc on oc.organization_id = s.organization_id and oc.id = new.org_client_id
+       where s.organization_id = new.organization_id and s.id = new.service_id and s.currency = oc.currency;
+      new.price_cents := coalesce(new.price_cents, 0);
+    end if;
+  elsif new.status <> old.status and not (old.status, new.status) in (
+      ('scheduled', 'in_progress'), ('scheduled', 'canceled'), ('scheduled', 'blocked'),
+      ('in_progress', 'completed'), ('in_progress', 'canceled'), ('in_progress', 'blocked'),
+      ('blocked', 'scheduled'), ('blocked', 'in_progress'), ('blocked', 'canceled')) then
+    raise exception 'job % cannot move from % to %', old.id, old.status, new.status
+      using errcode = '23514', constraint = 'jobs_status_transition';
+  end if;
+  return new;
+end
+$fn$;
+comment on function private.jobs_guard is 'Trigger: a job''s person from its client, default price from its service, and the status state machine.';
+revoke all on function private.jobs_guard from public, anon;
+drop trigger if exists guard on crm.jobs;
+create trigger guard
+  before insert or update on crm.jobs
+  for each row execute function private.jobs_guard();
+
+-- private.jobs_reminders() -> trigger
+-- AFTER INSERT or UPDATE OF status, start_at on jobs: a scheduled job has
+-- its 24 h and 2 h reminders (those still in the future); a job that is no
+-- longer scheduled has its pending reminders canceled; a moved job moves
+-- the reminders not yet sent.
+create or replace function private.jobs_reminders()
+  returns trigger
+  language plpgsql
+  {{ m.definer() }}
+as $fn$
+begin
+  if new.status = 'scheduled' then
+    update crm.reminders r
+       set send_at = new.start_at - case r.slot when 'job_24h' then interval '24 hours' else interval '2 hours' end,
+           status = case when r.status = 'canceled' then 'pending' else r.status end,
+           lease_until = null
+     where r.organization_id = new.organization_id and r.job_id = new.id and r.status in ('pending', 'canceled');
+    insert into crm.reminders (organization_id, org_client_id, type, slot, job_id, send_at, payload)
+    select new.organization_id, new.org_client_id, 'job_upcoming', s.slot, new.id, new.start_at - s.lead,
+           jsonb_build_object('job_id', new.id, 'start_at', new.start_at)
+      from (values ('job_24h', interval '24 hours'), ('job_2h', interval '2 hours')) as s (slot, lead)
+     where new.start_at - s.lead > now()
+    on conflict (organization_id, job_id, slot) where job_id is not null do nothing;
+  else
+    update crm.reminders r set status = 'canceled', lease_until = null
+     where r.organization_id = new.organization_id and r.job_id = new.id and r.status = 'pending';
+  end if;
+  return null;
+end
+$fn$;
+comment on function private.jobs_reminders is 'Trigger: the 24 h and 2 h reminders of a scheduled job, canceled when it is not.';
+revoke all on function private.jobs_reminders from public, anon;
+drop trigger if exists reminders on crm.jobs;
+create trigger reminders
+  after insert or update of status, start_at on crm.jobs
+  for each row execute function private.jobs_reminders();
+
+-- private.invoices_guard() -> trigger
+-- BEFORE UPDATE on invoices: the status moves draft -> open | void,
+-- open -> paid | void (23514, invoices_status_transition); paid only when
+-- succeeded payments cover the total (23514, invoices_paid_in_full); void
+-- only without succeeded payments (23514, invoices_void_unpaid). The
+-- client, currency and total change only while draft, the total only by
+-- the lines' trigger (23514, invoices_frozen). Stamps issued_at, paid_at.
+-- BEFORE DELETE: only a draft is deleted (55000; void the others), unless
+-- the organization itself goes (a cascade).
+create or replace function private.invoices_guard()
+  returns trigger
+  language plpgsql
+  {{ m.definer() }}
+as $fn$
+declare
+  paid bigint;
+begin
+  if tg_op = 'DELETE' then
+    if old.status <> 'draft' and pg_trigger_depth() = 1 then
+      raise exception 'invoice % is %: only drafts are deleted (void it instead)', old.id, old.status using errcode = '55000';
+    end if;
+    return old;
+  end if;
+  if (new.org_client_id, new.currency) is distinct from (old.org_client_id, old.currency) and old.status <> 'draft'
+     or new.total_cents <> old.total_cents and pg_trigger_depth() = 1 then
+    raise exception 'invoice %: client, currency and total are fixed once issued, and the total is the sum of the lines', old.id
+      using errcode = '23514', constraint = 'invoices_frozen';
+  end if;
+  if new.status <> old.status then
+    if not (old.status, new.status) in (('draft', 'open'), ('draft', 'void'), ('open', 'paid'), ('open', 'void')) then
+      raise exception 'invoice % cannot move from % to %', old.id, old.status, new.status
+        using errcode = '23514', constraint = 'invoices_status_transition';
+    end if;
+    select coalesce(sum(p.amount_cents), 0) into paid from crm.payments p
+     where p.organization_id = new.organization_id and p.invoice_id = new.id and p.status = 'succeeded';
+    if new.status = 'paid' and paid < new.total_cents then
+      raise exception 'invoice %: % of % paid; record the payments first', old.id, paid, new.total_cents
+        using errcode = '23514', constraint = 'invoices_paid_in_full';
+    end if;
+    if new.status = 'void' and paid > 0 then
+      raise exception 'invoice %: % already paid; refund the payments before voiding', old.id, paid
+        using errcode = '23514', constraint = 'invoices_void_unpaid';
+    end if;
+    new.issued_at := case when new.status = 'draft' then null else coalesce(old.issued_at, now()) end;
+    new.paid_at := case when new.status = 'paid' then now() end;
+  end if;
+  return new;
+end
+$fn$;
+comment on function private.invoices_guard is 'Trigger: CRM invoice state machine, frozen once issued, paid only in full.';
+revoke all on function private.invoices_guard from public, anon;
+drop trigger if exists guard on crm.invoices;
+create trigger guard
+  before update or delete on crm.invoices
+  for each row execute function private.invoices_guard();
+
+-- private.invoices_reminders() -> trigger
+-- AFTER INSERT or UPDATE OF status, due_date on invoices: an open invoice
+-- has its reminders 2 days before and on the due date (09:00 in the
+-- organization's billing time zone, UTC without one), those still in the
+-- future; a paid or void one has its pending reminders canceled.
+create or replace function private.invoices_reminders()
+  returns trigger
+  language plpgsql
+  {{ m.definer() }}
+as $fn$
+declare
+  tz text;
+begin
+  if new.status = 'open' and new.due_date is not null then
+    select s.time_zone into tz from billing.settings s where s.organization_id = new.organization_id;
+    update crm.reminders r set status = 'canceled'
+     where r.organization_id = new.organization_id and r.invoice_id = new.id and r.status = 'pending';
+    insert into crm.reminders (organization_id, org_client_id, type, slot, invoice_id, send_at, payload)
+    select new.organization_id, new.org_client_id, 'invoice_due', s.slot, new.id,
+           ((new.due_date - s.days_before) + time '09:00') at time zone coalesce(tz, 'UTC'),
+           jsonb_build_object('invoice_id', new.id, 'due_date', new.due_date, 'total_cents', new.total_cents, 'currency', new.currency)
+      from (values ('invoice_2d', 2), ('invoice_due_day', 0)) as s (slot, days_before)
+     where ((new.due_date - s.days_before) + time '09:00') at time zone coalesce(tz, 'UTC') > now()
+    on conflict (organization_id, invoice_id, slot) where invoice_id is not null
+    do update set send_at = excluded.send_at, payload = excluded.payload, status = 'pending', lease_until = null
+       where crm.reminders.status in ('pending', 'canceled');
+  elsif new.status in ('paid', 'void') then
+    update crm.reminders r set status = 'canceled', lease_until = null
+     where r.organization_id = new.organization_id and r.invoice_id = new.id and r.status = 'pending';
+  end if;
+  return null;
+end
+$fn$;
+comment on function private.invoices_reminders is 'Trigger: the due-date reminders of an open invoice, canceled once paid or void.';
+revoke all on function private.invoices_reminders from public, anon;
+drop trigger if exists reminders on crm.invoices;
+create trigger reminders
+  after insert or update of status, due_date on crm.invoices
+  for each row execute function private.invoices_reminders();
+
+-- private.invoice_lines_total() -> trigger
+-- AFTER INSERT, UPDATE or DELETE on invoice_lines: only a draft invoice's
+-- lines change (55000; the invoice row is locked), and the invoice's total
+-- is the sum of its lines. An AFTER trigger, so that RLS has refused an
+-- outsider before anything about the invoice is read.
+create or replace function private.invoice_lines_total()
+  returns trigger
+  language plpgsql
+  {{ m.definer() }}
+as $fn$
+declare
+  org uuid := coalesce(new.organization_id, old.organization_id);
+  inv uuid := coalesce(new.invoice_id, old.invoice_id);
+  st text;
+begin
+  select i.status into st from crm.invoices i where i.organization_id = org and i.id = inv for update;
+  if st is not null and st <> 'draft' then
+    raise exception 'invoice % is %: its lines are fixed', inv, st using errcode = '55000';
+  end if;
+  update crm.invoices i
+     set total_cents = (select coalesce(sum(l.amount_cents), 0) from crm.invoice_lines l where l.organization_id = org and l.invoice_id = inv)
+   where i.organization_id = org and i.id = inv;
+  return null;
+end
+$fn$;
+comment on function private.invoice_lines_total is 'Trigger: lines of draft invoices only; the invoice total is the sum of its lines.';
+revoke all on function private.invoice_lines_total from public, anon;
+drop trigger if exists draft_only on crm.invoice_lines;
+drop trigger if exists total on crm.invoice_lines;
+create trigger total
+  after insert or update or delete on crm.invoice_lines
+  for each row execute function private.invoice_lines_total();
+
+-- private.payments_guard() -> trigger
+-- BEFORE INSERT, UPDATE or DELETE on payments. Insert: pending, succeeded
+-- or failed. Update: pending -> succeeded | failed, succeeded -> refunded
+-- (23514, payments_status_transition); amount, invoice and currency never
+-- change (23514, payments_frozen). Delete: only a pending or failed
+-- payment (55000). Stamps captured_at and refunded_at. (What needs the
+-- invoice is checked after the row passed RLS: payments_effects.)
+create or replace function private.payments_guard()
+  returns trigger
+  language plpgsql
+  {{ m.definer() }}
+as $fn$
+begin
+  if tg_op = 'DELETE' then
+    if old.status in ('succeeded', 'refunded') and pg_trigger_depth() = 1 then
+      raise exception 'payment % is %: it is kept (refund it instead)', old.id, old.status using errcode = '55000';
+    end if;
+    return old;
+  end if;
+  if tg_op = 'INSERT' then
+    if new.status = 'refunded' then
+      raise exception 'a payment is recorded as pending, succeeded or failed' using errcode = '23514', constraint = 'payments_status_transition';
+    end if;
+  else
+    if (new.amount_cents, new.invoice_id, new.currency) is distinct from (old.amount_cents, old.invoice_id, old.currency) then
+      raise exception 'payment %: amount, invoice and currency are fixed', old.id using errcode = '23514', constraint = 'payments_frozen';
+    end if;
+    if new.status <> old.status and not (old.status, new.status) in
+         (('pending', 'succeeded'), ('pending', 'failed'), ('succeeded', 'refunded')) then
+      raise exception 'payment % cannot move from % to %', old.id, old.status, new.status
+        using errcode = '23514', constraint = 'payments_status_transition';
+    end if;
+  end if;
+  new.captured_at := case when new.status in ('succeeded', 'refunded') then coalesce(new.captured_at, now()) end;
+  new.refunded_at := case when new.status = 'refunded' then coalesce(new.refunded_at, now()) end;
+  return new;
+end
+$fn$;
+comment on function private.payments_guard is 'Trigger: payments only on open invoices, never over the open amount; their state machine.';
+revoke all on function private.payments_guard from public, anon;
+drop trigger if exists guard on crm.payments;
+create trigger guard
+  before insert or update or delete on crm.payments
+  for each row execute function private.payments_guard();
+
+-- private.payments_effects() -> trigger
+-- AFTER INSERT or UPDATE OF status on payments. A new payment: the invoice
+-- is open (55000) and its pending plus succeeded payments stay within its
+-- total (23514, payments_within_open_amount; the invoice row is locked, so
+-- two payments at once cannot both fit). Then the client's lifetime value
+-- gains a succeeded payment and loses a refunded one, and an invoice whose
+-- succeeded payments reach its total becomes paid.
+create or replace function private.payments_effects()
+  returns trigger
+  language plpgsql
+  {{ m.definer() }}
+as $fn$
+declare
+  delta bigint := (case when new.status = 'succeeded' then new.amount_cents else 0 end)
+                - (case when tg_op = 'UPDATE' and old.status = 'succeeded' then old.amount_cents else 0 end);
+  inv record;
+  claimed bigint;
+begin
+  if tg_op = 'INSERT' then
+    select i.status, i.total_cents into inv from crm.invoices i
+     where i.organization_id = new.organization_id and i.id = new.invoice_id for update;
+    if inv.status is distinct from 'open' then
+      raise exception 'invoice % is %: payments are taken on open invoices', new.invoice_id, coalesce(inv.status, 'missing')
+        using errcode = '55000';
+    end if;
+    select coalesce(sum(p.amount_cents), 0) into claimed from crm.payments p
+     where p.organization_id = new.organization_id and p.invoice_id = new.invoice_id and p.status in ('pending', 'succeeded');
+    if claimed > inv.total_cents then
+      raise exception 'payment of % exceeds the open amount % of invoice %', new.amount_cents,
+                      inv.total_cents - (claimed - case when new.status in ('pending', 'succeeded') then new.amount_cents else 0 end), new.invoice_id
+        using errcode = '23514', constraint = 'payments_within_open_amount';
+    end if;
+  end if;
+  if delta <> 0 then
+    update crm.org_clients oc set ltv_cents = oc.ltv_cents + delta
+      from crm.invoices i
+     where i.organization_id = new.organization_id and i.id = new.invoice_id
+       and oc.organization_id = i.organization_id and oc.id = i.org_client_id;
+  end if;
+  if new.status = 'succeeded' then
+    update crm.invoices i set status = 'paid'
+     where i.organization_id = new.organization_id and i.id = new.invoice_id and i.status = 'open'
+       and i.total_cents <= (select coalesce(sum(p.amount_cents), 0) from crm.payments p
+                              where p.organization_id = new.organization_id and p.invoice_id = new.invoice_id and p.status = 'succeeded');
+  end if;
+  return null;
+end
+$fn$;
+comment on function private.payments_effects is 'Trigger: lifetime value from succeeded payments; an invoice paid in full becomes paid.';
+revoke all on function private.payments_effects from public, anon;
+drop trigger if exists effects on crm.payments;
+create trigger effects
+  after insert or update of status on crm.payments
+  for each row execute function private.payments_effects();
+
+-- private.campaign_sends_opted_in() -> trigger
+-- BEFORE INSERT on campaign_sends: the person has opted in on the
+-- campaign's channel (23514, campaign_sends_opted_in).
+create or replace function private.campaign_sends_opted_in()
+  returns trigger
+  language plpgsql
+  {{ m.definer() }}
+as $fn$
+declare
+  ch text;
+begin
+  select c.channel into ch from crm.campaigns c where c.organization_id = new.organization_id and c.id = new.campaign_id;
+  if not private.crm_opted_in(new.person_id, ch) then
+    raise exception 'person % has not opted in to % messages', new.person_id, ch
+      using errcode = '23514', constraint = 'campaign_sends_opted_in';
+  end if;
+  return new;
+end
+$fn$;
+comment on function private.campaign_sends_opted_in is 'Trigger: a campaign send only to a person opted in on its channel.';
+revoke all on function private.campaign_sends_opted_in from public, anon;
+drop trigger if exists opted_in on crm.campaign_sends;
+create trigger opted_in
+  before insert on crm.campaign_sends
+  for each row execute function private.campaign_sends_opted_in();
+
+{% for t in ['org_clients', 'org_client_settings', 'services', 'jobs', 'invoices', 'payments', 'campaigns'] %}
+{{ m.updated_at('crm.' ~ t) }}
+{% endfor %}
+
+-- Booking ---------------------------------------------------------------------------
+
+-- private.create_job_with_optional_new_client(p_organization_id uuid, p_org_client_id uuid,
+--   p_client jsonb, p_service_id uuid, p_start_at timestamptz, p_end_at timestamptz,
+--   p_price_cents bigint, p_notes text) -> jsonb
+-- Seed 004's booking: with p_org_client_id, the job is for that client at
+-- its default address; with p_client ({first_name, last_name, email,
+-- phone, address: {...}}), the person is found or created (upsert_person),
+-- the address added, and the person made an active client. Then the job,
+-- and its 24 h and 2 h reminders. All or nothing. Returns
+-- {"success": true, "job": {...}}. Refuses: no crm.write in the
+-- organization (42501); neither or both of p_org_client_id and p_client,
+-- no p_start_at, a client without email or phone, bad email or phone
+-- (22023); a client of another organization (P0002); an end before the
+-- start (23514, jobs_end_after_start); a service of another organization
+-- (23503).
+create or replace function private.create_job_with_optional_new_client(p_organization_id uuid, p_org_client_id uuid, p_client jsonb,
+  p_service_id uuid, p_start_at timestamptz, p_end_at timestamptz, p_price_cents bigint, p_notes text)
+  returns jsonb
+  language plpgsql
+  {{ m.definer() }}
+as $fn$
+declare
+  client_id uuid := p_org_client_id;
+  person uuid;
+  address uuid;
+  job crm.jobs;
+begin
+  perform private.crm_require(p_organization_id, 'crm.write');
+  if (p_org_client_id is null) = (p_client is null) then
+    raise exception 'create_job_with_optional_new_client: give p_org_client_id or p_client, not both' using errcode = '22023';
+  end if;
+  if p_start_at is null then
+    raise exception 'create_job_with_optional_new_client: p_start_at is required' using errcode = '22023';
+  end if;
+  if p_client is not null then
+    if jsonb_typeof(p_client) <> 'object' or p_client - array['first_name', 'last_name', 'email', 'phone', 'address'] <> '{}'::jsonb then
+      raise exception 'p_client is an object with first_name, last_name, email, phone and address' using errcode = '22023';
+    end if;
+    select u.person_id into person
+      from private.upsert_person(p_client ->> 'email', p_client ->> 'phone', p_client ->> 'first_name', p_client ->> 'last_name') u;
+    insert into crm.org_clients (organization_id, person_id, status)
+    values (p_organization_id, person, 'active')
+    on conflict (organization_id, person_id) do update set status = 'active'
+    returning id into client_id;
+    if p_client ? 'address' and jsonb_typeof(p_client -> 'address') <> 'null' then
+      address := private.add_person_address(person, p_client -> 'address');
+      update crm.org_clients oc set default_address_id = address
+       where oc.organization_id = p_organization_id and oc.id = client_id and oc.default_address_id is null;
+    end if;
+  end if;
+  select oc.person_id, coalesce(address, oc.default_address_id) into person, address
+    from crm.org_clients oc where oc.organization_id = p_organization_id and oc.id = client_id;
+  if person is null then
+    raise exception 'create_job_with_optional_new_client: no client % in organization %', client_id, p_organization_id
+      using errcode = 'P0002';
+  end if;
+  insert into crm.jobs (organization_id, org_client_id, service_id, address_id, start_at, end_at, price_cents, notes)
+  values (p_organization_id, client_id, p_service_id, address, p_start_at, p_end_at, p_price_cents, p_notes)
+  returning * into job;
+  return jsonb_build_object('success', true, 'job', to_jsonb(job));
+end
+$fn$;
+comment on function private.create_job_with_optional_new_client is 'Definer twin of create_job_with_optional_new_client.';
+{{ m.private_grants('create_job_with_optional_new_client') }}
+{{ m.api_function('create_job_with_optional_new_client',
+   'p_organization_id uuid, p_org_client_id uuid default null, p_client jsonb default null, p_service_id uuid default null, p_start_at timestamptz default null, p_end_at timestamptz default null, p_price_cents bigint default null, p_notes text default null',
+   'jsonb', 'p_organization_id, p_org_client_id, p_client, p_service_id, p_start_at, p_end_at, p_price_cents, p_notes',
+   'Seed 004''s booking: a job for an existing client (p_org_client_id) or a new one (p_client: first_name, last_name, email, phone, address), with its 24 h and 2 h reminders, all or nothing; returns {success, job}. Needs crm.write (42501); bad request: 22023; client of another organization: P0002; end before start: 23514.') }}
+
+-- Reminders ---------------------------------------------------------------------------
+
+-- private.schedule_reminders(p_now timestamptz) -> integer
+-- The reminder scheduler (seed 004, every 15 minutes): creates the
+-- reminders that should exist and do not (24 h and 2 h before each
+-- scheduled job, 2 days before and on the due date of each open invoice,
+-- while still in the future) and cancels pending ones whose job is no
+-- longer scheduled or has started, or whose invoice is no longer open.
+-- Returns how many it created. Running it twice creates nothing more.
+-- Refuses: a caller that is not trusted (42501).
+create or replace function private.schedule_reminders(p_now timestamptz)
+  returns integer
+  language plpgsql
+  {{ m.definer() }}
+as $fn$
+declare
+  now_at timestamptz := coalesce(p_now, now());
+  created integer;
+  more integer;
+begin
+  if not private.is_trusted_caller() then
+    raise exception 'schedule_reminders: for the back end (service_role, pg_cron) only' using errcode = '42501';
+  end if;
+  update crm.reminders r set status = 'canceled', lease_until = null
+    from crm.jobs j
+   where r.status = 'pending' and r.job_id is not null
+     and j.organization_id = r.organization_id and j.id = r.job_id
+     and (j.status <> 'scheduled' or j.start_at <= now_at);
+  update crm.reminders r set status = 'canceled', lease_until = null
+    from crm.invoices i
+   where r.status = 'pending' and r.invoice_id is not null
+     and i.organization_id = r.organization_id and i.id = r.invoice_id and i.status <> 'open';
+  insert into crm.reminders (organization_id, org_client_id, type, slot, job_id, send_at, payload)
+  select j.organization_id, j.org_client_id, 'job_upcoming', s.slot, j.id, j.start_at - s.lead,
+         jsonb_build_object('job_id', j.id, 'start_at', j.start_at)
+    from crm.jobs j
+   cross join (values ('job_24h', interval '24 hours'), ('job_2h', interval '2 hours')) as s (slot, lead)
+   where j.status = 'scheduled' and j.start_at - s.lead > now_at
+  on conflict (organization_id, job_id, slot) where job_id is not null do nothing;
+  get diagnostics created = row_count;
+  insert into crm.reminders (organization_id, org_client_id, type, slot, invoice_id, send_at, payload)
+  select i.organization_id, i.org_client_id, 'invoice_due', s.slot, i.id,
+         ((i.due_date - s.days_before) + time '09:00') at time zone coalesce(b.time_zone, 'UTC'),
+         jsonb_build_object('invoice_id', i.id, 'due_date', i.due_date, 'total_cents', i.total_cents, 'currency', i.currency)
+    from crm.invoices i
+    left join billing.settings b on b.organization_id = i.organization_id
+   cross join (values ('invoice_2d', 2), ('invoice_due_day', 0)) as s (slot, days_before)
+   where i.status = 'open' and i.due_date is not null
+     and ((i.due_date - s.days_before) + time '09:00') at time zone coalesce(b.time_zone, 'UTC') > now_at
+  on conflict (organization_id, invoice_id, slot) where invoice_id is not null do nothing;
+  get diagnostics more = row_count;
+  return created + more;
+end
+$fn$;
+comment on function private.schedule_reminders is 'Definer twin of schedule_reminders.';
+{{ m.private_grants('schedule_reminders') }}
+{{ m.api_function('schedule_reminders', 'p_now timestamptz default now()', 'integer', 'p_now',
+   'The reminder scheduler: creates the missing job (24 h, 2 h) and invoice (2 days, due day) reminders, cancels those no longer due; returns how many it created. Back end only (42501). pg_cron runs it every 15 minutes where installed.') }}
+
+-- private.claim_reminders(p_worker text, p_batch_size integer, p_lease interval)
+--   -> table (reminder_id, organization_id, org_client_id, type, slot, send_at, payload, attempts,
+--             first_name, last_name, email, phone_e164)
+-- A sending worker's batch: due, pending reminders nobody holds (FOR
+-- UPDATE SKIP LOCKED, so two workers never claim the same one), oldest
+-- first, with the contact to send to; each is leased to the worker for
+-- p_lease (a worker that dies lets them go). A reminder whose job is not
+-- scheduled or whose invoice is not open is never claimed. Refuses: a
+-- caller that is not trusted (42501); a batch outside 1..1000, a lease
+-- outside 10 s..1 h or no worker name (22023).
+create or replace function private.claim_reminders(p_worker text, p_batch_size integer, p_lease interval)
+  returns table (reminder_id uuid, organization_id uuid, org_client_id uuid, type text, slot text, send_at timestamptz, payload jsonb,
+                 attempts integer, first_name text, last_name text, email text, phone_e164 text)
+  language plpgsql
+  {{ m.definer() }}
+as $fn$
+begin
+  if not private.is_trusted_caller() then
+    raise exception 'claim_reminders: for the sending worker (service_role) only' using errcode = '42501';
+  end if;
+  if coalesce(btrim(p_worker), '') = '' or length(p_worker) > 200 or p_batch_size is null or p_batch_size not between 1 and 1000
+     or p_lease is null or p_lease not between interval '10 seconds' and interval '1 hour' then
+    raise exception 'claim_reminders: a worker name, a batch of 1 to 1000 and a lease of 10 s to 1 h' using errcode = '22023';
+  end if;
+  return query
+  with due as (
+    select r.organization_id, r.id
+      from crm.reminders r
+     where r.status = 'pending' and r.send_at <= now()
+       and (r.lease_until is null or r.lease_until < now())
+       and (r.job_id is null or exists (select from crm.jobs j where j.organization_id = r.organization_id and j.id = r.job_id
+                                                                  and j.status = 'scheduled' and j.start_at > now()))
+       and (r.invoice_id is null or exists (select from crm.invoices i where i.organization_id = r.organization_id and i.id = r.invoice_id
+                                                                      and i.status = 'open'))
+     order by r.send_at
+     limit p_batch_size
+       for update of r skip locked
+  ), claimed as (
+    update crm.reminders r
+       set lease_until = now() + p_lease, claimed_by = p_worker, attempts = r.attempts + 1
+      from due
+     where r.organization_id = due.organization_id and r.id = due.id
+    returning r.*
+  )
+  select c.id, c.organization_id, c.org_client_id, c.type, c.slot, c.send_at, c.payload, c.attempts,
+         p.first_name, p.last_name, p.primary_email, p.primary_phone_e164
+    from claimed c
+    join crm.org_clients oc on oc.organization_id = c.organization_id and oc.id = c.org_client_id
+    join crm.people p on p.id = oc.person_id
+   order by c.send_at;
+end
+$fn$;
+comment on function private.claim_reminders is 'Definer twin of claim_reminders.';
+{{ m.private_grants('claim_reminders') }}
+{{ m.api_function('claim_reminders', "p_worker text, p_batch_size integer default 100, p_lease interval default '5 minutes'",
+   'table (reminder_id uuid, organization_id uuid, org_client_id uuid, type text, slot text, send_at timestamptz, payload jsonb, attempts integer, first_name text, last_name text, email text, phone_e164 text)',
+   'p_worker, p_batch_size, p_lease',
+   'A sending worker''s batch of due reminders with the contact to send to, leased to it (SKIP LOCKED: two workers never share one). Back end only (42501); bad batch or lease: 22023.') }}
+
+-- private.complete_reminder(p_reminder_id uuid, p_error text) -> void
+-- The worker's report: sent (p_error null) or failed with the error. Only
+-- a pending reminder is completed. Refuses: not trusted (42501); unknown
+-- or not pending (P0002).
+create or replace function private.complete_reminder(p_reminder_id uuid, p_error text)
+  returns void
+  language plpgsql
+  {{ m.definer() }}
+as $fn$
+begin
+  if not private.is_trusted_caller() then
+    raise exception 'complete_reminder: for the sending worker (service_role) only' using errcode = '42501';
+  end if;
+  update crm.reminders r
+     set status = case when p_error is null then 'sent' else 'failed' end,
+         sent_at = case when p_error is null then now() end,
+         last_error = left(p_error, 10000), lease_until = null
+   where r.id = p_reminder_id and r.status = 'pending';
+  if not found then
+    raise exception 'complete_reminder: no pending reminder %', p_reminder_id using errcode = 'P0002';
+  end if;
+end
+$fn$;
+comment on function private.complete_reminder is 'Definer twin of complete_reminder.';
+{{ m.private_grants('complete_reminder') }}
+{{ m.api_function('complete_reminder', 'p_reminder_id uuid, p_error text default null', 'void', 'p_reminder_id, p_error',
+   'Marks a claimed reminder sent (no p_error) or failed with the error. Back end only (42501); unknown or not pending: P0002.') }}
+
+-- Campaigns ---------------------------------------------------------------------------
+
+-- private.queue_campaign_sends(p_campaign_id uuid) -> integer
+-- Materializes a campaign: one queued send per client of the segment
+-- (statuses, any of the tags) whose person has opted in on the campaign's
+-- channel, once per person (running it again adds only new matches); the
+-- campaign becomes queued. Returns how many sends it added. Refuses: no
+-- such campaign, or one of an organization where the caller lacks
+-- crm.campaigns (P0002 / 42501); a canceled campaign (55000).
+create or replace function private.queue_campaign_sends(p_campaign_id uuid)
+  returns integer
+  language plpgsql
+  {{ m.definer() }}
+as $fn$
+declare
+  c crm.campaigns;
+  added integer;
+begin
+  select * into c from crm.campaigns x where x.id = p_campaign_id for update;
+  if c.id is null then
+    raise exception 'queue_campaign_sends: no campaign %', p_campaign_id using errcode = 'P0002';
+  end if;
+  perform private.crm_require(c.organization_id, 'crm.campaigns');
+  if c.status = 'canceled' then
+    raise exception 'campaign % is canceled', p_campaign_id using errcode = '55000';
+  end if;
+  insert into crm.campaign_sends (organization_id, campaign_id, org_client_id, person_id)
+  select oc.organization_id, c.id, oc.id, oc.person_id
+    from crm.org_clients oc
+   where oc.organization_id = c.organization_id
+     and (not c.segment ? 'status' or oc.status in (select jsonb_array_elements_text(c.segment -> 'status')))
+     and (not c.segment ? 'tags' or oc.tags && array(select jsonb_array_elements_text(c.segment -> 'tags')))
+     and private.crm_opted_in(oc.person_id, c.channel)
+  on conflict (organization_id, campaign_id, person_id) do nothing;
+  get diagnostics added = row_count;
+  update crm.campaigns x set status = 'queued' where x.organization_id = c.organization_id and x.id = c.id and x.status = 'draft';
+  return added;
+end
+$fn$;
+comment on function private.queue_campaign_sends is 'Definer twin of queue_campaign_sends.';
+{{ m.private_grants('queue_campaign_sends') }}
+{{ m.api_function('queue_campaign_sends', 'p_campaign_id uuid', 'integer', 'p_campaign_id',
+   'One queued send per client of the campaign''s segment who opted in on its channel, once per person; returns how many were added. Needs crm.campaigns (42501); unknown campaign: P0002; canceled: 55000.') }}
+
+-- private.claim_campaign_sends(p_worker text, p_batch_size integer, p_lease interval)
+--   -> table (send_id, organization_id, campaign_id, channel, template, person_id, first_name, last_name, email, phone_e164, attempts)
+-- A sending worker's batch, like claim_reminders: queued sends of queued
+-- campaigns whose time has come, not held by another worker, with the
+-- address to send to. A person who opted out since the send was queued is
+-- not sent to: that send is marked failed ('opted out') instead.
+-- Refuses: not trusted (42501); bad batch or lease (22023).
+create or replace function private.claim_campaign_sends(p_worker text, p_batch_size integer, p_lease interval)
+  returns table (send_id uuid, organization_id uuid, campaign_id uuid, channel text, template jsonb, person_id uuid,
+                 first_name text, last_name text, email text, phone_e164 text, attempts integer)
+  language plpgsql
+  {{ m.definer() }}
+as $fn$
+begin
+  if not private.is_trusted_caller() then
+    raise exception 'claim_campaign_sends: for the sending worker (service_role) only' using errcode = '42501';
+  end if;
+  if coalesce(btrim(p_worker), '') = '' or length(p_worker) > 200 or p_batch_size is null or p_batch_size not between 1 and 1000
+     or p_lease is null or p_lease not between interval '10 seconds' and interval '1 hour' then
+    raise exception 'claim_campaign_sends: a worker name, a batch of 1 to 1000 and a lease of 10 s to 1 h' using errcode = '22023';
+  end if;
+  return query
+  with due as (
+    select s.organization_id, s.id, private.crm_opted_in(s.person_id, c.channel) as opted_in
+      from crm.campaign_sends s
+      join crm.campaigns c on c.organization_id = s.organization_id and c.id = s.campaign_id
+     where s.status = 'queued' and (s.lease_until is null or s.lease_until < now())
+       and c.status = 'queued' and coalesce(c.scheduled_at, '-infinity') <= now()
+     order by s.created_at
+     limit p_batch_size
+       for update of s skip locked
+  ), claimed as (
+    update crm.campaign_sends s
+       set lease_until = case when due.opted_in then now() + p_lease end,
+           claimed_by = p_worker, attempts = s.attempts + 1,
+           status = case when due.opted_in then 'queued' else 'failed' end,
+           error = case when due.opted_in then s.error else 'opted out' end
+      from due
+     where s.organization_id = due.organization_id and s.id = due.id
+    returning s.*
+  )
+  select s.id, s.organization_id, s.campaign_id, c.channel, c.template, s.person_id,
+         p.first_name, p.last_name, p.primary_email, p.primary_phone_e164, s.attempts
+    from claimed s
+    join crm.campaigns c on c.organization_id = s.organization_id and c.id = s.campaign_id
+    join crm.people p on p.id = s.person_id
+   where s.status = 'queued'
+   order by s.created_at;
+end
+$fn$;
+comment on function private.claim_campaign_sends is 'Definer twin of claim_campaign_sends.';
+{{ m.private_grants('claim_campaign_sends') }}
+{{ m.api_function('claim_campaign_sends', "p_worker text, p_batch_size integer default 100, p_lease interval default '5 minutes'",
+   'table (send_id uuid, organization_id uuid, campaign_id uuid, channel text, template jsonb, person_id uuid, first_name text, last_name text, email text, phone_e164 text, attempts integer)',
+   'p_worker, p_batch_size, p_lease',
+   'A sending worker''s batch of queued campaign sends (SKIP LOCKED), to people still opted in. Back end only (42501); bad batch or lease: 22023.') }}
+
+-- private.complete_campaign_send(p_send_id uuid, p_error text) -> void
+-- The worker's report: sent (p_error null) or failed with the error.
+-- Refuses: not trusted (42501); unknown or not queued (P0002).
+create or replace function private.complete_campaign_send(p_send_id uuid, p_error text)
+  returns void
+  language plpgsql
+  {{ m.definer() }}
+as $fn$
+begin
+  if not private.is_trusted_caller() then
+    raise exception 'complete_campaign_send: for the sending worker (service_role) only' using errcode = '42501';
+  end if;
+  update crm.campaign_sends s
+     set status = case when p_error is null then 'sent' else 'failed' end,
+         sent_at = case when p_error is null then now() end,
+         error = left(p_error, 10000), lease_until = null
+   where s.id = p_send_id and s.status = 'queued';
+  if not found then
+    raise exception 'complete_campaign_send: no queued send %', p_send_id using errcode = 'P0002';
+  end if;
+end
+$fn$;
+comment on function private.complete_campaign_send is 'Definer twin of complete_campaign_send.';
+{{ m.private_grants('complete_campaign_send') }}
+{{ m.api_function('complete_campaign_send', 'p_send_id uuid, p_error text default null', 'void', 'p_send_id, p_error',
+   'Marks a claimed campaign send sent (no p_error) or failed with the error. Back end only (42501); unknown or not queued: P0002.') }}
+
+-- Reading -------------------------------------------------------------------------------
+
+-- private.client_timeline(p_org_client_id uuid, p_limit integer, p_before timestamptz)
+--   -> table (id uuid, type text, created_at timestamptz, data jsonb)
+-- Seed 004's timeline of a client: jobs, invoices, payments and notes,
+-- newest first, p_limit rows (1..1000) older than p_before (a page's last
+-- created_at; null: the newest). Refuses: an unknown client, or one of an
+-- organization where the caller lacks crm.read (P0002: the client's
+-- existence is not disclosed); a limit outside 1..1000 (22023).
+create or replace function private.client_timeline(p_org_client_id uuid, p_limit integer, p_before timestamptz)
+  returns table (id uuid, type text, created_at timestamptz, data jsonb)
+  language plpgsql
+  stable
+  {{ m.definer() }}
+as $fn$
+declare
+  c record;
+  older_than timestamptz := coalesce(p_before, 'infinity');
+begin
+  if p_limit is null or p_limit not between 1 and 1000 then
+    raise exception 'client_timeline: p_limit is 1 to 1000' using errcode = '22023';
+  end if;
+  select oc.organization_id, oc.person_id, oc.currency, oc.notes into c
+    from crm.org_clients oc where oc.id = p_org_client_id;
+  if c.organization_id is null
+     or not (private.is_trusted_caller() or private.has_permission(c.organization_id, 'crm.read')) then
+    raise exception 'client_timeline: no client %', p_org_client_id using errcode = 'P0002';
+  end if;
+  return query
+  select e.id, e.type, e.created_at, e.data from (
+    (select j.id, 'job'::text as type, j.created_at,
+            jsonb_build_object('status', j.status, 'start_at', j.start_at, 'end_at', j.end_at, 'price_cents', j.price_cents,
+                               'service_id', j.service_id, 'address_id', j.address_id, 'notes', j.notes) as data
+       from crm.jobs j
+      where j.organization_id = c.organization_id and j.org_client_id = p_org_client_id and j.person_id = c.person_id
+        and j.created_at < older_than
+      order by j.created_at desc limit p_limit)
+    union all
+    (select i.id, 'invoice', i.created_at,
+            jsonb_build_object('status', i.status, 'total_cents', i.total_cents, 'currency', i.currency, 'due_date', i.due_date,
+                               'notes', i.notes)
+       from crm.invoices i
+      where i.organization_id = c.organization_id and i.org_client_id = p_org_client_id and i.currency = c.currency
+        and i.created_at < older_than
+      order by i.created_at desc limit p_limit)
+    union all
+    (select p.id, 'payment', p.created_at,
+            jsonb_build_object('invoice_id', p.invoice_id, 'status', p.status, 'amount_cents', p.amount_cents, 'currency', p.currency,
+                               'captured_at', p.captured_at)
+       from crm.invoices i
+       join crm.payments p on p.organization_id = i.organization_id and p.invoice_id = i.id and p.currency = i.currency
+      where i.organization_id = c.organization_id and i.org_client_id = p_org_client_id and i.currency = c.currency
+        and p.created_at < older_than
+      order by p.created_at desc limit p_limit)
+    union all
+    (select (n ->> 'id')::uuid, 'note', (n ->> 'created_at')::timestamptz, n - 'id' - 'created_at'
+       from jsonb_array_elements(c.notes) as n
+      where (n ->> 'created_at')::timestamptz < older_than)
+  ) e
+  order by e.created_at desc, e.id
+  limit p_limit;
+end
+$fn$;
+comment on function private.client_timeline is 'Definer twin of client_timeline.';
+{{ m.private_grants('client_timeline') }}
+{{ m.api_function('client_timeline', 'p_org_client_id uuid, p_limit integer default 100, p_before timestamptz default null',
+   'table (id uuid, type text, created_at timestamptz, data jsonb)', 'p_org_client_id, p_limit, p_before',
+   'Seed 004''s client timeline: jobs, invoices, payments and notes, newest first ({id, type, created_at, data}); page with p_before. Needs crm.read in the client''s organization (else P0002, as for an unknown client); p_limit 1..1000 (22023).') }}
+
+-- private.client_stats(p_org_id uuid, p_currency text) -> jsonb
+-- Seed 004's six numbers for an organization: total, active, lead and
+-- inactive clients, total and average lifetime value (minor units) of the
+-- clients billed in p_currency, or in the one currency its clients use.
+-- Refuses: no crm.read (42501); clients in several currencies and no
+-- p_currency (22023, naming them).
+create or replace function private.client_stats(p_org_id uuid, p_currency text)
+  returns jsonb
+  language plpgsql
+  stable
+  {{ m.definer() }}
+as $fn$
+declare
+  s record;
+begin
+  perform private.crm_require(p_org_id, 'crm.read');
+  select count(*) as total, count(*) filter (where oc.status = 'active') as active,
+         count(*) filter (where oc.status = 'lead') as lead, count(*) filter (where oc.status = 'inactive') as inactive,
+         min(oc.currency) as low, max(oc.currency) as high,
+         sum(oc.ltv_cents) filter (where oc.currency = coalesce(p_currency, oc.currency)) as ltv,
+         count(*) filter (where oc.currency = coalesce(p_currency, oc.currency)) as ltv_clients
+    into s
+    from crm.org_clients oc
+   where oc.organization_id = p_org_id;
+  if p_currency is null and s.low <> s.high then
+    raise exception 'client_stats: the organization''s clients are billed in several currencies (% ... %); pass p_currency', s.low, s.high
+      using errcode = '22023';
+  end if;
+  return jsonb_build_object('total_clients', s.total, 'active_clients', s.active, 'lead_clients', s.lead,
+                            'inactive_clients', s.inactive, 'total_ltv_cents', coalesce(s.ltv, 0),
+                            'avg_ltv_cents', case when s.ltv_clients > 0 then round(s.ltv::numeric / s.ltv_clients)::bigint else 0 end,
+                            'currency', coalesce(p_currency, s.low));
+end
+$fn$;
+comment on function private.client_stats is 'Definer twin of client_stats.';
+{{ m.private_grants('client_stats') }}
+{{ m.api_function('client_stats', 'p_org_id uuid, p_currency text default null', 'jsonb', 'p_org_id, p_currency',
+   'Seed 004''s client statistics: total/active/lead/inactive clients, total and average lifetime value in minor units (and the currency). Needs crm.read (42501); clients in several currencies without p_currency: 22023.') }}
+
+-- private.search_clients(p_query text, p_org_id uuid, p_limit integer)
+--   -> table (org_client_id, person_id, first_name, last_name, primary_email, primary_phone_e164, status, ltv_cents, tags, created_at)
+-- Seed 004's client search, as the user types: the organization's clients
+-- whose name, email or phone matches the query. Three characters or more:
+-- trigram word similarity (typo-tolerant: "jonh smtih" finds John Smith;
+-- a phone's digits find the number); fewer: a prefix of the first name.
+-- Ranked by similarity, then name; p_limit rows (1..100). Refuses: no
+-- crm.read (42501); an empty query or a limit outside 1..100 (22023).
+create or replace function private.search_clients(p_query text, p_org_id uuid, p_limit integer)
+  returns table (org_client_id uuid, person_id uuid, first_name text, last_name text, primary_email text,
+                 primary_phone_e164 text, status text, ltv_cents bigint, tags text[], created_at timestamptz)
+  language plpgsql
+  stable
+  {{ m.definer() }}
+  set pg_trgm.word_similarity_threshold = 0.5
+as $fn$
+declare
+  q text := left(lower(btrim(p_query)), 200);
+begin
+  perform private.crm_require(p_org_id, 'crm.read');
+  if coalesce(q, '') = '' or p_limit is null or p_limit not between 1 and 100 then
+    raise exception 'search_clients: a query and a limit of 1 to 100' using errcode = '22023';
+  end if;
+  if q ~ '^\+?[0-9 ().-]+$' and length(regexp_replace(q, '[^0-9]', '', 'g')) >= 3 then
+    q := regexp_replace(q, '[^0-9]', '', 'g');  -- a phone number as typed: its digits
+  end if;
+  if length(q) < 3 then
+    return query
+    select oc.id, oc.person_id, p.first_name, p.last_name, p.primary_email, p.primary_phone_e164, oc.status, oc.ltv_cents, oc.tags, oc.created_at
+      from crm.org_clients oc
+      join crm.people p on p.id = oc.person_id
+     where oc.organization_id = p_org_id and oc.search_text like replace(replace(replace(q, '\', '\\'), '%', '\%'), '_', '\_') || '%'
+     order by oc.search_text, oc.id
+     limit p_limit;
+    return;
+  end if;
+  return query
+  select oc.id, oc.person_id, p.first_name, p.last_name, p.primary_email, p.primary_phone_e164, oc.status, oc.ltv_cents, oc.tags, oc.created_at
+    from crm.org_clients oc
+    join crm.people p on p.id = oc.person_id
+   where oc.organization_id = p_org_id and q operator(extensions.<%) oc.search_text
+   order by extensions.word_similarity(q, oc.search_text) desc, oc.search_text, oc.id
+   limit p_limit;
+end
+$fn$;
+comment on function private.search_clients is 'Definer twin of search_clients.';
+{{ m.private_grants('search_clients') }}
+{{ m.api_function('search_clients', 'p_query text, p_org_id uuid, p_limit integer default 25',
+   'table (org_client_id uuid, person_id uuid, first_name text, last_name text, primary_email text, primary_phone_e164 text, status text, ltv_cents bigint, tags text[], created_at timestamptz)',
+   'p_query, p_org_id, p_limit',
+   'Seed 004''s client search by name, email or phone: partial and typo-tolerant (trigram), ranked, p_limit rows (1..100). Needs crm.read (42501); empty query: 22023.') }}
+
+-- Privacy -----------------------------------------------------------------------------
+
+-- private.export_person_data(p_person_id uuid) -> jsonb
+-- Everything the inventory lists about a CRM person who may never have
+-- signed up (access and portability requests of a client): the shared
+-- record, contact points, addresses, the organizations' notes and job
+-- notes, and their marketing consents. Refuses: not trusted and no
+-- platform.privacy.manage (42501); unknown person (P0002).
+create or replace function private.export_person_data(p_person_id uuid)
+  returns jsonb
+  language plpgsql
+  stable
+  {{ m.definer() }}
+as $fn$
+begin
+  perform private.require_platform('platform.privacy.manage');
+  if not exists (select from crm.people p where p.id = p_person_id) then
+    raise exception 'export_person_data: no person %', p_person_id using errcode = 'P0002';
+  end if;
+  return private.export_subject(null, null, array[p_person_id]);
+end
+$fn$;
+comment on function private.export_person_data is 'Definer twin of export_person_data.';
+{{ m.private_grants('export_person_data') }}
+{{ m.api_function('export_person_data', 'p_person_id uuid', 'jsonb', 'p_person_id',
+   'Everything held about a CRM person (a client who need not be a user), driven by privacy.data_inventory. Needs service_role or platform.privacy.manage (42501); unknown person: P0002.') }}
+
+-- private.erase_person(p_person_id uuid) -> uuid
+-- Anonymizes a CRM person as the inventory says (names and contact
+-- emptied, emails and phones deleted, addresses blanked but kept for the
+-- jobs that took place there, notes emptied); invoices and payments keep
+-- their amounts. Records the erasure; running it again changes nothing.
+-- Refuses: not trusted and no platform.privacy.manage (42501); unknown
+-- person (P0002).
+create or replace function private.erase_person(p_person_id uuid)
+  returns uuid
+  language plpgsql
+  {{ m.definer() }}
+as $fn$
+declare
+  done record;
+begin
+  perform private.require_platform('platform.privacy.manage');
+  if not exists (select from crm.people p where p.id = p_person_id) then
+    raise exception 'erase_person: no person %', p_person_id using errcode = 'P0002';
+  end if;
+  if exists (select from privacy.person_erasures e where e.person_id = p_person_id) then
+    return p_person_id;
+  end if;
+  select * into done from private.erase_subject(null, null, array[p_person_id]);
+  insert into privacy.person_erasures (person_id, erased_by, columns_erased, rows_deleted)
+  values (p_person_id, auth.uid(), done.columns_erased, done.rows_deleted);
+  return p_person_id;
+end
+$fn$;
+comment on function private.erase_person is 'Definer twin of erase_person.';
+{{ m.private_grants('erase_person') }}
+{{ m.api_function('erase_person', 'p_person_id uuid', 'uuid', 'p_person_id',
+   'Anonymizes a CRM person per privacy.data_inventory and records it; safe to run twice. Needs service_role or platform.privacy.manage (42501); unknown person: P0002.') }}
+
+-- pg_cron: where the extension is installed (Supabase; Debian's
+-- postgresql-15-cron), the reminder scheduler runs every 15 minutes.
+-- Elsewhere the README gives the cron line.
+do $cron$
+begin
+  if exists (select from pg_catalog.pg_extension where extname = 'pg_cron') then
+    perform cron.schedule('tenantdb-crm-reminders', '*/15 * * * *', 'select {{ api }}.schedule_reminders()');
+  end if;
+end
+$cron$;
