@@ -257,7 +257,7 @@ declare
   v_phone text := private.crm_normalize_phone(p_phone);
   owner uuid;
 begin
-  perform from crm.people p where p.id = p_person_id for update;
+  perform from crm.people p where p.id = p_person_id for no key update;
   if not found then
     raise exception 'propagate_contact_update: no person %', p_person_id using errcode = 'P0002';
   end if;
@@ -403,31 +403,41 @@ comment on function private.crm_opted_in is 'The person''s current opt-in on a c
 {{ m.private_grants('crm_opted_in', 'service_role') }}
 
 -- private.link_user_to_person() -> trigger
--- AFTER INSERT or UPDATE OF email, email_confirmed_at on auth.users: a user
--- whose email is confirmed is linked to the person with that email (seed
--- 004's homeowner onboarding). An unconfirmed email links nothing.
+-- Seed 004's homeowner onboarding: AFTER INSERT on identity.users (the
+-- profile, seed 004's profiles) and AFTER UPDATE OF email,
+-- email_confirmed_at on auth.users: a user whose email is confirmed is
+-- linked to the person with that email. An unconfirmed email links nothing.
 create or replace function private.link_user_to_person()
   returns trigger
   language plpgsql
   {{ m.definer() }}
 as $fn$
+declare
+  confirmed_email text;
 begin
-  if new.email_confirmed_at is not null and new.email is not null
-     and exists (select from identity.users u where u.id = new.id) then
+  select lower(btrim(a.email)) into confirmed_email
+    from auth.users a
+   where a.id = new.id and a.email_confirmed_at is not null
+     and exists (select from identity.users u where u.id = a.id);
+  if confirmed_email is not null then
     insert into crm.user_person_links (user_id, person_id, linked_via)
-    select new.id, e.person_id, case when tg_op = 'INSERT' then 'signup' else 'email_confirmed' end
+    select new.id, e.person_id, case when tg_table_schema = 'identity' then 'signup' else 'email_confirmed' end
       from crm.person_emails e
-     where e.email = lower(btrim(new.email))
+     where e.email = confirmed_email
     on conflict do nothing;
   end if;
   return null;
 end
 $fn$;
-comment on function private.link_user_to_person is 'Trigger on auth.users: links a user with a confirmed email to the CRM person with that email.';
+comment on function private.link_user_to_person is 'Trigger on identity.users and auth.users: links a user with a confirmed email to the CRM person with that email.';
 revoke all on function private.link_user_to_person from public, anon, authenticated;
+drop trigger if exists link_user_to_person_trigger on identity.users;
+create trigger link_user_to_person_trigger
+  after insert on identity.users
+  for each row execute function private.link_user_to_person();
 drop trigger if exists link_user_to_person_trigger on auth.users;
 create trigger link_user_to_person_trigger
-  after insert or update of email, email_confirmed_at on auth.users
+  after update of email, email_confirmed_at on auth.users
   for each row execute function private.link_user_to_person();
 
 -- Organization data -------------------------------------------------------------------
@@ -681,7 +691,7 @@ declare
   inv uuid := coalesce(new.invoice_id, old.invoice_id);
   st text;
 begin
-  select i.status into st from crm.invoices i where i.organization_id = org and i.id = inv for update;
+  select i.status into st from crm.invoices i where i.organization_id = org and i.id = inv for no key update;
   if st is not null and st <> 'draft' then
     raise exception 'invoice % is %: its lines are fixed', inv, st using errcode = '55000';
   end if;
@@ -747,7 +757,8 @@ create trigger guard
 -- private.payments_effects() -> trigger
 -- AFTER INSERT or UPDATE OF status on payments. A new payment: the invoice
 -- is open (55000) and its pending plus succeeded payments stay within its
--- total (23514, payments_within_open_amount; the invoice row is locked, so
+-- total (23514, payments_within_open_amount; the invoice row is locked FOR
+-- NO KEY UPDATE, which the foreign-key checks' KEY SHARE does not block, so
 -- two payments at once cannot both fit). Then the client's lifetime value
 -- gains a succeeded payment and loses a refunded one, and an invoice whose
 -- succeeded payments reach its total becomes paid.
@@ -764,7 +775,7 @@ declare
 begin
   if tg_op = 'INSERT' then
     select i.status, i.total_cents into inv from crm.invoices i
-     where i.organization_id = new.organization_id and i.id = new.invoice_id for update;
+     where i.organization_id = new.organization_id and i.id = new.invoice_id for no key update;
     if inv.status is distinct from 'open' then
       raise exception 'invoice % is %: payments are taken on open invoices', new.invoice_id, coalesce(inv.status, 'missing')
         using errcode = '55000';
@@ -1063,7 +1074,7 @@ declare
   c crm.campaigns;
   added integer;
 begin
-  select * into c from crm.campaigns x where x.id = p_campaign_id for update;
+  select * into c from crm.campaigns x where x.id = p_campaign_id for no key update;
   if c.id is null then
     raise exception 'queue_campaign_sends: no campaign %', p_campaign_id using errcode = 'P0002';
   end if;
@@ -1285,8 +1296,9 @@ comment on function private.client_stats is 'Definer twin of client_stats.';
 --   -> table (org_client_id, person_id, first_name, last_name, primary_email, primary_phone_e164, status, ltv_cents, tags, created_at)
 -- Seed 004's client search, as the user types: the organization's clients
 -- whose name, email or phone matches the query. Three characters or more:
--- trigram word similarity (typo-tolerant: "jonh smtih" finds John Smith;
--- a phone's digits find the number); fewer: a prefix of the first name.
+-- trigram word similarity, 0.5 and, when nothing is that close, 0.3
+-- (typo-tolerant: "smtih" finds Smith; a phone number as typed finds it
+-- by its digits); fewer: a prefix of the first name.
 -- Ranked by similarity, then name; p_limit rows (1..100). Refuses: no
 -- crm.read (42501); an empty query or a limit outside 1..100 (22023).
 create or replace function private.search_clients(p_query text, p_org_id uuid, p_limit integer)
@@ -1299,6 +1311,7 @@ create or replace function private.search_clients(p_query text, p_org_id uuid, p
 as $fn$
 declare
   q text := left(lower(btrim(p_query)), 200);
+  threshold text;
 begin
   perform private.crm_require(p_org_id, 'crm.read');
   if coalesce(q, '') = '' or p_limit is null or p_limit not between 1 and 100 then
@@ -1317,13 +1330,20 @@ begin
      limit p_limit;
     return;
   end if;
-  return query
-  select oc.id, oc.person_id, p.first_name, p.last_name, p.primary_email, p.primary_phone_e164, oc.status, oc.ltv_cents, oc.tags, oc.created_at
-    from crm.org_clients oc
-    join crm.people p on p.id = oc.person_id
-   where oc.organization_id = p_org_id and q operator(extensions.<%) oc.search_text
-   order by extensions.word_similarity(q, oc.search_text) desc, oc.search_text, oc.id
-   limit p_limit;
+  -- Close matches first; only when there are none, the looser threshold
+  -- that lets a transposition through ("smtih"). The function's SET
+  -- clause confines set_config to this call.
+  foreach threshold in array array['0.5', '0.3'] loop
+    perform set_config('pg_trgm.word_similarity_threshold', threshold, true);
+    return query
+    select oc.id, oc.person_id, p.first_name, p.last_name, p.primary_email, p.primary_phone_e164, oc.status, oc.ltv_cents, oc.tags, oc.created_at
+      from crm.org_clients oc
+      join crm.people p on p.id = oc.person_id
+     where oc.organization_id = p_org_id and q operator(extensions.<%) oc.search_text
+     order by extensions.word_similarity(q, oc.search_text) desc, oc.search_text, oc.id
+     limit p_limit;
+    exit when found;
+  end loop;
 end
 $fn$;
 comment on function private.search_clients is 'Definer twin of search_clients.';

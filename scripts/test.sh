@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The test command of README.md: installs what the tests need and runs them.
-#   * Debian packages (as root, or through sudo): PostgreSQL 15 with pgTAP,
-#     sqitch with its Postgres driver.
+#   * Debian packages (as root, or through sudo): PostgreSQL 15 with pgTAP
+#     and pg_cron, sqitch with its Postgres driver.
 #   * Python packages: tenantdb with its [test] extra, in .venv.
 # Extra arguments go to pytest, in both runs (e.g. scripts/test.sh -k isolation).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(postgresql-15 postgresql-15-pgtap sqitch libdbd-pg-perl)
+packages=(postgresql-15 postgresql-15-pgtap postgresql-15-cron sqitch libdbd-pg-perl)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

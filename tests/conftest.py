@@ -58,7 +58,13 @@ def build_template(host: str, port: int, user: str, dbname: str, password: str |
         conn.execute("create extension if not exists pgtap")
 
 
-postgresql_proc = factories.postgresql_proc(executable=_pg_ctl(), load=[build_template])
+# pg_cron, where the server has it (Debian's postgresql-15-cron; scripts/test.sh
+# installs it): preloaded, and allowed in the one database test_crm.py uses.
+CRON_DATABASE = "cron_test"
+HAS_PG_CRON = (PG_BINDIR.parent / "lib" / "pg_cron.so").exists()
+postgresql_proc = factories.postgresql_proc(
+    executable=_pg_ctl(), load=[build_template],
+    postgres_options=f"-c shared_preload_libraries=pg_cron -c cron.database_name={CRON_DATABASE}" if HAS_PG_CRON else "")
 postgresql = factories.postgresql("postgresql_proc")
 
 
