@@ -543,43 +543,6 @@ create trigger guard
   before insert or update on crm.jobs
   for each row execute function private.jobs_guard();
 
--- private.jobs_reminders() -> trigger
--- AFTER INSERT or UPDATE OF status, start_at on jobs: a scheduled job has
--- its 24 h and 2 h reminders (those still in the future); a job that is no
--- longer scheduled has its pending reminders canceled; a moved job moves
--- the reminders not yet sent.
-create or replace function private.jobs_reminders()
-  returns trigger
-  language plpgsql
-  {{ m.definer() }}
-as $fn$
-begin
-  if new.status = 'scheduled' then
-    update crm.reminders r
-       set send_at = new.start_at - case r.slot when 'job_24h' then interval '24 hours' else interval '2 hours' end,
-           status = case when r.status = 'canceled' then 'pending' else r.status end,
-           lease_until = null
-     where r.organization_id = new.organization_id and r.job_id = new.id and r.status in ('pending', 'canceled');
-    insert into crm.reminders (organization_id, org_client_id, type, slot, job_id, send_at, payload)
-    select new.organization_id, new.org_client_id, 'job_upcoming', s.slot, new.id, new.start_at - s.lead,
-           jsonb_build_object('job_id', new.id, 'start_at', new.start_at)
-      from (values ('job_24h', interval '24 hours'), ('job_2h', interval '2 hours')) as s (slot, lead)
-     where new.start_at - s.lead > now()
-    on conflict (organization_id, job_id, slot) where job_id is not null do nothing;
-  else
-    update crm.reminders r set status = 'canceled', lease_until = null
-     where r.organization_id = new.organization_id and r.job_id = new.id and r.status = 'pending';
-  end if;
-  return null;
-end
-$fn$;
-comment on function private.jobs_reminders is 'Trigger: the 24 h and 2 h reminders of a scheduled job, canceled when it is not.';
-revoke all on function private.jobs_reminders from public, anon;
-drop trigger if exists reminders on crm.jobs;
-create trigger reminders
-  after insert or update of status, start_at on crm.jobs
-  for each row execute function private.jobs_reminders();
-
 -- private.invoices_guard() -> trigger
 -- BEFORE UPDATE on invoices: the status moves draft -> open | void,
 -- open -> paid | void (23514, invoices_status_transition); paid only when
@@ -636,45 +599,69 @@ create trigger guard
   before update or delete on crm.invoices
   for each row execute function private.invoices_guard();
 
--- private.invoices_reminders() -> trigger
--- AFTER INSERT or UPDATE OF status, due_date on invoices: an open invoice
--- has its reminders 2 days before and on the due date (09:00 in the
--- organization's billing time zone, UTC without one), those still in the
--- future; a paid or void one has its pending reminders canceled.
-create or replace function private.invoices_reminders()
+-- private.crm_reminders_wanted: the one statement of when reminders go
+-- out. Each scheduled job: 24 h and 2 h before it starts; each open invoice
+-- with a due date: 2 days before and on the due date, 09:00 in the
+-- organization's billing time zone (UTC without one). The triggers below
+-- and schedule_reminders create reminders from it (those still in the
+-- future); filtered on a job or an invoice, it reads by index.
+create or replace view private.crm_reminders_wanted as
+select j.organization_id, j.id as subject_id, j.org_client_id, 'job_upcoming'::text as type, s.slot, j.id as job_id, null::uuid as invoice_id,
+       j.start_at - s.lead as send_at, jsonb_build_object('job_id', j.id, 'start_at', j.start_at) as payload
+  from crm.jobs j
+ cross join (values ('job_24h', interval '24 hours'), ('job_2h', interval '2 hours')) as s (slot, lead)
+ where j.status = 'scheduled'
+union all
+select i.organization_id, i.id, i.org_client_id, 'invoice_due', s.slot, null, i.id,
+       ((i.due_date - s.days_before) + time '09:00') at time zone coalesce(b.time_zone, 'UTC'),
+       jsonb_build_object('invoice_id', i.id, 'due_date', i.due_date, 'total_cents', i.total_cents, 'currency', i.currency)
+  from crm.invoices i
+  left join billing.settings b on b.organization_id = i.organization_id
+ cross join (values ('invoice_2d', 2), ('invoice_due_day', 0)) as s (slot, days_before)
+ where i.status = 'open' and i.due_date is not null;
+comment on view private.crm_reminders_wanted is 'When reminders go out: 24 h and 2 h before a scheduled job, 2 days before and on the due date (09:00 local) of an open invoice.';
+revoke all on private.crm_reminders_wanted from public, anon, authenticated;
+
+-- private.crm_reminders_follow() -> trigger
+-- AFTER INSERT or UPDATE OF status, start_at (jobs) / status, due_date
+-- (invoices): the reminders of the job or invoice follow it. Those not yet
+-- sent move to the new time (or come back, if canceled and still in the
+-- future); missing future ones are created; when the job is no longer
+-- scheduled or the invoice no longer open, pending ones are canceled.
+create or replace function private.crm_reminders_follow()
   returns trigger
   language plpgsql
   {{ m.definer() }}
 as $fn$
-declare
-  tz text;
 begin
-  if new.status = 'open' and new.due_date is not null then
-    select s.time_zone into tz from billing.settings s where s.organization_id = new.organization_id;
-    update crm.reminders r set status = 'canceled'
-     where r.organization_id = new.organization_id and r.invoice_id = new.id and r.status = 'pending';
-    insert into crm.reminders (organization_id, org_client_id, type, slot, invoice_id, send_at, payload)
-    select new.organization_id, new.org_client_id, 'invoice_due', s.slot, new.id,
-           ((new.due_date - s.days_before) + time '09:00') at time zone coalesce(tz, 'UTC'),
-           jsonb_build_object('invoice_id', new.id, 'due_date', new.due_date, 'total_cents', new.total_cents, 'currency', new.currency)
-      from (values ('invoice_2d', 2), ('invoice_due_day', 0)) as s (slot, days_before)
-     where ((new.due_date - s.days_before) + time '09:00') at time zone coalesce(tz, 'UTC') > now()
-    on conflict (organization_id, invoice_id, slot) where invoice_id is not null
-    do update set send_at = excluded.send_at, payload = excluded.payload, status = 'pending', lease_until = null
-       where crm.reminders.status in ('pending', 'canceled');
-  elsif new.status in ('paid', 'void') then
-    update crm.reminders r set status = 'canceled', lease_until = null
-     where r.organization_id = new.organization_id and r.invoice_id = new.id and r.status = 'pending';
-  end if;
+  update crm.reminders r
+     set send_at = w.send_at, payload = w.payload, status = 'pending', lease_until = null
+    from private.crm_reminders_wanted w
+   where r.organization_id = new.organization_id and r.subject_id = new.id
+     and w.organization_id = new.organization_id and w.subject_id = new.id and w.slot = r.slot
+     and (r.status = 'pending' or (r.status = 'canceled' and w.send_at > now()));
+  update crm.reminders r set status = 'canceled', lease_until = null
+   where r.organization_id = new.organization_id and r.subject_id = new.id and r.status = 'pending'
+     and not exists (select from private.crm_reminders_wanted w
+                      where w.organization_id = new.organization_id and w.subject_id = new.id and w.slot = r.slot);
+  insert into crm.reminders (organization_id, org_client_id, type, slot, job_id, invoice_id, send_at, payload)
+  select w.organization_id, w.org_client_id, w.type, w.slot, w.job_id, w.invoice_id, w.send_at, w.payload
+    from private.crm_reminders_wanted w
+   where w.organization_id = new.organization_id and w.subject_id = new.id and w.send_at > now()
+  on conflict do nothing;
   return null;
 end
 $fn$;
-comment on function private.invoices_reminders is 'Trigger: the due-date reminders of an open invoice, canceled once paid or void.';
-revoke all on function private.invoices_reminders from public, anon;
+comment on function private.crm_reminders_follow is 'Trigger: a job''s or invoice''s reminders follow its status and time (crm_reminders_wanted).';
+revoke all on function private.crm_reminders_follow from public, anon;
+drop trigger if exists reminders on crm.jobs;
+create trigger reminders
+  after insert or update of status, start_at on crm.jobs
+  for each row execute function private.crm_reminders_follow();
 drop trigger if exists reminders on crm.invoices;
 create trigger reminders
   after insert or update of status, due_date on crm.invoices
-  for each row execute function private.invoices_reminders();
+  for each row execute function private.crm_reminders_follow();
 
 -- private.invoice_lines_total() -> trigger
 -- AFTER INSERT, UPDATE or DELETE on invoice_lines: only a draft invoice's
@@ -912,6 +899,29 @@ comment on function private.create_job_with_optional_new_client is 'Definer twin
 
 -- Reminders ---------------------------------------------------------------------------
 
+-- private.crm_require_worker(what text, p_worker text, p_batch_size integer, p_lease interval) -> void
+-- The checks of every sending worker's call: a trusted caller (42501), a
+-- worker name, a batch of 1 to 1000 and a lease of 10 s to 1 h (22023).
+-- Calls without a batch or lease (scheduling, completing) pass fixed ones.
+create or replace function private.crm_require_worker(what text, p_worker text, p_batch_size integer, p_lease interval)
+  returns void
+  language plpgsql
+  stable
+  {{ m.definer() }}
+as $fn$
+begin
+  if not private.is_trusted_caller() then
+    raise exception '%: for the back end (service_role, pg_cron, the sending worker) only', what using errcode = '42501';
+  end if;
+  if coalesce(btrim(p_worker), '') = '' or length(p_worker) > 200 or p_batch_size not between 1 and 1000
+     or p_lease not between interval '10 seconds' and interval '1 hour' then
+    raise exception '%: a worker name, a batch of 1 to 1000 and a lease of 10 s to 1 h', what using errcode = '22023';
+  end if;
+end
+$fn$;
+comment on function private.crm_require_worker is 'Raises 42501 for an untrusted caller and 22023 for a bad worker name, batch or lease.';
+{{ m.private_grants('crm_require_worker', 'service_role') }}
+
 -- private.schedule_reminders(p_now timestamptz) -> integer
 -- The reminder scheduler (seed 004, every 15 minutes): creates the
 -- reminders that should exist and do not (24 h and 2 h before each
@@ -928,40 +938,25 @@ as $fn$
 declare
   now_at timestamptz := coalesce(p_now, now());
   created integer;
-  more integer;
 begin
-  if not private.is_trusted_caller() then
-    raise exception 'schedule_reminders: for the back end (service_role, pg_cron) only' using errcode = '42501';
-  end if;
+  perform private.crm_require_worker('schedule_reminders', 'scheduler', 1, interval '1 minute');
+  -- No longer wanted (job not scheduled, invoice not open), or too late
+  -- (the job has started): canceled.
+  update crm.reminders r set status = 'canceled', lease_until = null
+   where r.status = 'pending'
+     and not exists (select from private.crm_reminders_wanted w
+                      where w.organization_id = r.organization_id and w.subject_id = r.subject_id
+                        and w.slot = r.slot);
   update crm.reminders r set status = 'canceled', lease_until = null
     from crm.jobs j
-   where r.status = 'pending' and r.job_id is not null
-     and j.organization_id = r.organization_id and j.id = r.job_id
-     and (j.status <> 'scheduled' or j.start_at <= now_at);
-  update crm.reminders r set status = 'canceled', lease_until = null
-    from crm.invoices i
-   where r.status = 'pending' and r.invoice_id is not null
-     and i.organization_id = r.organization_id and i.id = r.invoice_id and i.status <> 'open';
-  insert into crm.reminders (organization_id, org_client_id, type, slot, job_id, send_at, payload)
-  select j.organization_id, j.org_client_id, 'job_upcoming', s.slot, j.id, j.start_at - s.lead,
-         jsonb_build_object('job_id', j.id, 'start_at', j.start_at)
-    from crm.jobs j
-   cross join (values ('job_24h', interval '24 hours'), ('job_2h', interval '2 hours')) as s (slot, lead)
-   where j.status = 'scheduled' and j.start_at - s.lead > now_at
-  on conflict (organization_id, job_id, slot) where job_id is not null do nothing;
+   where r.status = 'pending' and j.organization_id = r.organization_id and j.id = r.job_id and j.start_at <= now_at;
+  insert into crm.reminders (organization_id, org_client_id, type, slot, job_id, invoice_id, send_at, payload)
+  select w.organization_id, w.org_client_id, w.type, w.slot, w.job_id, w.invoice_id, w.send_at, w.payload
+    from private.crm_reminders_wanted w
+   where w.send_at > now_at
+  on conflict do nothing;
   get diagnostics created = row_count;
-  insert into crm.reminders (organization_id, org_client_id, type, slot, invoice_id, send_at, payload)
-  select i.organization_id, i.org_client_id, 'invoice_due', s.slot, i.id,
-         ((i.due_date - s.days_before) + time '09:00') at time zone coalesce(b.time_zone, 'UTC'),
-         jsonb_build_object('invoice_id', i.id, 'due_date', i.due_date, 'total_cents', i.total_cents, 'currency', i.currency)
-    from crm.invoices i
-    left join billing.settings b on b.organization_id = i.organization_id
-   cross join (values ('invoice_2d', 2), ('invoice_due_day', 0)) as s (slot, days_before)
-   where i.status = 'open' and i.due_date is not null
-     and ((i.due_date - s.days_before) + time '09:00') at time zone coalesce(b.time_zone, 'UTC') > now_at
-  on conflict (organization_id, invoice_id, slot) where invoice_id is not null do nothing;
-  get diagnostics more = row_count;
-  return created + more;
+  return created;
 end
 $fn$;
 comment on function private.schedule_reminders is 'Definer twin of schedule_reminders.';
@@ -986,13 +981,7 @@ create or replace function private.claim_reminders(p_worker text, p_batch_size i
   {{ m.definer() }}
 as $fn$
 begin
-  if not private.is_trusted_caller() then
-    raise exception 'claim_reminders: for the sending worker (service_role) only' using errcode = '42501';
-  end if;
-  if coalesce(btrim(p_worker), '') = '' or length(p_worker) > 200 or p_batch_size is null or p_batch_size not between 1 and 1000
-     or p_lease is null or p_lease not between interval '10 seconds' and interval '1 hour' then
-    raise exception 'claim_reminders: a worker name, a batch of 1 to 1000 and a lease of 10 s to 1 h' using errcode = '22023';
-  end if;
+  perform private.crm_require_worker('claim_reminders', p_worker, coalesce(p_batch_size, 0), coalesce(p_lease, interval '0'));
   return query
   with due as (
     select r.organization_id, r.id
@@ -1027,34 +1016,6 @@ comment on function private.claim_reminders is 'Definer twin of claim_reminders.
    'table (reminder_id uuid, organization_id uuid, org_client_id uuid, type text, slot text, send_at timestamptz, payload jsonb, attempts integer, first_name text, last_name text, email text, phone_e164 text)',
    'p_worker, p_batch_size, p_lease',
    'A sending worker''s batch of due reminders with the contact to send to, leased to it (SKIP LOCKED: two workers never share one). Back end only (42501); bad batch or lease: 22023.') }}
-
--- private.complete_reminder(p_reminder_id uuid, p_error text) -> void
--- The worker's report: sent (p_error null) or failed with the error. Only
--- a pending reminder is completed. Refuses: not trusted (42501); unknown
--- or not pending (P0002).
-create or replace function private.complete_reminder(p_reminder_id uuid, p_error text)
-  returns void
-  language plpgsql
-  {{ m.definer() }}
-as $fn$
-begin
-  if not private.is_trusted_caller() then
-    raise exception 'complete_reminder: for the sending worker (service_role) only' using errcode = '42501';
-  end if;
-  update crm.reminders r
-     set status = case when p_error is null then 'sent' else 'failed' end,
-         sent_at = case when p_error is null then now() end,
-         last_error = left(p_error, 10000), lease_until = null
-   where r.id = p_reminder_id and r.status = 'pending';
-  if not found then
-    raise exception 'complete_reminder: no pending reminder %', p_reminder_id using errcode = 'P0002';
-  end if;
-end
-$fn$;
-comment on function private.complete_reminder is 'Definer twin of complete_reminder.';
-{{ m.private_grants('complete_reminder') }}
-{{ m.api_function('complete_reminder', 'p_reminder_id uuid, p_error text default null', 'void', 'p_reminder_id, p_error',
-   'Marks a claimed reminder sent (no p_error) or failed with the error. Back end only (42501); unknown or not pending: P0002.') }}
 
 -- Campaigns ---------------------------------------------------------------------------
 
@@ -1114,13 +1075,7 @@ create or replace function private.claim_campaign_sends(p_worker text, p_batch_s
   {{ m.definer() }}
 as $fn$
 begin
-  if not private.is_trusted_caller() then
-    raise exception 'claim_campaign_sends: for the sending worker (service_role) only' using errcode = '42501';
-  end if;
-  if coalesce(btrim(p_worker), '') = '' or length(p_worker) > 200 or p_batch_size is null or p_batch_size not between 1 and 1000
-     or p_lease is null or p_lease not between interval '10 seconds' and interval '1 hour' then
-    raise exception 'claim_campaign_sends: a worker name, a batch of 1 to 1000 and a lease of 10 s to 1 h' using errcode = '22023';
-  end if;
+  perform private.crm_require_worker('claim_campaign_sends', p_worker, coalesce(p_batch_size, 0), coalesce(p_lease, interval '0'));
   return query
   with due as (
     select s.organization_id, s.id, private.crm_opted_in(s.person_id, c.channel) as opted_in
@@ -1157,32 +1112,35 @@ comment on function private.claim_campaign_sends is 'Definer twin of claim_campa
    'p_worker, p_batch_size, p_lease',
    'A sending worker''s batch of queued campaign sends (SKIP LOCKED), to people still opted in. Back end only (42501); bad batch or lease: 22023.') }}
 
+-- private.complete_reminder(p_reminder_id uuid, p_error text) -> void
 -- private.complete_campaign_send(p_send_id uuid, p_error text) -> void
--- The worker's report: sent (p_error null) or failed with the error.
--- Refuses: not trusted (42501); unknown or not queued (P0002).
-create or replace function private.complete_campaign_send(p_send_id uuid, p_error text)
+-- The sending worker's report on what it claimed: sent (p_error null) or
+-- failed with the error. Refuses: not trusted (42501); unknown, or no
+-- longer waiting (pending reminder, queued send) (P0002).
+{% for name, param, tbl, waiting, what in [('complete_reminder', 'p_reminder_id', 'crm.reminders', 'pending', 'reminder'),
+                                            ('complete_campaign_send', 'p_send_id', 'crm.campaign_sends', 'queued', 'campaign send')] %}
+create or replace function private.{{ name }}({{ param }} uuid, p_error text)
   returns void
   language plpgsql
   {{ m.definer() }}
 as $fn$
 begin
-  if not private.is_trusted_caller() then
-    raise exception 'complete_campaign_send: for the sending worker (service_role) only' using errcode = '42501';
-  end if;
-  update crm.campaign_sends s
+  perform private.crm_require_worker('{{ name }}', 'worker', 1, interval '1 minute');
+  update {{ tbl }} t
      set status = case when p_error is null then 'sent' else 'failed' end,
          sent_at = case when p_error is null then now() end,
          error = left(p_error, 10000), lease_until = null
-   where s.id = p_send_id and s.status = 'queued';
+   where t.id = {{ param }} and t.status = '{{ waiting }}';
   if not found then
-    raise exception 'complete_campaign_send: no queued send %', p_send_id using errcode = 'P0002';
+    raise exception '{{ name }}: no {{ waiting }} {{ what }} %', {{ param }} using errcode = 'P0002';
   end if;
 end
 $fn$;
-comment on function private.complete_campaign_send is 'Definer twin of complete_campaign_send.';
-{{ m.private_grants('complete_campaign_send') }}
-{{ m.api_function('complete_campaign_send', 'p_send_id uuid, p_error text default null', 'void', 'p_send_id, p_error',
-   'Marks a claimed campaign send sent (no p_error) or failed with the error. Back end only (42501); unknown or not queued: P0002.') }}
+comment on function private.{{ name }} is 'Definer twin of {{ name }}.';
+{{ m.private_grants(name) }}
+{{ m.api_function(name, param ~ ' uuid, p_error text default null', 'void', param ~ ', p_error',
+   'Marks a claimed ' ~ what ~ ' sent (no p_error) or failed with the error. Back end only (42501); unknown or not ' ~ waiting ~ ': P0002.') }}
+{% endfor %}
 
 -- Reading -------------------------------------------------------------------------------
 

@@ -417,6 +417,7 @@ create table crm.reminders (
   slot text not null,
   job_id uuid,
   invoice_id uuid,
+  subject_id uuid generated always as (coalesce(job_id, invoice_id)) stored,
   send_at timestamptz not null,
   payload jsonb not null default '{}',
   status text not null default 'pending',
@@ -424,7 +425,7 @@ create table crm.reminders (
   claimed_by text,
   lease_until timestamptz,
   sent_at timestamptz,
-  last_error text,
+  error text,
   created_at timestamptz not null default now(),
   primary key (organization_id, id),
   constraint reminders_client_fk foreign key (organization_id, org_client_id)
@@ -438,17 +439,17 @@ create table crm.reminders (
   constraint reminders_status_known check (status in ('pending', 'sent', 'failed', 'canceled')),
   constraint reminders_sent_stamped check ((status = 'sent') = (sent_at is not null)),
   constraint reminders_payload_length check (pg_column_size(payload) <= 65536),
-  constraint reminders_last_error_length check (length(last_error) <= 10000),
+  constraint reminders_error_length check (length(error) <= 10000),
   constraint reminders_claimed_by_length check (length(claimed_by) <= 200)
 );
-create unique index reminders_once_per_job_slot on crm.reminders (organization_id, job_id, slot) where job_id is not null;
-create unique index reminders_once_per_invoice_slot on crm.reminders (organization_id, invoice_id, slot) where invoice_id is not null;
+create unique index reminders_once_per_subject_slot on crm.reminders (organization_id, subject_id, slot);
 create index reminders_client on crm.reminders (organization_id, org_client_id);
 create index reminders_job on crm.reminders (organization_id, job_id);
 create index reminders_invoice on crm.reminders (organization_id, invoice_id);
 create index reminders_due on crm.reminders (send_at) where status = 'pending';
 create index reminders_id on crm.reminders (id);
 comment on table crm.reminders is 'Messages the business sends its client: 24 h and 2 h before a scheduled job, 2 days before and on the due date of an open invoice. Created by schedule_reminders (and create_job_with_optional_new_client); a sending worker claims them (claim_reminders) and reports back (complete_reminder).';
+comment on column crm.reminders.subject_id is 'The job or invoice reminded of: one reminder per subject and slot.';
 comment on column crm.reminders.lease_until is 'A claim expires then: a worker that died does not keep its reminders.';
 
 -- Enumerated text columns are bounded like every other text column.
