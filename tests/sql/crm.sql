@@ -3,7 +3,7 @@
 -- function's happy path and its refusals, through PostgREST's role switch.
 begin;
 \ir _helpers.psql
-select plan(89);
+select plan(97);
 
 select tests.user('olga@lawns.test') as olga \gset
 select tests.user('gus@lawns.test') as gus \gset
@@ -202,9 +202,26 @@ select set_marketing_consent((select person_id from john), 'email', false, :'org
 reset role;
 select is((select count(*)::int from claim_campaign_sends('worker-1')), 0, 'a person who opted out since is not sent to');
 select is((select row(status, error)::text from crm.campaign_sends where campaign_id = :'campaign'), '(failed,"opted out")', '... the send says why');
+select set_marketing_consent((select person_id from john), 'email', true, :'org');
+reset role;
+select is((select count(*)::int from claim_campaign_sends('worker-2')), 0, 'a failed send is not claimed again');
+update crm.campaign_sends set status = 'queued', error = null where campaign_id = :'campaign';
+select is((select count(*)::int from claim_campaign_sends('worker-2')), 1, 'a queued send to an opted-in person is claimed');
+select lives_ok(format($$select complete_campaign_send(%L)$$, (select id from crm.campaign_sends where campaign_id = :'campaign')),
+  'the worker reports it sent');
+select is((select status from crm.campaign_sends where campaign_id = :'campaign'), 'sent', '... and it is');
+select throws_ok(format($$select complete_campaign_send(%L)$$, (select id from crm.campaign_sends where campaign_id = :'campaign')),
+  'P0002', null, 'a send is completed once');
 select tests.act_as(:'mo');
 select throws_ok(format($$select set_marketing_consent(%L, 'sms', true, %L)$$, (select person_id from john), :'org'), '42501', null,
   'another organization cannot record the person''s consent');
+select throws_ok(format($$select add_person_address(%L, '{"address1": "1 Spy Lane"}')$$, (select person_id from john)), '42501', null,
+  'nor add an address to them');
+select tests.act_as(:'olga');
+select throws_ok(format($$select add_person_address(%L, '{"city": "Nowhere"}')$$, (select person_id from john)), '22023', null,
+  'an address without address1 is refused');
+select throws_ok(format($$select add_person_address(%L, '{"address1": "North Pole", "lat": 91, "lng": 0}')$$, (select person_id from john)),
+  '23514', null, 'a latitude out of range is refused');
 
 -- Reminders: scheduler and workers -------------------------------------------------------
 select throws_ok($$select schedule_reminders()$$, '42501', null, 'the scheduler is for the back end');
