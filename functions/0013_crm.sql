@@ -107,16 +107,26 @@ $fn$;
 comment on function private.crm_normalize_phone is 'The phone number in E.164 (North American when ten digits); 22023 when it cannot be normalized.';
 {{ m.private_grants('crm_normalize_phone', 'service_role') }}
 
--- private.crm_search_text(first_name text, last_name text, email text, phone text) -> text
--- What search_clients matches: names, email and phone digits, lower-cased.
-create or replace function private.crm_search_text(first_name text, last_name text, email text, phone text)
+-- private.crm_search_name(first_name text, last_name text) -> text
+-- private.crm_search_contact(email text, phone text) -> text
+-- What search_clients matches: the names, and the email with the phone's
+-- digits, lower-cased.
+create or replace function private.crm_search_name(first_name text, last_name text)
   returns text
   language sql
   immutable
   {{ m.pinned() }}
-as $fn$ select left(lower(concat_ws(' ', nullif(btrim(first_name), ''), nullif(btrim(last_name), ''), email, ltrim(phone, '+'))), 1000) $fn$;
-comment on function private.crm_search_text is 'The searchable text of a person: names, email and phone digits, lower-cased.';
-{{ m.private_grants('crm_search_text', 'service_role') }}
+as $fn$ select left(lower(concat_ws(' ', nullif(btrim(first_name), ''), nullif(btrim(last_name), ''))), 1000) $fn$;
+comment on function private.crm_search_name is 'The searchable name of a person, lower-cased.';
+{{ m.private_grants('crm_search_name', 'service_role') }}
+create or replace function private.crm_search_contact(email text, phone text)
+  returns text
+  language sql
+  immutable
+  {{ m.pinned() }}
+as $fn$ select left(lower(concat_ws(' ', email, ltrim(phone, '+'))), 1000) $fn$;
+comment on function private.crm_search_contact is 'The searchable contact of a person: email and phone digits, lower-cased.';
+{{ m.private_grants('crm_search_contact', 'service_role') }}
 
 -- Shared contact data -------------------------------------------------------------------
 
@@ -162,7 +172,8 @@ create or replace function private.crm_people_search_sync()
 as $fn$
 begin
   update crm.org_clients oc
-     set search_text = private.crm_search_text(new.first_name, new.last_name, new.primary_email, new.primary_phone_e164)
+     set search_name = private.crm_search_name(new.first_name, new.last_name),
+         search_contact = private.crm_search_contact(new.primary_email, new.primary_phone_e164)
    where oc.person_id = new.id;
   return null;
 end
@@ -443,7 +454,7 @@ create trigger link_user_to_person_trigger
 -- Organization data -------------------------------------------------------------------
 
 -- private.org_clients_guard() -> trigger
--- BEFORE INSERT or UPDATE on org_clients: the search text comes from the
+-- BEFORE INSERT or UPDATE on org_clients: the search columns come from the
 -- person; lifetime value starts at 0 and changes only by the payments
 -- trigger; the person never changes; notes are a JSON array whose entries
 -- ({text} or a string) get an id, created_at and author_id.
@@ -457,14 +468,15 @@ declare
 begin
   if tg_op = 'INSERT' then
     select * into p from crm.people where id = new.person_id;
-    new.search_text := coalesce(private.crm_search_text(p.first_name, p.last_name, p.primary_email, p.primary_phone_e164), '');
+    new.search_name := coalesce(private.crm_search_name(p.first_name, p.last_name), '');
+    new.search_contact := coalesce(private.crm_search_contact(p.primary_email, p.primary_phone_e164), '');
     new.ltv_cents := 0;
   elsif pg_trigger_depth() = 1 then
     if new.person_id <> old.person_id then
       raise exception 'org client %: the person of a client does not change', old.id
         using errcode = '23514', constraint = 'org_clients_person_fixed';
     end if;
-    if (new.ltv_cents, new.search_text) is distinct from (old.ltv_cents, old.search_text) then
+    if (new.ltv_cents, new.search_name, new.search_contact) is distinct from (old.ltv_cents, old.search_name, old.search_contact) then
       raise exception 'org client %: lifetime value and search text are kept by the database', old.id
         using errcode = '23514', constraint = 'org_clients_derived_columns';
     end if;
@@ -1253,55 +1265,64 @@ comment on function private.client_stats is 'Definer twin of client_stats.';
 -- private.search_clients(p_query text, p_org_id uuid, p_limit integer)
 --   -> table (org_client_id, person_id, first_name, last_name, primary_email, primary_phone_e164, status, ltv_cents, tags, created_at)
 -- Seed 004's client search, as the user types: the organization's clients
--- whose name, email or phone matches the query. Three characters or more:
--- trigram word similarity, 0.5 and, when nothing is that close, 0.3
--- (typo-tolerant: "smtih" finds Smith; a phone number as typed finds it
--- by its digits); fewer: a prefix of the first name.
--- Ranked by similarity, then name; p_limit rows (1..100). Refuses: no
--- crm.read (42501); an empty query or a limit outside 1..100 (22023).
+-- that match, best first, p_limit rows (1..100).
+--   * an email fragment (has @) or a phone number as typed (3 digits or
+--     more, and only phone characters): the fragment anywhere in the
+--     primary email or phone digits, earliest first;
+--   * one or two characters: names starting with them, in name order;
+--   * else names by trigram word similarity, nearest first, down to 0.3 —
+--     typo-tolerant ("smtih" finds Smith, "jonh" John).
+-- Planned for each call's values (the best index differs per query).
+-- Refuses: no crm.read (42501); an empty query or a limit outside 1..100
+-- (22023).
 create or replace function private.search_clients(p_query text, p_org_id uuid, p_limit integer)
   returns table (org_client_id uuid, person_id uuid, first_name text, last_name text, primary_email text,
                  primary_phone_e164 text, status text, ltv_cents bigint, tags text[], created_at timestamptz)
   language plpgsql
   stable
   {{ m.definer() }}
-  set pg_trgm.word_similarity_threshold = 0.5
+  set plan_cache_mode = force_custom_plan
+  set pg_trgm.word_similarity_threshold = 0.3
 as $fn$
 declare
   q text := left(lower(btrim(p_query)), 200);
-  threshold text;
+  needle text;
 begin
   perform private.crm_require(p_org_id, 'crm.read');
   if coalesce(q, '') = '' or p_limit is null or p_limit not between 1 and 100 then
     raise exception 'search_clients: a query and a limit of 1 to 100' using errcode = '22023';
   end if;
-  if q ~ '^\+?[0-9 ().-]+$' and length(regexp_replace(q, '[^0-9]', '', 'g')) >= 3 then
-    q := regexp_replace(q, '[^0-9]', '', 'g');  -- a phone number as typed: its digits
-  end if;
-  if length(q) < 3 then
+  if q ~ '@' or (q ~ '^\+?[0-9 ().-]+$' and length(regexp_replace(q, '[^0-9]', '', 'g')) >= 3) then
+    needle := case when q ~ '@' then q else regexp_replace(q, '[^0-9]', '', 'g') end;
     return query
     select oc.id, oc.person_id, p.first_name, p.last_name, p.primary_email, p.primary_phone_e164, oc.status, oc.ltv_cents, oc.tags, oc.created_at
-      from crm.org_clients oc
+      from (select c.* from crm.org_clients c
+             where c.organization_id = p_org_id
+               and c.search_contact like '%' || replace(replace(replace(needle, '\', '\\'), '%', '\%'), '_', '\_') || '%'
+             order by strpos(c.search_contact, needle), c.search_contact, c.id
+             limit p_limit) oc
       join crm.people p on p.id = oc.person_id
-     where oc.organization_id = p_org_id and oc.search_text like replace(replace(replace(q, '\', '\\'), '%', '\%'), '_', '\_') || '%'
-     order by oc.search_text, oc.id
-     limit p_limit;
-    return;
-  end if;
-  -- Close matches first; only when there are none, the looser threshold
-  -- that lets a transposition through ("smtih"). The function's SET
-  -- clause confines set_config to this call.
-  foreach threshold in array array['0.5', '0.3'] loop
-    perform set_config('pg_trgm.word_similarity_threshold', threshold, true);
+     order by strpos(oc.search_contact, needle), oc.search_contact, oc.id;
+  elsif length(q) < 3 then
     return query
     select oc.id, oc.person_id, p.first_name, p.last_name, p.primary_email, p.primary_phone_e164, oc.status, oc.ltv_cents, oc.tags, oc.created_at
-      from crm.org_clients oc
+      from (select c.* from crm.org_clients c
+             where c.organization_id = p_org_id
+               and c.search_name operator(pg_catalog.~>=~) q and c.search_name operator(pg_catalog.~<~) (q || chr(1114111))
+             order by c.search_name using operator(pg_catalog.~<~), c.id
+             limit p_limit) oc
       join crm.people p on p.id = oc.person_id
-     where oc.organization_id = p_org_id and q operator(extensions.<%) oc.search_text
-     order by extensions.word_similarity(q, oc.search_text) desc, oc.search_text, oc.id
-     limit p_limit;
-    exit when found;
-  end loop;
+     order by oc.search_name using operator(pg_catalog.~<~), oc.id;
+  else
+    return query
+    select oc.id, oc.person_id, p.first_name, p.last_name, p.primary_email, p.primary_phone_e164, oc.status, oc.ltv_cents, oc.tags, oc.created_at
+      from (select c.*, q operator(extensions.<<->) c.search_name as distance from crm.org_clients c
+             where c.organization_id = p_org_id and q operator(extensions.<%) c.search_name
+             order by q operator(extensions.<<->) c.search_name, c.id
+             limit p_limit) oc
+      join crm.people p on p.id = oc.person_id
+     order by oc.distance, oc.id;
+  end if;
 end
 $fn$;
 comment on function private.search_clients is 'Definer twin of search_clients.';

@@ -13,7 +13,7 @@ do $ext$
 declare
   e text;
 begin
-  foreach e in array array['btree_gin', 'pg_trgm'] loop
+  foreach e in array array['btree_gin', 'btree_gist', 'pg_trgm'] loop
     if obj_description((select x.oid from pg_catalog.pg_extension x where x.extname = e), 'pg_extension') = 'installed by tenantdb 0013_crm' then
       begin
         execute format('drop extension %I', e);

@@ -12,8 +12,9 @@
 -- currency (org_clients.currency), its invoices and payments carry it.
 {% import 'sql/macros.sql' as m with context %}
 
--- pg_trgm (search_clients) and btree_gin (one index over organization and
--- trigram) live in the schema Supabase keeps extensions in. What this
+-- pg_trgm (search_clients), btree_gist and btree_gin (indexes over the
+-- organization and a trigram column) live in the schema Supabase keeps
+-- extensions in. What this
 -- change creates (schema, extensions) it marks, and its rollback drops.
 do $ext$
 declare
@@ -25,7 +26,7 @@ begin
   end if;
   grant usage on schema extensions to anon, authenticated, service_role;
   for e in select x.name, n.nspname
-             from (values ('pg_trgm'), ('btree_gin')) as x (name)
+             from (values ('pg_trgm'), ('btree_gist'), ('btree_gin')) as x (name)
              left join pg_catalog.pg_extension pe on pe.extname = x.name
              left join pg_catalog.pg_namespace n on n.oid = pe.extnamespace loop
     if e.nspname is null then
@@ -175,7 +176,8 @@ create table crm.org_clients (
   ltv_cents bigint not null default 0,
   notes jsonb not null default '[]',
   default_address_id uuid,
-  search_text text not null default '',
+  search_name text not null default '',
+  search_contact text not null default '',
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now(),
   primary key (organization_id, id),
@@ -189,17 +191,26 @@ create table crm.org_clients (
   constraint org_clients_tags_bounded check (cardinality(tags) <= 50 and array_position(tags, null) is null),
   constraint org_clients_notes_array check (jsonb_typeof(notes) = 'array'),
   constraint org_clients_notes_length check (pg_column_size(notes) <= 65536),
-  constraint org_clients_search_text_length check (length(search_text) <= 1000)
+  constraint org_clients_search_name_length check (length(search_name) <= 1000),
+  constraint org_clients_search_contact_length check (length(search_contact) <= 1000)
 );
 create index org_clients_person on crm.org_clients (person_id);
 create index org_clients_default_address on crm.org_clients (person_id, default_address_id);
-create index org_clients_search_trgm on crm.org_clients using gin (organization_id, search_text extensions.gin_trgm_ops);
-create index org_clients_search_prefix on crm.org_clients (organization_id, search_text text_pattern_ops);
+-- search_clients: names by trigram distance (GiST, nearest first), names
+-- by prefix (B-tree), email and phone fragments (GIN); the timeline finds
+-- a client by id; the list page and client_stats read one organization.
+create index org_clients_search_name_trgm on crm.org_clients using gist (organization_id, search_name extensions.gist_trgm_ops (siglen = 256));
+create index org_clients_search_name_prefix on crm.org_clients (organization_id, search_name text_pattern_ops);
+create index org_clients_search_contact_trgm on crm.org_clients using gin (organization_id, search_contact extensions.gin_trgm_ops);
+create index org_clients_id on crm.org_clients (id);
+create index org_clients_recent on crm.org_clients (organization_id, created_at desc);
+create index org_clients_stats on crm.org_clients (organization_id, status) include (currency, ltv_cents);
 comment on table crm.org_clients is 'A person as one organization''s client: its own status, tags, notes and lifetime value, private to the organization. One row per organization and person.';
 comment on column crm.org_clients.currency is 'ISO 4217: the client is invoiced and pays in this currency; lifetime value is in it.';
 comment on column crm.org_clients.ltv_cents is 'Lifetime value in minor units: succeeded payments minus refunds, kept by the database (never written by hand).';
 comment on column crm.org_clients.notes is '@personal The organization''s notes on the client: a JSON array of {id, text, created_at, author_id} (ids and times filled by trigger); the timeline shows each.';
-comment on column crm.org_clients.search_text is 'The person''s names, primary email and phone digits, lower-cased: search_clients matches it (trigram and prefix indexes). Kept by trigger from crm.people.';
+comment on column crm.org_clients.search_name is 'The person''s first and last name, lower-cased, for search_clients. Kept by trigger from crm.people.';
+comment on column crm.org_clients.search_contact is 'The person''s primary email and phone digits, lower-cased, for search_clients. Kept by trigger from crm.people.';
 
 create table crm.org_client_settings (
   organization_id uuid not null,
@@ -377,6 +388,7 @@ create table crm.campaigns (
   constraint campaigns_segment_length check (pg_column_size(segment) <= 65536),
   constraint campaigns_template_length check (pg_column_size(template) <= 65536)
 );
+create index campaigns_id on crm.campaigns (id);
 comment on table crm.campaigns is 'An email or SMS campaign to a segment of the organization''s clients; queue_campaign_sends turns it into one send per opted-in person.';
 comment on column crm.campaigns.segment is '{"status": [client statuses], "tags": [any of these tags]}; an absent key does not narrow.';
 

@@ -41,9 +41,9 @@ select throws_ok($$select upsert_person(p_email => 'anon@y.test')$$, '42501', nu
 select tests.act_as(:'olga');
 create temporary table john_client as
   with ins as (insert into crm.org_clients (organization_id, person_id, status)
-               values (:'org', (select person_id from john), 'active') returning id, search_text)
+               values (:'org', (select person_id from john), 'active') returning id, search_name || ' / ' || search_contact as search_text)
   select * from ins;
-select is((select search_text from john_client), 'john doe john@example.com 15551234567', 'the client row gets the person''s search text');
+select is((select search_text from john_client), 'john doe / john@example.com 15551234567', 'the client row gets the person''s search columns');
 select is((select first_name from crm.people where id = (select person_id from john)), 'John', 'the organization now sees its client''s person');
 select is((select count(*)::int from crm.person_emails where person_id = (select person_id from john)), 1, '... and their contact points');
 select throws_ok(format($$insert into crm.org_clients (organization_id, person_id, status) values (%L, %L, 'active')$$,
@@ -69,7 +69,7 @@ select is((select array_agg(email || ':' || is_primary order by email) from crm.
   array['jd@work.test:true', 'john@example.com:false'], 'the new email is primary and the old one stays');
 select is((select row(primary_email, primary_phone_e164)::text from crm.people where id = (select person_id from john)),
   '(jd@work.test,+15559870000)', 'the person''s primary contacts follow');
-select is((select search_text from crm.org_clients where id = (select id from john_client)), 'john doe jd@work.test 15559870000',
+select is((select search_name || ' / ' || search_contact from crm.org_clients where id = (select id from john_client)), 'john doe / jd@work.test 15559870000',
   'every organization''s search text follows');
 select * from upsert_person('someone@else.test') \gset
 select throws_ok(format($$select propagate_contact_update(%L, p_email => 'someone@else.test')$$, (select person_id from john)),
