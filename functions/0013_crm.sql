@@ -1239,14 +1239,19 @@ declare
   s record;
 begin
   perform private.crm_require(p_org_id, 'crm.read');
-  select count(*) as total, count(*) filter (where oc.status = 'active') as active,
-         count(*) filter (where oc.status = 'lead') as lead, count(*) filter (where oc.status = 'inactive') as inactive,
-         min(oc.currency) as low, max(oc.currency) as high,
-         sum(oc.ltv_cents) filter (where oc.currency = coalesce(p_currency, oc.currency)) as ltv,
-         count(*) filter (where oc.currency = coalesce(p_currency, oc.currency)) as ltv_clients
+  -- One pass grouped by status and currency (hashing; no collation-aware
+  -- min/max over 100,000 rows), then the few groups are added up.
+  select coalesce(sum(g.n), 0) as total, coalesce(sum(g.n) filter (where g.status = 'active'), 0) as active,
+         coalesce(sum(g.n) filter (where g.status = 'lead'), 0) as lead,
+         coalesce(sum(g.n) filter (where g.status = 'inactive'), 0) as inactive,
+         min(g.currency) as low, max(g.currency) as high,
+         sum(g.ltv) filter (where g.currency = coalesce(p_currency, g.currency)) as ltv,
+         sum(g.n) filter (where g.currency = coalesce(p_currency, g.currency)) as ltv_clients
     into s
-    from crm.org_clients oc
-   where oc.organization_id = p_org_id;
+    from (select oc.status, oc.currency, count(*) as n, sum(oc.ltv_cents) as ltv
+            from crm.org_clients oc
+           where oc.organization_id = p_org_id
+           group by oc.status, oc.currency) g;
   if p_currency is null and s.low <> s.high then
     raise exception 'client_stats: the organization''s clients are billed in several currencies (% ... %); pass p_currency', s.low, s.high
       using errcode = '22023';
@@ -1318,7 +1323,7 @@ begin
     select oc.id, oc.person_id, p.first_name, p.last_name, p.primary_email, p.primary_phone_e164, oc.status, oc.ltv_cents, oc.tags, oc.created_at
       from (select c.*, q operator(extensions.<<->) c.search_name as distance from crm.org_clients c
              where c.organization_id = p_org_id and q operator(extensions.<%) c.search_name
-             order by q operator(extensions.<<->) c.search_name, c.id
+             order by q operator(extensions.<<->) c.search_name  -- the GiST index's order: no tie-breaker here
              limit p_limit) oc
       join crm.people p on p.id = oc.person_id
      order by oc.distance, oc.id;
