@@ -27,13 +27,13 @@ begin
       using errcode = '22023', hint = 'See seeds/catalog.json for the format.';
   end if;
 
-  insert into catalog.meters (key, name, unit, description)
-  select r.key, r.name, coalesce(r.unit, 'unit'), r.description
-    from jsonb_to_recordset(doc -> 'meters') as r (key text, name text, unit text, description text)
+  insert into catalog.meters (key, name, unit, description, aggregation)
+  select r.key, r.name, coalesce(r.unit, 'unit'), r.description, coalesce(r.aggregation, 'sum')
+    from jsonb_to_recordset(doc -> 'meters') as r (key text, name text, unit text, description text, aggregation text)
   on conflict (key) do update
-    set name = excluded.name, unit = excluded.unit, description = excluded.description
-    where (catalog.meters.name, catalog.meters.unit, catalog.meters.description)
-          is distinct from (excluded.name, excluded.unit, excluded.description);
+    set name = excluded.name, unit = excluded.unit, description = excluded.description, aggregation = excluded.aggregation
+    where (catalog.meters.name, catalog.meters.unit, catalog.meters.description, catalog.meters.aggregation)
+          is distinct from (excluded.name, excluded.unit, excluded.description, excluded.aggregation);
   get diagnostics n_meters = row_count;
 
   insert into catalog.features (key, name, kind, meter_key, counts, description)

@@ -45,12 +45,48 @@ select private.ensure_usage_partition((current_date - interval '1 month')::date)
 select private.ensure_usage_partition(current_date);
 select private.ensure_usage_partition((current_date + interval '1 month')::date);
 
+-- private.usage_append(org_id uuid, meter_key text, quantity bigint, idempotency_key text,
+--   at timestamptz, metadata jsonb) -> table (event_id uuid, duplicate boolean)
+-- Writes one usage event under its idempotency key (a key used before
+-- returns the first event with duplicate = true and writes nothing),
+-- creating the month's partition when missing. No checks and no counter:
+-- its callers (record_usage, gate_and_meter) validate and count. Internal.
+create or replace function private.usage_append(org_id uuid, meter_key text, quantity bigint, idempotency_key text,
+                                                at timestamptz, metadata jsonb)
+  returns table (event_id uuid, duplicate boolean)
+  language plpgsql
+  {{ m.definer() }}
+as $fn$
+declare
+  new_id uuid := gen_random_uuid();
+begin
+  insert into usage.idempotency_keys as k (organization_id, idempotency_key, event_id, occurred_at)
+  values (org_id, idempotency_key, new_id, at)
+  on conflict on constraint idempotency_keys_pkey do nothing;
+  if not found then
+    return query select k.event_id, true from usage.idempotency_keys k
+                  where k.organization_id = org_id and k.idempotency_key = usage_append.idempotency_key;
+    return;
+  end if;
+  if to_regclass(format('usage.events_y%sm%s', to_char(at at time zone 'UTC', 'YYYY'), to_char(at at time zone 'UTC', 'MM'))) is null then
+    perform private.ensure_usage_partition((at at time zone 'UTC')::date);
+    perform private.ensure_usage_partition(((at at time zone 'UTC') + interval '1 month')::date);
+  end if;
+  insert into usage.events (organization_id, id, meter_key, quantity, idempotency_key, occurred_at, user_id, metadata)
+  values (org_id, new_id, usage_append.meter_key, quantity, idempotency_key, at, auth.uid(), coalesce(metadata, '{}'));
+  return query select new_id, false;
+end
+$fn$;
+comment on function private.usage_append is 'Internal: one usage event under its idempotency key (no checks, no counter).';
+{{ m.private_grants('usage_append', 'service_role') }}
+
 -- private.record_usage(org_id uuid, feature_key text, quantity bigint, idempotency_key text,
 --   occurred_at timestamptz, metadata jsonb) -> table (event_id uuid, duplicate boolean)
 -- Records one usage event and adds it to the live counter of its billing
 -- period, in the caller's transaction. A key the organization used before
 -- (ever, also concurrently) returns the first event with duplicate = true
--- and writes nothing. feature_key names a meter (catalog.meters).
+-- and writes nothing. feature_key names a meter (catalog.meters) that
+-- sums; a counting meter (projects) is fed by its table's trigger only.
 -- Refuses: not a member with usage.record (guests and suspended
 -- organizations lack it) and not trusted (42501); unknown meter, quantity
 -- outside 1..10^12, blank key, non-object metadata (22023); occurred_at
@@ -63,11 +99,12 @@ create or replace function private.record_usage(org_id uuid, feature_key text, q
   {{ m.definer() }}
 as $fn$
 declare
-  new_id uuid := gen_random_uuid();
   at timestamptz := coalesce(occurred_at, now());
   earliest timestamptz := date_trunc('month', now() at time zone 'UTC') at time zone 'UTC' - interval '1 month';
   period date;
   meter_bound bigint;
+  meter_aggregation text;
+  written record;
 begin
   if not (private.has_permission(org_id, 'usage.record') or private.is_trusted_caller()) then
     raise exception 'record_usage: permission usage.record is required in organization %', org_id using errcode = '42501';
@@ -81,10 +118,14 @@ begin
   if jsonb_typeof(coalesce(metadata, '{}')) <> 'object' then
     raise exception 'record_usage: metadata must be a JSON object' using errcode = '22023';
   end if;
-  select mt.max_per_event into meter_bound from catalog.meters mt where mt.key = feature_key;
+  select mt.max_per_event, mt.aggregation into meter_bound, meter_aggregation from catalog.meters mt where mt.key = feature_key;
   if not found then
     raise exception 'record_usage: unknown meter "%"', feature_key
       using errcode = '22023', hint = 'Meters are the keys of catalog.meters (api_call, record_created, ...).';
+  end if;
+  if meter_aggregation = 'count' then
+    raise exception 'record_usage: meter % counts live rows; it is recorded by its table, not by record_usage', feature_key
+      using errcode = '22023', hint = 'Insert into the metered table (e.g. app.projects).';
   end if;
   if quantity > meter_bound then
     raise exception 'record_usage: meter % takes at most % per event, got %', feature_key, meter_bound, quantity
@@ -95,21 +136,11 @@ begin
       using errcode = '22023', hint = 'Late events are accepted back to the first day of the previous UTC month.';
   end if;
 
-  insert into usage.idempotency_keys as k (organization_id, idempotency_key, event_id, occurred_at)
-  values (org_id, idempotency_key, new_id, at)
-  on conflict on constraint idempotency_keys_pkey do nothing;
-  if not found then
-    return query select k.event_id, true from usage.idempotency_keys k
-                  where k.organization_id = org_id and k.idempotency_key = record_usage.idempotency_key;
+  select * into written from private.usage_append(org_id, feature_key, quantity, idempotency_key, at, metadata);
+  if written.duplicate then
+    return query select written.event_id, true;
     return;
   end if;
-
-  if to_regclass(format('usage.events_y%sm%s', to_char(at at time zone 'UTC', 'YYYY'), to_char(at at time zone 'UTC', 'MM'))) is null then
-    perform private.ensure_usage_partition((at at time zone 'UTC')::date);
-    perform private.ensure_usage_partition(((at at time zone 'UTC') + interval '1 month')::date);
-  end if;
-  insert into usage.events (organization_id, id, meter_key, quantity, idempotency_key, occurred_at, user_id, metadata)
-  values (org_id, new_id, feature_key, quantity, idempotency_key, at, auth.uid(), coalesce(metadata, '{}'));
 
   if exists (select from billing.settings s where s.organization_id = org_id) then
     select p.start_date into period from private.billing_period(org_id, at) p;
@@ -122,7 +153,7 @@ begin
   values (org_id, feature_key, period, pg_backend_pid() % 16, quantity, 1)
   on conflict on constraint counters_pkey
   do update set quantity = c.quantity + excluded.quantity, event_count = c.event_count + 1, updated_at = now();
-  return query select new_id, false;
+  return query select written.event_id, false;
 end
 $fn$;
 comment on function private.record_usage is 'Definer twin of record_usage.';
@@ -197,6 +228,7 @@ begin
             when coalesce(btrim(e.v ->> 'idempotency_key'), '') = '' then 'has no idempotency_key'
             when jsonb_typeof(coalesce(e.v -> 'metadata', '{}')) <> 'object' then 'metadata must be a JSON object'
             when mt.key is null then format('unknown meter "%s"', e.v ->> 'feature_key')
+            when mt.aggregation = 'count' then format('meter %s counts live rows; it is recorded by its table', mt.key)
             when (e.v ->> 'quantity')::bigint > mt.max_per_event
               then format('meter %s takes at most %s per event', mt.key, mt.max_per_event)
           end as problem) as c
@@ -451,11 +483,20 @@ begin
   with used as (
     select f.key as feature_key, pf.limit_value, pf.overage_unit_price_minor,
            case when f.counts = 'seats' then private.seats_used(summarize_period.organization_id)
+                -- a counting meter: the period's highest count (recorded at each change), or,
+                -- when nothing changed in the period, the live count
+                when mt.aggregation = 'count' then coalesce(
+                  (select max(c.quantity) from usage.counters c
+                    where c.organization_id = summarize_period.organization_id and c.meter_key = f.meter_key
+                      and c.period_start = summarize_period.period_start),
+                  (select l.quantity from usage.live_counts l
+                    where l.organization_id = summarize_period.organization_id and l.meter_key = f.meter_key), 0)
                 else coalesce((select sum(c.quantity) from usage.counters c
                                 where c.organization_id = summarize_period.organization_id and c.meter_key = f.meter_key
                                   and c.period_start = summarize_period.period_start), 0) end as units_used
       from catalog.plan_features pf
       join catalog.features f on f.key = pf.feature_key and f.kind = 'limit'
+      left join catalog.meters mt on mt.key = f.meter_key
      where pf.plan_key = plan.key
   ), summaries as (
     insert into usage.monthly_summaries as s (organization_id, feature_key, period_start, period_end, plan_key, units_used, limit_value)
@@ -591,6 +632,9 @@ begin
   lim := coalesce(pf.limit_value, 0);
   if feature.counts = 'seats' then
     used := private.seats_used(org_id);
+  elsif exists (select from catalog.meters mt where mt.key = feature.meter_key and mt.aggregation = 'count') then
+    select l.quantity into used from usage.live_counts l where l.organization_id = org_id and l.meter_key = feature.meter_key;
+    used := coalesce(used, 0);
   else
     select sum(c.quantity) into used from usage.counters c
      where c.organization_id = org_id and c.meter_key = feature.meter_key

@@ -48,14 +48,16 @@ create policy {{ name }} on {{ table }}
 
 {#- tenant_policies: the RLS policy set of a tenant table.
     read: permission needed to see rows; write: permission needed to insert,
-    update and delete them (none = writes only through functions). -#}
-{% macro tenant_policies(table, read, write=none, column='organization_id') -%}
+    update and delete them (none = writes only through functions); insert,
+    update, delete: a permission of its own for that command (default:
+    write). -#}
+{% macro tenant_policies(table, read, write=none, column='organization_id', insert=none, update=none, delete=none) -%}
 {{ rls_on(table) }}
 {{ policy(table, 'tenant_select', 'select', using=in_orgs_with(read, column)) }}
-{%- if write %}
-{{ policy(table, 'tenant_insert', 'insert', check=in_orgs_with(write, column)) }}
-{{ policy(table, 'tenant_update', 'update', using=in_orgs_with(write, column), check=in_orgs_with(write, column)) }}
-{{ policy(table, 'tenant_delete', 'delete', using=in_orgs_with(write, column)) }}
+{%- if write or insert %}
+{{ policy(table, 'tenant_insert', 'insert', check=in_orgs_with(insert or write, column)) }}
+{{ policy(table, 'tenant_update', 'update', using=in_orgs_with(update or write, column), check=in_orgs_with(update or write, column)) }}
+{{ policy(table, 'tenant_delete', 'delete', using=in_orgs_with(delete or write, column)) }}
 {%- else %}
 drop policy if exists tenant_insert on {{ table }};
 drop policy if exists tenant_update on {{ table }};
@@ -104,6 +106,18 @@ grant select on table {{ table }} to platform_staff;
 {% macro catalog_policies(table) -%}
 {{ rls_on(table) }}
 {{ policy(table, 'catalog_select', 'select', using='true') }}
+{%- endmacro %}
+
+{#- metered: a tenant table whose rows are counted against a plan limit and
+    metered (issue 12). A deferred constraint trigger, so the check is made
+    at commit under a per-organization lock: feature is the catalog feature
+    whose limit applies; its meter (aggregation 'count') counts the rows. -#}
+{% macro metered(table, feature) -%}
+drop trigger if exists gate_and_meter on {{ table }};
+create constraint trigger gate_and_meter
+  after insert or delete on {{ table }}
+  deferrable initially deferred
+  for each row execute function private.gate_and_meter('{{ feature }}');
 {%- endmacro %}
 
 {#- append_only: UPDATE and DELETE refused on the table, also for its owner
@@ -165,7 +179,7 @@ grant execute on function private.{{ name }} to {{ roles }};
 
 {#- The schemas whose tables hold tenant, personal or catalog data: verify's
     checks and the isolation tests read this list. -#}
-{% set domain_schemas = ['identity', 'tenancy', 'iam', 'catalog', 'billing', 'usage', 'audit', 'privacy', 'crm'] %}
+{% set domain_schemas = ['identity', 'tenancy', 'iam', 'catalog', 'billing', 'usage', 'audit', 'privacy', 'crm', 'app'] %}
 {% macro schema_list() -%}
 {% for s in domain_schemas %}'{{ s }}'{{ ', ' if not loop.last }}{% endfor %}
 {%- endmacro %}

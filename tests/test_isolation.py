@@ -159,6 +159,8 @@ def world(dsn: str) -> dict[str, str]:
         alice_person = conn.execute("select person_id from public.upsert_person('alice@a.test')").fetchone()[0]
         conn.execute("insert into crm.user_person_links (user_id, person_id, linked_via) values (%s, %s, 'signup')", (ids["alice"], alice_person))
         conn.execute("insert into privacy.person_erasures (person_id, columns_erased, rows_deleted) values (gen_random_uuid(), 0, 0)")
+        # A project of organization A, created by Alice (its live count with it).
+        as_user(ids["alice"], "insert into app.projects (organization_id, title) values (%s, 'Project A') returning id", (org_a,))
         if conn.execute("select to_regclass('identity.sessions') is not null").fetchone()[0]:
             conn.execute("insert into identity.sessions (user_id, token_hash, expires_at) values (%s, repeat('a', 64), now() + interval '1 day')",
                          (ids["alice"],))

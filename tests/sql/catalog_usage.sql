@@ -7,8 +7,8 @@ select tests.user('una@u.test') as una \gset
 select tests.user('out@o.test') as outsider \gset
 select tests.personal_org(:'una') as org \gset
 
--- The seeded catalog: 4 plans x 9 features.
-select is((select count(*)::int from catalog.plan_features), 36, 'the seed has 36 plan features');
+-- The seeded catalog: 4 plans x 10 features (seed 001's nine and max_projects).
+select is((select count(*)::int from catalog.plan_features), 40, 'the seed has 40 plan features');
 select is((select plan_key from billing.subscriptions where organization_id = :'org' and status <> 'canceled'), 'free',
   'signup gives the personal organization the free plan');
 
