@@ -4,16 +4,18 @@
 -- private.gate_and_meter() -> trigger
 -- Deferred constraint trigger (macro metered) AFTER INSERT or DELETE on a
 -- tenant table counted by a plan limit; tg_argv[0] is the feature (e.g.
--- max_projects), whose meter counts (aggregation 'count'). At commit, under
--- a lock per organization and meter, so concurrent transactions are
--- counted one after the other:
---   insert: refuses (54000) when the organization's live count would pass
---     the limit of its live plan and the plan bills no overage (a feature
---     missing from the plan, or no live plan, allows none); else counts it,
---     records one usage event (key <table>:<id>) and keeps the period's
---     highest count in usage.counters (slot 0), which the invoice bills;
+-- max_projects), whose meter counts (aggregation 'count'). At commit:
+--   insert: records one usage event (key <table>:<id>), then adds one to
+--     the organization's live count — the row update is the lock that
+--     counts concurrent transactions one after the other — and refuses
+--     (54000) when the count passes the limit of the live plan and the
+--     plan bills no overage (a feature missing from the plan, or no live
+--     plan, allows none); the period's highest count is kept in
+--     usage.counters (slot 0), which the invoice bills;
 --   delete: gives the slot back.
--- Binds every client, the back end included. Refuses nothing else.
+-- Everything that does not need the count runs before it, so the row is
+-- held only for the count, the period's high mark and the commit. Binds
+-- every client, the back end included. Refuses nothing else.
 create or replace function private.gate_and_meter()
   returns trigger
   language plpgsql
@@ -22,9 +24,9 @@ as $fn$
 declare
   feature catalog.features;
   org uuid := coalesce(new.organization_id, old.organization_id);
+  delta integer := case when tg_op = 'INSERT' then 1 else -1 end;
   plan catalog.plans;
   pf catalog.plan_features;
-  live bigint;
   counted bigint;
   period date;
 begin
@@ -33,32 +35,29 @@ begin
     raise exception 'gate_and_meter on %.%: feature % has no meter', tg_table_schema, tg_table_name, tg_argv[0]
       using errcode = '22023', hint = 'Declare the feature with a counting meter in the catalog.';
   end if;
-  perform pg_advisory_xact_lock(hashtextextended('tenantdb.count:' || org::text || ':' || feature.meter_key, 0));
-  select l.quantity into live from usage.live_counts l where l.organization_id = org and l.meter_key = feature.meter_key;
-  live := coalesce(live, 0);
   if tg_op = 'INSERT' then
-    counted := live + 1;
     plan := private.live_plan(org);
     select * into pf from catalog.plan_features p where p.plan_key = plan.key and p.feature_key = feature.key;
-    if (pf.limit_value is null or (pf.limit_value >= 0 and counted > pf.limit_value)) and pf.overage_unit_price_minor is null then
-      raise exception 'limit % reached: plan % allows % %, organization % has %', feature.key, coalesce(plan.key, '(none)'),
-        coalesce(pf.limit_value, 0), feature.meter_key, org, live
-        using errcode = '54000', hint = 'Upgrade the plan, or delete one first.';
-    end if;
     perform private.usage_append(org, feature.meter_key, 1, format('%s.%s:%s', tg_table_schema, tg_table_name, new.id), now(), '{}');
-  else
-    counted := greatest(live - 1, 0);
   end if;
-  insert into usage.live_counts as l (organization_id, meter_key, quantity)
-  values (org, feature.meter_key, counted)
-  on conflict on constraint live_counts_pkey do update set quantity = excluded.quantity, updated_at = now();
   if exists (select from billing.settings s where s.organization_id = org) then
     select p.start_date into period from private.billing_period(org, now()) p;
   else
     period := date_trunc('month', now() at time zone 'UTC')::date;
   end if;
+  insert into usage.live_counts as l (organization_id, meter_key, quantity)
+  values (org, feature.meter_key, greatest(delta, 0))
+  on conflict on constraint live_counts_pkey
+  do update set quantity = greatest(l.quantity + delta, 0), updated_at = now()
+  returning l.quantity into counted;
+  if tg_op = 'INSERT' and (pf.limit_value is null or (pf.limit_value >= 0 and counted > pf.limit_value))
+     and pf.overage_unit_price_minor is null then
+    raise exception 'limit % reached: plan % allows % %, organization % has %', feature.key, coalesce(plan.key, '(none)'),
+      coalesce(pf.limit_value, 0), feature.meter_key, org, counted - 1
+      using errcode = '54000', hint = 'Upgrade the plan, or delete one first.';
+  end if;
   insert into usage.counters as c (organization_id, meter_key, period_start, slot, quantity, event_count)
-  values (org, feature.meter_key, period, 0, greatest(live, counted), 1)
+  values (org, feature.meter_key, period, 0, counted - least(delta, 0), 1)
   on conflict on constraint counters_pkey
   do update set quantity = greatest(c.quantity, excluded.quantity), event_count = c.event_count + 1, updated_at = now();
   return null;

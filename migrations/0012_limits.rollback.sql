@@ -11,7 +11,7 @@ begin
              join pg_catalog.pg_class c on c.oid = con.conrelid
              join pg_catalog.pg_namespace n on n.oid = c.relnamespace
             where con.contype = 'c' and con.conname like '%\_length' and not c.relispartition
-              and n.nspname in ({{ m.schema_list() }})
+              and n.nspname in ('identity', 'tenancy', 'iam', 'catalog', 'billing', 'usage', 'audit', 'privacy')
               and con.conislocal
   loop
     execute format('alter table %I.%I drop constraint if exists %I', k.nspname, k.relname, k.conname);

@@ -45,7 +45,7 @@ begin
       join pg_catalog.pg_class c on c.oid = a.attrelid
       join pg_catalog.pg_namespace n on n.oid = c.relnamespace
      where c.relkind in ('r', 'p') and not c.relispartition and a.attnum > 0 and not a.attisdropped
-       and n.nspname in ({{ m.schema_list() }})
+       and n.nspname in ('identity', 'tenancy', 'iam', 'catalog', 'billing', 'usage', 'audit', 'privacy')
        and a.atttypid in ('text'::regtype, 'jsonb'::regtype)
        and not exists (select from pg_catalog.pg_constraint k
                         where k.conrelid = c.oid and k.contype = 'c' and a.attnum = any (k.conkey)
