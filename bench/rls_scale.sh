@@ -42,30 +42,8 @@ fi
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 
-# medians ROLE_A STATEMENT_A ROLE_B STATEMENT_B CLAIMS: the median latency
-# (µs) of each side's transaction
-#   begin; set_config(claims, role); STATEMENT; commit
-# The two sides run interleaved at random in one pgbench run on one
-# connection, so both meet the same machine (on two cores, where the
-# scheduler puts client and backend moves a round trip by 100 µs).
-medians() {
-  for side in a b; do
-    if [ "$side" = a ]; then role=$1 stmt=$2; else role=$3 stmt=$4; fi
-    cat > "$dir/$side.sql" <<SQL
-begin;
-select set_config('request.jwt.claims', '$5', true), set_config('role', '$role', true);
-$stmt;
-commit;
-SQL
-  done
-  rm -f "$dir"/log*
-  (cd "$dir" && "$pgbench" -n -c 1 -t "$((2 * transactions))" -l --log-prefix="$dir/log" \
-     -f "$dir/a.sql@1" -f "$dir/b.sql@1" "$dsn" >/dev/null)
-  for script in 0 1; do
-    awk -v s="$script" '$4 == s {print $3}' "$dir"/log* | sort -n | awk '{a[NR] = $1} END {printf "%s ", a[int((NR + 1) / 2)]}'
-  done
-  echo
-}
+# medians: bench/lib.sh
+. bench/lib.sh
 
 superuser=$(q "select current_user")
 uid() { q "select id from auth.users where email = 'rls-bench-$1@bench.test'"; }
