@@ -12,7 +12,11 @@
 --     plan bills no overage (a feature missing from the plan, or no live
 --     plan, allows none); the period's highest count is kept in
 --     usage.counters (slot 0), which the invoice bills;
---   delete: gives the slot back.
+--   delete: gives the slot back (nothing to do when the organization
+--     itself was deleted: its counts went with it);
+--   update: refuses (23514, <table>_organization_fixed) moving a row to
+--     another organization (it would leave one count and skip the other's
+--     limit).
 -- Everything that does not need the count runs before it, so the row is
 -- held only for the count, the period's high mark and the commit. Binds
 -- every client, the back end included. Refuses nothing else.
@@ -24,12 +28,22 @@ as $fn$
 declare
   feature catalog.features;
   org uuid := coalesce(new.organization_id, old.organization_id);
-  delta integer := case when tg_op = 'INSERT' then 1 else -1 end;
+  delta integer := case when tg_op = 'INSERT' then 1 else -1 end;  -- (UPDATE returns before using it)
   plan catalog.plans;
   pf catalog.plan_features;
   counted bigint;
   period date;
 begin
+  if tg_op = 'UPDATE' then
+    if new.organization_id is distinct from old.organization_id then
+      raise exception '%.%: a counted row does not move to another organization', tg_table_schema, tg_table_name
+        using errcode = '23514', constraint = tg_table_name || '_organization_fixed';
+    end if;
+    return null;
+  end if;
+  if tg_op = 'DELETE' and not exists (select from tenancy.organizations o where o.id = org) then
+    return null;
+  end if;
   select * into feature from catalog.features f where f.key = tg_argv[0];
   if feature.meter_key is null then
     raise exception 'gate_and_meter on %.%: feature % has no meter', tg_table_schema, tg_table_name, tg_argv[0]

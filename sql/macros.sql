@@ -115,7 +115,7 @@ grant select on table {{ table }} to platform_staff;
 {% macro metered(table, feature) -%}
 drop trigger if exists gate_and_meter on {{ table }};
 create constraint trigger gate_and_meter
-  after insert or delete on {{ table }}
+  after insert or delete or update of organization_id on {{ table }}
   deferrable initially deferred
   for each row execute function private.gate_and_meter('{{ feature }}');
 {%- endmacro %}

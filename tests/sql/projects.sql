@@ -5,7 +5,7 @@
 -- commit.
 begin;
 \ir _helpers.psql
-select plan(20);
+select plan(22);
 set constraints app.gate_and_meter immediate;
 
 select tests.user('pat@p.test') as pat \gset
@@ -59,6 +59,12 @@ select lives_ok(format($$insert into app.projects (organization_id, title) value
 select is((select max(quantity) from usage.counters where organization_id = :'org' and meter_key = 'projects'), 3::bigint,
   'the period keeps its highest count');
 reset role;
+select throws_ok(format($$update app.projects set organization_id = %L where organization_id = %L$$, tests.personal_org(:'outsider'), :'org'),
+  '23514', null, 'a project does not move to another organization (not even by the back end)');
+-- An organization with projects can still be deleted (its counts go with it).
+insert into app.projects (organization_id, title) values (tests.personal_org(:'outsider'), 'Doomed');
+delete from auth.users where id = :'outsider';
+select is((select count(*)::int from app.projects where title = 'Doomed'), 0, 'deleting a user deletes their personal organization''s projects');
 select is((select aggregation from catalog.meters where key = 'projects'), 'count', 'the catalog says projects is counted');
 select is((select aggregation from catalog.meters where key = 'api_call'), 'sum', '... and api calls summed');
 -- A bad catalog: a gate on a feature without a meter.
