@@ -26,8 +26,11 @@ comment on function private.crm_require is 'Raises 42501 unless the caller is tr
 
 -- private.crm_person_writable(person_id uuid) -> boolean
 -- Whether the caller may change the shared record of a person: trusted,
--- the user linked to the person, or a member with crm.write in an
--- organization that has the person as a client. Refuses nothing.
+-- the user linked to the person, or a member with crm.write in the one
+-- organization that has the person as a client. Once a second
+-- organization serves the person, only the person (or the back end)
+-- changes what both see: otherwise any user could add someone as a client
+-- and redirect another business's messages to them. Refuses nothing.
 create or replace function private.crm_person_writable(person_id uuid)
   returns boolean
   language plpgsql
@@ -37,12 +40,12 @@ as $fn$
 begin
   return private.is_trusted_caller()
       or exists (select from crm.user_person_links l where l.person_id = crm_person_writable.person_id and l.user_id = auth.uid())
-      or exists (select from crm.org_clients oc
-                  where oc.person_id = crm_person_writable.person_id
-                    and oc.organization_id = any (private.org_ids_with_permission('crm.write')));
+      or (select count(*) = 1 and bool_and(oc.organization_id = any (private.org_ids_with_permission('crm.write')))
+            from crm.org_clients oc
+           where oc.person_id = crm_person_writable.person_id);
 end
 $fn$;
-comment on function private.crm_person_writable is 'True when the caller may change a person''s shared record (trusted, linked user, or an organization with the person as client and crm.write).';
+comment on function private.crm_person_writable is 'True when the caller may change a person''s shared record (trusted, the linked user, or the only organization serving the person, with crm.write).';
 {{ m.private_grants('crm_person_writable', 'service_role') }}
 
 -- Normalization -------------------------------------------------------------------------
@@ -239,7 +242,7 @@ begin
     insert into crm.person_phones (person_id, phone_e164, is_primary) values (found, v_phone, true);
   end if;
   insert into crm.marketing_consents (person_id, channel, opted_in, source, recorded_by)
-  values (found, 'email', false, 'upsert_person', auth.uid()), (found, 'sms', false, 'upsert_person', auth.uid());
+  values (found, 'email', false, 'default', auth.uid()), (found, 'sms', false, 'default', auth.uid());
   return query select found, true;
 end
 $fn$;
@@ -273,7 +276,7 @@ begin
     raise exception 'propagate_contact_update: no person %', p_person_id using errcode = 'P0002';
   end if;
   if not private.crm_person_writable(p_person_id) then
-    raise exception 'propagate_contact_update: person % is not a client of an organization where you hold crm.write', p_person_id
+    raise exception 'propagate_contact_update: person % is not a client of yours alone: only the person or the back end changes a shared record', p_person_id
       using errcode = '42501';
   end if;
   update crm.people p
@@ -326,7 +329,7 @@ begin
     raise exception 'add_person_address: no person %', p_person_id using errcode = 'P0002';
   end if;
   if not private.crm_person_writable(p_person_id) then
-    raise exception 'add_person_address: person % is not a client of an organization where you hold crm.write', p_person_id
+    raise exception 'add_person_address: person % is not a client of yours alone: only the person or the back end changes a shared record', p_person_id
       using errcode = '42501';
   end if;
   if jsonb_typeof(p_address) is distinct from 'object'
@@ -355,8 +358,10 @@ comment on function private.add_person_address is 'Definer twin of add_person_ad
 -- private.set_marketing_consent(p_person_id uuid, p_channel text, p_opted_in boolean, p_organization_id uuid) -> uuid
 -- Records an email or SMS opt-in or opt-out (history kept); returns the
 -- record's id. p_organization_id names the organization recording it
--- (needs crm.write there and the person as its client); without it the
--- caller must be the linked user or trusted. Refuses: unknown person
+-- (needs crm.write there and the person as its client): the decision
+-- counts for that organization only. Without it the decision is the
+-- person's own (the linked user, or the back end on their behalf) and
+-- counts for every organization; their own opt-out wins. Refuses: unknown person
 -- (P0002); not allowed (42501); unknown channel (23514); null p_opted_in (22004).
 create or replace function private.set_marketing_consent(p_person_id uuid, p_channel text, p_opted_in boolean, p_organization_id uuid)
   returns uuid
@@ -396,21 +401,31 @@ comment on function private.set_marketing_consent is 'Definer twin of set_market
    'p_person_id, p_channel, p_opted_in, p_organization_id',
    'Records a person''s email or SMS opt-in or opt-out (history kept). The linked user, or an organization with the person as client and crm.write (42501); unknown person: P0002; unknown channel: 23514.') }}
 
--- private.crm_opted_in(person_id uuid, channel text) -> boolean
--- Whether the person's latest decision on the channel is an opt-in.
-create or replace function private.crm_opted_in(person_id uuid, channel text)
+-- private.crm_opted_in(person_id uuid, channel text, organization_id uuid) -> boolean
+-- Whether the organization may send the person messages on the channel:
+-- the person's own latest decision, if it is an opt-out, forbids it;
+-- otherwise the latest decision recorded by the person or by this
+-- organization counts (none: not opted in). Another organization's
+-- decisions do not count.
+create or replace function private.crm_opted_in(person_id uuid, channel text, organization_id uuid)
   returns boolean
   language plpgsql
   stable
   {{ m.definer() }}
 as $fn$
 begin
+  if (select not c.opted_in from crm.marketing_consents c
+       where c.person_id = crm_opted_in.person_id and c.channel = crm_opted_in.channel and c.source = 'person'
+       order by c.occurred_at desc, c.id desc limit 1) then
+    return false;
+  end if;
   return coalesce((select c.opted_in from crm.marketing_consents c
                     where c.person_id = crm_opted_in.person_id and c.channel = crm_opted_in.channel
+                      and (c.source = 'person' or c.recorded_by_organization_id = crm_opted_in.organization_id)
                     order by c.occurred_at desc, c.id desc limit 1), false);
 end
 $fn$;
-comment on function private.crm_opted_in is 'The person''s current opt-in on a channel (no record: false).';
+comment on function private.crm_opted_in is 'Whether an organization may message a person on a channel: the person''s own opt-out wins, else the latest decision of the person or that organization (none: false).';
 {{ m.private_grants('crm_opted_in', 'service_role') }}
 
 -- private.link_user_to_person() -> trigger
@@ -457,7 +472,8 @@ create trigger link_user_to_person_trigger
 -- BEFORE INSERT or UPDATE on org_clients: the search columns come from the
 -- person; lifetime value starts at 0 and changes only by the payments
 -- trigger; the person never changes; notes are a JSON array whose entries
--- ({text} or a string) get an id, created_at and author_id.
+-- ({text} or a string) get an id, created_at and author_id: a new note's
+-- from the database, an existing note (same id) keeps its own.
 create or replace function private.org_clients_guard()
   returns trigger
   language plpgsql
@@ -487,13 +503,19 @@ begin
                   where not (jsonb_typeof(n) = 'string' or (jsonb_typeof(n) = 'object' and jsonb_typeof(n -> 'text') = 'string'))) then
         raise exception 'org client notes: each note is a string or an object with a text' using errcode = '22023';
       end if;
+      -- A note already there keeps its id, time and author; a new one gets
+      -- them from the database (a client cannot date or sign it).
       select coalesce(jsonb_agg(case when jsonb_typeof(n) = 'string' then jsonb_build_object('text', n #>> '{}') else n end
-                                || jsonb_build_object('id', coalesce(n ->> 'id', gen_random_uuid()::text),
-                                                      'created_at', coalesce(n ->> 'created_at', to_jsonb(now()) #>> '{}'),
-                                                      'author_id', coalesce(n ->> 'author_id', auth.uid()::text))
+                                || case when prev.note is not null
+                                        then jsonb_build_object('id', prev.note -> 'id', 'created_at', prev.note -> 'created_at',
+                                                                'author_id', prev.note -> 'author_id')
+                                        else jsonb_build_object('id', gen_random_uuid()::text, 'created_at', to_jsonb(now()) #>> '{}',
+                                                                'author_id', auth.uid()::text) end
                                 order by i), '[]')
         into new.notes
-        from jsonb_array_elements(new.notes) with ordinality as a (n, i);
+        from jsonb_array_elements(new.notes) with ordinality as a (n, i)
+        left join lateral (select o as note from jsonb_array_elements(case when tg_op = 'UPDATE' then old.notes else '[]' end) as o
+                            where jsonb_typeof(n) = 'object' and o ->> 'id' = n ->> 'id' limit 1) as prev on true;
       -- A note's id and time are a uuid and a timestamp (22P02 / 22007 otherwise).
       perform (n ->> 'id')::uuid, (n ->> 'created_at')::timestamptz from jsonb_array_elements(new.notes) as n;
     end if;
@@ -522,6 +544,11 @@ create or replace function private.jobs_guard()
   {{ m.definer() }}
 as $fn$
 begin
+  -- RLS decides after BEFORE triggers; answer as it would before looking
+  -- anything up, so an outsider learns nothing from the error.
+  if tg_op = 'INSERT' and not (private.is_trusted_caller() or private.has_permission(new.organization_id, 'crm.write')) then
+    raise exception 'new row violates row-level security policy for table "jobs"' using errcode = '42501';
+  end if;
   if tg_op = 'INSERT' or new.org_client_id <> old.org_client_id then
     select oc.person_id into new.person_id from crm.org_clients oc
      where oc.organization_id = new.organization_id and oc.id = new.org_client_id;
@@ -594,8 +621,9 @@ begin
       raise exception 'invoice %: % of % paid; record the payments first', old.id, paid, new.total_cents
         using errcode = '23514', constraint = 'invoices_paid_in_full';
     end if;
-    if new.status = 'void' and paid > 0 then
-      raise exception 'invoice %: % already paid; refund the payments before voiding', old.id, paid
+    if new.status = 'void' and (paid > 0 or exists (select from crm.payments p where p.organization_id = new.organization_id
+                                                          and p.invoice_id = new.id and p.status = 'pending')) then
+      raise exception 'invoice %: payments are pending or succeeded; settle or refund them before voiding', old.id
         using errcode = '23514', constraint = 'invoices_void_unpaid';
     end if;
     new.issued_at := case when new.status = 'draft' then null else coalesce(old.issued_at, now()) end;
@@ -772,7 +800,7 @@ declare
   inv record;
   claimed bigint;
 begin
-  if tg_op = 'INSERT' then
+  if tg_op = 'INSERT' or new.status = 'succeeded' and old.status <> 'succeeded' then
     select i.status, i.total_cents into inv from crm.invoices i
      where i.organization_id = new.organization_id and i.id = new.invoice_id for no key update;
     if inv.status is distinct from 'open' then
@@ -821,7 +849,7 @@ declare
   ch text;
 begin
   select c.channel into ch from crm.campaigns c where c.organization_id = new.organization_id and c.id = new.campaign_id;
-  if not private.crm_opted_in(new.person_id, ch) then
+  if not private.crm_opted_in(new.person_id, ch, new.organization_id) then
     raise exception 'person % has not opted in to % messages', new.person_id, ch
       using errcode = '23514', constraint = 'campaign_sends_opted_in';
   end if;
@@ -834,6 +862,29 @@ drop trigger if exists opted_in on crm.campaign_sends;
 create trigger opted_in
   before insert on crm.campaign_sends
   for each row execute function private.campaign_sends_opted_in();
+
+-- private.campaigns_guard() -> trigger
+-- BEFORE UPDATE OF status on campaigns: draft -> queued | canceled,
+-- queued -> canceled; canceled is final (23514, campaigns_status_transition).
+create or replace function private.campaigns_guard()
+  returns trigger
+  language plpgsql
+  {{ m.pinned() }}
+as $fn$
+begin
+  if new.status <> old.status and not (old.status, new.status) in (('draft', 'queued'), ('draft', 'canceled'), ('queued', 'canceled')) then
+    raise exception 'campaign % cannot move from % to %', old.id, old.status, new.status
+      using errcode = '23514', constraint = 'campaigns_status_transition';
+  end if;
+  return new;
+end
+$fn$;
+comment on function private.campaigns_guard is 'Trigger: campaigns move draft -> queued -> canceled only.';
+revoke all on function private.campaigns_guard from public, anon;
+drop trigger if exists guard on crm.campaigns;
+create trigger guard
+  before update of status on crm.campaigns
+  for each row execute function private.campaigns_guard();
 
 {% for t in ['org_clients', 'org_client_settings', 'services', 'jobs', 'invoices', 'payments', 'campaigns'] %}
 {{ m.updated_at('crm.' ~ t) }}
@@ -1036,8 +1087,8 @@ comment on function private.claim_reminders is 'Definer twin of claim_reminders.
 -- (statuses, any of the tags) whose person has opted in on the campaign's
 -- channel, once per person (running it again adds only new matches); the
 -- campaign becomes queued. Returns how many sends it added. Refuses: no
--- such campaign, or one of an organization where the caller lacks
--- crm.campaigns (P0002 / 42501); a canceled campaign (55000).
+-- such campaign in an organization where the caller holds crm.campaigns
+-- (P0002); a canceled campaign (55000).
 create or replace function private.queue_campaign_sends(p_campaign_id uuid)
   returns integer
   language plpgsql
@@ -1047,7 +1098,11 @@ declare
   c crm.campaigns;
   added integer;
 begin
-  select * into c from crm.campaigns x where x.id = p_campaign_id for no key update;
+  select * into c from crm.campaigns x
+   where x.id = p_campaign_id
+     and (private.is_trusted_caller() or x.organization_id = any (private.org_ids_with_permission('crm.campaigns')))
+   limit 1
+     for no key update;
   if c.id is null then
     raise exception 'queue_campaign_sends: no campaign %', p_campaign_id using errcode = 'P0002';
   end if;
@@ -1061,7 +1116,7 @@ begin
    where oc.organization_id = c.organization_id
      and (not c.segment ? 'status' or oc.status in (select jsonb_array_elements_text(c.segment -> 'status')))
      and (not c.segment ? 'tags' or oc.tags && array(select jsonb_array_elements_text(c.segment -> 'tags')))
-     and private.crm_opted_in(oc.person_id, c.channel)
+     and private.crm_opted_in(oc.person_id, c.channel, c.organization_id)
   on conflict (organization_id, campaign_id, person_id) do nothing;
   get diagnostics added = row_count;
   update crm.campaigns x set status = 'queued' where x.organization_id = c.organization_id and x.id = c.id and x.status = 'draft';
@@ -1071,7 +1126,7 @@ $fn$;
 comment on function private.queue_campaign_sends is 'Definer twin of queue_campaign_sends.';
 {{ m.private_grants('queue_campaign_sends') }}
 {{ m.api_function('queue_campaign_sends', 'p_campaign_id uuid', 'integer', 'p_campaign_id',
-   'One queued send per client of the campaign''s segment who opted in on its channel, once per person; returns how many were added. Needs crm.campaigns (42501); unknown campaign: P0002; canceled: 55000.') }}
+   'One queued send per client of the campaign''s segment who opted in on its channel, once per person; returns how many were added. Unknown campaign, or not in an organization where the caller holds crm.campaigns: P0002; canceled: 55000.') }}
 
 -- private.claim_campaign_sends(p_worker text, p_batch_size integer, p_lease interval)
 --   -> table (send_id, organization_id, campaign_id, channel, template, person_id, first_name, last_name, email, phone_e164, attempts)
@@ -1090,7 +1145,7 @@ begin
   perform private.crm_require_worker('claim_campaign_sends', p_worker, coalesce(p_batch_size, 0), coalesce(p_lease, interval '0'));
   return query
   with due as (
-    select s.organization_id, s.id, private.crm_opted_in(s.person_id, c.channel) as opted_in
+    select s.organization_id, s.id, private.crm_opted_in(s.person_id, c.channel, s.organization_id) as opted_in
       from crm.campaign_sends s
       join crm.campaigns c on c.organization_id = s.organization_id and c.id = s.campaign_id
      where s.status = 'queued' and (s.lease_until is null or s.lease_until < now())
@@ -1177,9 +1232,11 @@ begin
     raise exception 'client_timeline: p_limit is 1 to 1000' using errcode = '22023';
   end if;
   select oc.organization_id, oc.person_id, oc.currency, oc.notes into c
-    from crm.org_clients oc where oc.id = p_org_client_id;
-  if c.organization_id is null
-     or not (private.is_trusted_caller() or private.has_permission(c.organization_id, 'crm.read')) then
+    from crm.org_clients oc
+   where oc.id = p_org_client_id
+     and (private.is_trusted_caller() or oc.organization_id = any (private.org_ids_with_permission('crm.read')))
+   limit 1;
+  if c.organization_id is null then
     raise exception 'client_timeline: no client %', p_org_client_id using errcode = 'P0002';
   end if;
   return query

@@ -24,14 +24,22 @@ begin
     create schema extensions;
     comment on schema extensions is 'Extensions (created by tenantdb 0013_crm; Supabase''s convention).';
   end if;
-  grant usage on schema extensions to anon, authenticated, service_role;
+  begin
+    grant usage on schema extensions to anon, authenticated, service_role;
+  exception when insufficient_privilege then
+    null;  -- Supabase: its extensions schema is granted already
+  end;
   for e in select x.name, n.nspname
              from (values ('pg_trgm'), ('btree_gist'), ('btree_gin')) as x (name)
              left join pg_catalog.pg_extension pe on pe.extname = x.name
              left join pg_catalog.pg_namespace n on n.oid = pe.extnamespace loop
     if e.nspname is null then
       execute format('create extension %I with schema extensions', e.name);
-      execute format('comment on extension %I is %L', e.name, 'installed by tenantdb 0013_crm');
+      begin
+        execute format('comment on extension %I is %L', e.name, 'installed by tenantdb 0013_crm');
+      exception when insufficient_privilege then
+        null;  -- Supabase creates it as its admin role: unmarked, the rollback keeps it
+      end;
     elsif e.nspname <> 'extensions' then
       raise exception 'extension % is installed in schema %; tenantdb''s CRM expects it in schema extensions', e.name, e.nspname
         using errcode = '55000', hint = format('alter extension %s set schema extensions', e.name);
@@ -145,11 +153,12 @@ create table crm.marketing_consents (
   recorded_by uuid,
   occurred_at timestamptz not null default clock_timestamp(),
   constraint marketing_consents_channel_known check (channel in ('email', 'sms')),
+  constraint marketing_consents_source_known check (source in ('default', 'person', 'organization')),
   constraint marketing_consents_source_length check (length(source) <= 200)
 );
 create index marketing_consents_person_channel on crm.marketing_consents (person_id, channel, occurred_at desc);
 create index marketing_consents_organization on crm.marketing_consents (recorded_by_organization_id);
-comment on table crm.marketing_consents is 'Seed 004''s consents, with history: each email or SMS opt-in and opt-out of a person, append-only. The current state is the latest row per channel (none: not opted in); campaigns send only to people opted in on their channel.';
+comment on table crm.marketing_consents is 'Seed 004''s consents, with history: each email or SMS opt-in and opt-out of a person, append-only. For an organization, the person''s own opt-out wins; otherwise the latest decision of the person or that organization counts (source default: the not-opted-in rows upsert_person writes). Campaigns send only to people opted in for them.';
 comment on column crm.marketing_consents.recorded_by_organization_id is 'The organization that recorded the decision (null: the person themself, or the back end).';
 comment on column crm.marketing_consents.recorded_by is 'The user who recorded it; not a foreign key: the evidence outlives the account.';
 
@@ -479,7 +488,7 @@ alter table crm.{{ t }} add constraint {{ t }}_{{ c }}_length check (length({{ c
 {% endfor %}
 -- What members write directly (RLS decides where): lifetime value,
 -- search text, totals and stamps are the database's.
-grant insert (organization_id, id, person_id, status, tags, currency, notes, default_address_id),
+grant insert (organization_id, person_id, status, tags, currency, notes, default_address_id),
       update (status, tags, currency, notes, default_address_id), delete on crm.org_clients to authenticated;
 grant insert, update (pricing_tier, tax_rate, custom_fields), delete on crm.org_client_settings to authenticated;
 grant insert (organization_id, id, name, description, default_price_cents, currency, active),
@@ -492,7 +501,7 @@ grant insert (organization_id, invoice_id, id, description, quantity, unit_price
       update (description, quantity, unit_price_cents, job_id, service_id), delete on crm.invoice_lines to authenticated;
 grant insert (organization_id, id, invoice_id, currency, amount_cents, status, method, provider_payment_id, captured_at),
       update (status, refunded_at, captured_at) on crm.payments to authenticated;
-grant insert (organization_id, id, channel, name, segment, template, scheduled_at),
+grant insert (organization_id, channel, name, segment, template, scheduled_at),
       update (name, segment, template, scheduled_at, status), delete on crm.campaigns to authenticated;
 
 {% if target == 'postgres' %}

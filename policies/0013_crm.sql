@@ -7,9 +7,11 @@
 -- staff read it with platform.tenant.read, people with platform.privacy.manage.
 {% import 'sql/macros.sql' as m with context %}
 {{ m.person_policies('crm.people', column='id') }}
-{% for t in ['person_emails', 'person_phones', 'addresses', 'marketing_consents'] %}
+{% for t in ['person_emails', 'person_phones', 'addresses'] %}
 {{ m.person_policies('crm.' ~ t) }}
 {% endfor %}
+{#- A consent recorded by another organization says who else serves the person: not shown. -#}
+{{ m.person_policies('crm.marketing_consents', only='recorded_by_organization_id is null or ' ~ m.in_orgs_with('crm.read', 'recorded_by_organization_id')) }}
 {% for t in ['people', 'person_emails', 'person_phones', 'addresses', 'marketing_consents', 'user_person_links'] %}
 {{ m.platform_read('crm.' ~ t, 'platform.privacy.manage') }}
 {% endfor %}

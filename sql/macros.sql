@@ -79,14 +79,15 @@ drop policy if exists owner_update on {{ table }};
 
 {#- person_policies: a CRM person's shared record (people, contact points,
     addresses, consents), seen by an organization only while the person is
-    its client (crm.read there), and by the user linked to the person.
-    Written only by functions. -#}
-{% macro person_policies(table, column='person_id') -%}
+    its client (crm.read there), and by the user linked to the person;
+    only: a further condition on the rows. Written only by functions. -#}
+{% macro person_policies(table, column='person_id', only=none) -%}
 {%- set col = table.split('.')[1] ~ '.' ~ column %}
-{{ rls_on(table) }}
-{{ policy(table, 'person_select', 'select', using='exists (select from crm.org_clients oc where oc.person_id = ' ~ col ~ ' and '
+{%- set visible = 'exists (select from crm.org_clients oc where oc.person_id = ' ~ col ~ ' and '
           ~ in_orgs_with('crm.read', 'oc.organization_id') ~ ') or exists (select from crm.user_person_links l where l.person_id = '
-          ~ col ~ ' and l.user_id = (select auth.uid()))') }}
+          ~ col ~ ' and l.user_id = (select auth.uid()))' %}
+{{ rls_on(table) }}
+{{ policy(table, 'person_select', 'select', using=('(' ~ visible ~ ') and (' ~ only ~ ')') if only else visible) }}
 {%- endmacro %}
 
 {#- platform_read: platform staff holding a platform permission read every

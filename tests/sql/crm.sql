@@ -3,7 +3,7 @@
 -- function's happy path and its refusals, through PostgREST's role switch.
 begin;
 \ir _helpers.psql
-select plan(97);
+select plan(108);
 
 select tests.user('olga@lawns.test') as olga \gset
 select tests.user('gus@lawns.test') as gus \gset
@@ -222,6 +222,49 @@ select throws_ok(format($$select add_person_address(%L, '{"city": "Nowhere"}')$$
   'an address without address1 is refused');
 select throws_ok(format($$select add_person_address(%L, '{"address1": "North Pole", "lat": 91, "lng": 0}')$$, (select person_id from john)),
   '23514', null, 'a latitude out of range is refused');
+
+-- Found by review: a second organization serving the person cannot rewrite
+-- what the first one sees, nor opt them in for it; each sees only its own
+-- consent records.
+reset role;
+insert into crm.org_clients (organization_id, person_id) values (:'other', (select person_id from john));
+select tests.act_as(:'mo');
+select throws_ok(format($$select propagate_contact_update(%L, p_email => 'mo@takeover.test')$$, (select person_id from john)), '42501', null,
+  'a second organization serving the person cannot rewrite the shared record');
+select lives_ok(format($$select set_marketing_consent(%L, 'sms', true, %L)$$, (select person_id from john), :'other'),
+  'it records consent for itself');
+select is((select count(*)::int from crm.marketing_consents where person_id = (select person_id from john) and recorded_by_organization_id = :'org'), 0,
+  'it does not see the consent records of the organization it competes with');
+reset role;
+select is(private.crm_opted_in((select person_id from john), 'sms', :'org'), false, 'another organization''s opt-in does not count for this one');
+select is(private.crm_opted_in((select person_id from john), 'sms', :'other'), true, '... it counts for the organization that recorded it');
+insert into crm.marketing_consents (person_id, channel, opted_in, source) values ((select person_id from john), 'sms', false, 'person');
+select is(private.crm_opted_in((select person_id from john), 'sms', :'other'), false, 'the person''s own opt-out wins');
+-- A payment does not succeed on a voided invoice; an invoice with a pending payment is not voided.
+insert into crm.invoices (organization_id, org_client_id, currency, due_date) values (:'org', (select id from john_client), 'USD', current_date + 30)
+returning id as inv3 \gset
+insert into crm.invoice_lines (organization_id, invoice_id, description, unit_price_cents) values (:'org', :'inv3', 'Hedge', 3000);
+update crm.invoices set status = 'open' where id = :'inv3';
+insert into crm.payments (organization_id, invoice_id, currency, amount_cents) values (:'org', :'inv3', 'USD', 3000) returning id as pending3 \gset
+select throws_ok(format($$update crm.invoices set status = 'void' where id = %L$$, :'inv3'), '23514', null,
+  'an invoice with a pending payment is not voided');
+update crm.payments set status = 'failed' where id = :'pending3';
+update crm.invoices set status = 'void' where id = :'inv3';
+select throws_ok(format($$update crm.payments set status = 'succeeded' where id = %L$$, :'pending3'), '23514', null,
+  'a failed payment does not come back to succeed');
+-- Outsiders learn nothing from the job trigger; a canceled campaign stays canceled; notes are signed by the database.
+select tests.act_as(:'mo');
+select throws_ok(format($$insert into crm.jobs (organization_id, org_client_id, start_at) values (%L, gen_random_uuid(), now())$$, :'org'),
+  '42501', null, 'an outsider''s job insert is refused before the client is looked up');
+select tests.act_as(:'olga');
+update crm.campaigns set status = 'canceled' where id = :'campaign';
+select throws_ok(format($$update crm.campaigns set status = 'queued' where id = %L$$, :'campaign'), '23514', null,
+  'a canceled campaign is not revived');
+update crm.org_clients set notes = notes || jsonb_build_array(jsonb_build_object('text', 'forged', 'author_id', :'mo', 'created_at', '2001-01-01'))
+ where id = (select id from john_client);
+select is((select row(n ->> 'author_id', (n ->> 'created_at')::timestamptz > '2001-01-02')::text
+             from crm.org_clients, jsonb_array_elements(notes) n where id = (select id from john_client) and n ->> 'text' = 'forged'),
+  row(:'olga', true)::text, 'a new note is signed and dated by the database');
 
 -- Reminders: scheduler and workers -------------------------------------------------------
 select throws_ok($$select schedule_reminders()$$, '42501', null, 'the scheduler is for the back end');
