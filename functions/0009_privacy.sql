@@ -174,7 +174,8 @@ revoke all on function private.require_subject_or_privacy_staff from public, ano
 -- private.subject_rows(subject_column text, subject_match text) -> text
 -- The WHERE clause that picks a data subject's rows of an inventoried
 -- table, with $1 = the user id, $2 = their email, $3 = the CRM person ids
--- (subject_match user_id, email, person_id). Refuses nothing.
+-- (subject_match user_id, email, person_id; org_client_id: the column
+-- holds a client row of one of the people). Refuses nothing.
 create or replace function private.subject_rows(subject_column text, subject_match text)
   returns text
   language sql
@@ -184,6 +185,7 @@ as $fn$
 select case subject_match
          when 'email' then format('lower(t.%I) = lower($2)', subject_column)
          when 'person_id' then format('t.%I = any ($3)', subject_column)
+         when 'org_client_id' then format('t.%I in (select oc.id from crm.org_clients oc where oc.person_id = any ($3))', subject_column)
          else format('t.%I = $1', subject_column)
        end
 $fn$;

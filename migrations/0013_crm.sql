@@ -237,6 +237,7 @@ create table crm.org_client_settings (
   constraint org_client_settings_custom_fields_length check (pg_column_size(custom_fields) <= 65536)
 );
 comment on table crm.org_client_settings is 'Per-client settings of one organization: pricing tier, tax rate, custom fields.';
+comment on column crm.org_client_settings.custom_fields is '@personal The organization''s own fields on the client (a birthday, a gate code).';
 comment on column crm.org_client_settings.tax_rate is 'A fraction: 0.0825 is 8.25 %.';
 
 create table crm.services (
@@ -323,6 +324,7 @@ create table crm.invoices (
 create index invoices_client on crm.invoices (organization_id, org_client_id, currency, created_at desc);
 create index invoices_due on crm.invoices (due_date) where status = 'open';
 comment on table crm.invoices is 'A client''s invoice: draft -> open -> paid, or void. The total is the sum of its lines, kept by trigger; lines change only while draft. Paid when succeeded payments reach the total.';
+comment on column crm.invoices.notes is '@personal';
 comment on column crm.invoices.total_cents is 'Sum of the lines'' amounts in minor units (kept by trigger).';
 
 create table crm.invoice_lines (
@@ -428,6 +430,7 @@ create table crm.campaign_sends (
 create index campaign_sends_client on crm.campaign_sends (organization_id, org_client_id, person_id);
 create index campaign_sends_queued on crm.campaign_sends (created_at) where status = 'queued';
 create index campaign_sends_id on crm.campaign_sends (id);
+comment on column crm.campaign_sends.error is '@personal The provider''s answer (may hold the address).';
 comment on table crm.campaign_sends is 'One message of a campaign to one person (once per person), queued until a sending worker claims it.';
 
 create table crm.reminders (
@@ -471,6 +474,7 @@ create index reminders_due on crm.reminders (send_at) where status = 'pending';
 create index reminders_id on crm.reminders (id);
 comment on table crm.reminders is 'Messages the business sends its client: 24 h and 2 h before a scheduled job, 2 days before and on the due date of an open invoice. Created by schedule_reminders (and create_job_with_optional_new_client); a sending worker claims them (claim_reminders) and reports back (complete_reminder).';
 comment on column crm.reminders.subject_id is 'The job or invoice reminded of: one reminder per subject and slot.';
+comment on column crm.reminders.error is '@personal The provider''s answer (may hold the number).';
 comment on column crm.reminders.lease_until is 'A claim expires then: a worker that died does not keep its reminders.';
 
 -- Enumerated text columns are bounded like every other text column.
@@ -520,7 +524,7 @@ alter table auth.users add column if not exists email_confirmed_at timestamptz;
 alter table privacy.data_inventory disable trigger user;
 alter table privacy.data_inventory drop constraint data_inventory_subject_match_known;
 alter table privacy.data_inventory add constraint data_inventory_subject_match_known
-  check (subject_match in ('user_id', 'email', 'person_id'));
+  check (subject_match in ('user_id', 'email', 'person_id', 'org_client_id'));
 insert into privacy.data_inventory (schema_name, table_name, column_name, category, purpose, legal_basis, retention, subject_column, subject_match, erase_with)
 select 'crm', t, c, category, purpose, basis, retention, subject, 'person_id', erase_with
   from (values
@@ -541,8 +545,17 @@ select 'crm', t, c, category, purpose, basis, retention, subject, 'person_id', e
     ('addresses', 'lat', 'address', 'routing to the job', 'contract', 'while a client of any organization', 'person_id', 'null'),
     ('addresses', 'lng', 'address', 'routing to the job', 'contract', 'while a client of any organization', 'person_id', 'null'),
     ('org_clients', 'notes', 'correspondence', 'the organization''s notes on its client', 'legitimate_interests', 'while a client of the organization', 'person_id', 'empty_array'),
-    ('jobs', 'notes', 'service record', 'instructions for the visit', 'contract', 'while a client of the organization', 'person_id', 'null')
-  ) as v (t, c, category, purpose, basis, retention, subject, erase_with);
+    ('jobs', 'notes', 'service record', 'instructions for the visit', 'contract', 'while a client of the organization', 'person_id', 'null'),
+    ('campaign_sends', 'error', 'delivery record', 'the provider''s answer (may hold the address)', 'legitimate_interests', '1 year', 'person_id', 'null')
+  ) as v (t, c, category, purpose, basis, retention, subject, erase_with)
+union all
+-- Rows of a client (subject_match org_client_id: the client rows of the person).
+select 'crm', t, c, category, purpose, basis, retention, 'org_client_id', 'org_client_id', erase_with
+  from (values
+    ('org_client_settings', 'custom_fields', 'profile', 'the organization''s own fields on its client', 'legitimate_interests', 'while a client of the organization', 'empty_object'),
+    ('invoices', 'notes', 'correspondence', 'notes on the client''s invoice', 'contract', 'while a client of the organization', 'null'),
+    ('reminders', 'error', 'delivery record', 'the provider''s answer (may hold the number)', 'legitimate_interests', '1 year', 'null')
+  ) as v (t, c, category, purpose, basis, retention, erase_with);
 alter table privacy.data_inventory enable trigger user;
 
 create table privacy.person_erasures (

@@ -3,7 +3,7 @@
 -- function's happy path and its refusals, through PostgREST's role switch.
 begin;
 \ir _helpers.psql
-select plan(108);
+select plan(109);
 
 select tests.user('olga@lawns.test') as olga \gset
 select tests.user('gus@lawns.test') as gus \gset
@@ -295,6 +295,9 @@ select tests.act_as(:'john_user');
 select is((select last_name from crm.people), 'Doe', 'once confirmed, the user sees their own person (and only that)');
 
 -- Privacy: a client who is not a user, and a linked user ----------------------------------------
+reset role;
+insert into crm.org_client_settings (organization_id, org_client_id, custom_fields)
+values (:'org', (select id from john_client), '{"birthday": "1980-02-03"}');
 select tests.act_as(:'olga');
 select throws_ok(format($$select erase_person(%L)$$, (select person_id from john)), '42501', null, 'a member cannot erase a person');
 select tests.act_as(:'pia');
@@ -306,6 +309,8 @@ select is((select row(p.first_name, p.primary_email, (select count(*) from crm.p
              from crm.people p where p.id = (select person_id from john)),
   '(,,0,[])', 'names and contacts are gone, the notes emptied');
 select is((select row(total_cents, status)::text from crm.invoices where id = :'inv'), '(10000,paid)', 'the invoices keep their amounts');
+select is((select custom_fields from crm.org_client_settings where org_client_id = (select id from john_client)), '{}'::jsonb,
+  'the organization''s custom fields on the client are emptied');
 select is(erase_user(:'jane_user'), :'jane_user'::uuid, 'erasing a linked user ...');
 select is((select row(first_name, last_name)::text from crm.people p join crm.user_person_links l on l.person_id = p.id where l.user_id = :'jane_user'),
   '(,)', '... erases the person linked to them');
