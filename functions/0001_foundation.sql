@@ -17,6 +17,27 @@ $fn$;
 comment on function private.set_updated_at is 'Trigger: stamps updated_at with now() on every UPDATE.';
 revoke all on function private.set_updated_at from public;
 
+-- private.status_transition() -> trigger
+-- Refuses (23514, constraint <table>_status_transition) a change of status
+-- that is not one of the trigger's arguments, each 'from>to'. Returns NEW.
+-- Called only as a BEFORE UPDATE OF status row trigger (see macro
+-- status_transitions).
+create or replace function private.status_transition()
+  returns trigger
+  language plpgsql
+  {{ m.pinned() }}
+as $fn$
+begin
+  if not (old.status || '>' || new.status) = any (tg_argv) then
+    raise exception '%.% %: status cannot move from % to %', tg_table_schema, tg_table_name, to_jsonb(old) ->> 'id', old.status, new.status
+      using errcode = '23514', constraint = tg_table_name || '_status_transition';
+  end if;
+  return new;
+end
+$fn$;
+comment on function private.status_transition is 'Trigger: a status moves only along the moves given as the trigger''s arguments (23514).';
+revoke all on function private.status_transition from public;
+
 -- private.refuse_change() -> trigger
 -- Refuses every UPDATE and DELETE of an append-only table (SQLSTATE 55000,
 -- constraint <table>_append_only). The one exception: a row whose

@@ -6,47 +6,44 @@
 
 -- Who may call what -------------------------------------------------------------------
 
--- private.crm_require(organization_id uuid, permission text) -> void
--- Returns nothing for a trusted caller (service_role, the migration role)
--- or a member holding the tenant permission; refuses with 42501 otherwise.
-create or replace function private.crm_require(organization_id uuid, permission text)
+-- Tenant checks use private.require_member_or_platform (functions/0006):
+-- a trusted caller, a member with the permission, or platform staff with
+-- platform.tenant.read for reads (none for writes).
+
+-- private.crm_require_person(what text, person_id uuid, alone boolean) -> void
+-- Refuses (P0002) an unknown person, and (42501) a caller who may not
+-- change their shared record: allowed are a trusted caller, the user
+-- linked to the person, and a member with crm.write in an organization
+-- that has the person as a client — with alone, the only such
+-- organization. Replacing what every organization sees (names, primary
+-- email and phone) takes alone: otherwise any user could add someone as a
+-- client and redirect another business's messages to them. Adding (an
+-- address) does not.
+create or replace function private.crm_require_person(what text, person_id uuid, alone boolean)
   returns void
   language plpgsql
   stable
   {{ m.definer() }}
 as $fn$
 begin
-  if not private.is_trusted_caller() then
-    perform private.require_permission(organization_id, permission);
+  if not exists (select from crm.people p where p.id = crm_require_person.person_id) then
+    raise exception '%: no person %', what, person_id using errcode = 'P0002';
+  end if;
+  if not (private.is_trusted_caller()
+          or exists (select from crm.user_person_links l where l.person_id = crm_require_person.person_id and l.user_id = auth.uid())
+          or (select bool_or(oc.organization_id = any (private.org_ids_with_permission('crm.write')))
+                     and (not alone or count(*) = 1)
+                from crm.org_clients oc
+               where oc.person_id = crm_require_person.person_id)) then
+    raise exception '%: person % is not %', what, person_id,
+      case when alone then 'a client of yours alone: only the person or the back end changes a shared record'
+           else 'a client of an organization where you hold crm.write' end
+      using errcode = '42501';
   end if;
 end
 $fn$;
-comment on function private.crm_require is 'Raises 42501 unless the caller is trusted or holds the tenant permission in the organization.';
-{{ m.private_grants('crm_require', 'service_role') }}
-
--- private.crm_person_writable(person_id uuid) -> boolean
--- Whether the caller may change the shared record of a person: trusted,
--- the user linked to the person, or a member with crm.write in the one
--- organization that has the person as a client. Once a second
--- organization serves the person, only the person (or the back end)
--- changes what both see: otherwise any user could add someone as a client
--- and redirect another business's messages to them. Refuses nothing.
-create or replace function private.crm_person_writable(person_id uuid)
-  returns boolean
-  language plpgsql
-  stable
-  {{ m.definer() }}
-as $fn$
-begin
-  return private.is_trusted_caller()
-      or exists (select from crm.user_person_links l where l.person_id = crm_person_writable.person_id and l.user_id = auth.uid())
-      or (select count(*) = 1 and bool_and(oc.organization_id = any (private.org_ids_with_permission('crm.write')))
-            from crm.org_clients oc
-           where oc.person_id = crm_person_writable.person_id);
-end
-$fn$;
-comment on function private.crm_person_writable is 'True when the caller may change a person''s shared record (trusted, the linked user, or the only organization serving the person, with crm.write).';
-{{ m.private_grants('crm_person_writable', 'service_role') }}
+comment on function private.crm_require_person is 'Raises P0002 for an unknown person and 42501 unless the caller may change their shared record (alone: as the only organization serving them).';
+{{ m.private_grants('crm_require_person', 'service_role') }}
 
 -- Normalization -------------------------------------------------------------------------
 
@@ -143,15 +140,14 @@ create or replace function private.crm_primary_contact()
 as $fn$
 declare
   pid uuid := coalesce(new.person_id, old.person_id);
+  primary_value text;
 begin
   if tg_table_name = 'person_emails' then
-    update crm.people p set primary_email = (select e.email from crm.person_emails e where e.person_id = pid and e.is_primary)
-     where p.id = pid
-       and p.primary_email is distinct from (select e.email from crm.person_emails e where e.person_id = pid and e.is_primary);
+    select e.email into primary_value from crm.person_emails e where e.person_id = pid and e.is_primary;
+    update crm.people p set primary_email = primary_value where p.id = pid and p.primary_email is distinct from primary_value;
   else
-    update crm.people p set primary_phone_e164 = (select f.phone_e164 from crm.person_phones f where f.person_id = pid and f.is_primary)
-     where p.id = pid
-       and p.primary_phone_e164 is distinct from (select f.phone_e164 from crm.person_phones f where f.person_id = pid and f.is_primary);
+    select f.phone_e164 into primary_value from crm.person_phones f where f.person_id = pid and f.is_primary;
+    update crm.people p set primary_phone_e164 = primary_value where p.id = pid and p.primary_phone_e164 is distinct from primary_value;
   end if;
   return null;
 end
@@ -258,9 +254,9 @@ comment on function private.upsert_person is 'Definer twin of upsert_person.';
 -- email or phone becomes the primary one (the old ones stay, not primary).
 -- Every organization sees the change through its client row. Refuses: an
 -- unknown person (P0002); a caller that is not trusted, not the linked
--- user and not in an organization with the person as client and crm.write
--- (42501); an email or phone that cannot be normalized (22023) or that
--- belongs to another person (23505).
+-- user and not in the only organization with the person as client (with
+-- crm.write) (42501); an email or phone that cannot be normalized (22023)
+-- or that belongs to another person (23505).
 create or replace function private.propagate_contact_update(p_person_id uuid, p_first_name text, p_last_name text, p_email text, p_phone text)
   returns table (success boolean, person_id uuid)
   language plpgsql
@@ -271,14 +267,8 @@ declare
   v_phone text := private.crm_normalize_phone(p_phone);
   owner uuid;
 begin
+  perform private.crm_require_person('propagate_contact_update', p_person_id, true);
   perform from crm.people p where p.id = p_person_id for no key update;
-  if not found then
-    raise exception 'propagate_contact_update: no person %', p_person_id using errcode = 'P0002';
-  end if;
-  if not private.crm_person_writable(p_person_id) then
-    raise exception 'propagate_contact_update: person % is not a client of yours alone: only the person or the back end changes a shared record', p_person_id
-      using errcode = '42501';
-  end if;
   update crm.people p
      set first_name = coalesce(nullif(btrim(p_first_name), ''), p.first_name),
          last_name = coalesce(nullif(btrim(p_last_name), ''), p.last_name)
@@ -310,13 +300,14 @@ comment on function private.propagate_contact_update is 'Definer twin of propaga
 {{ m.private_grants('propagate_contact_update') }}
 {{ m.api_function('propagate_contact_update', 'p_person_id uuid, p_first_name text default null, p_last_name text default null, p_email text default null, p_phone text default null',
    'table (success boolean, person_id uuid)', 'p_person_id, p_first_name, p_last_name, p_email, p_phone',
-   'Seed 004''s propagate_contact_update: new names, and a new primary email or phone (old ones kept as non-primary), seen by every organization serving the person. Only the linked user or an organization with the person as client and crm.write (42501); unknown person: P0002; bad email or phone: 22023; one of another person: 23505.') }}
+   'Seed 004''s propagate_contact_update: new names, and a new primary email or phone (old ones kept as non-primary), seen by every organization serving the person. Only the linked user, the back end, or the only organization serving the person, with crm.write (42501); unknown person: P0002; bad email or phone: 22023; one of another person: 23505.') }}
 
 -- private.add_person_address(p_person_id uuid, p_address jsonb) -> uuid
 -- Adds an address to a person ({label, address1, address2, city, state,
--- postal, country, lat, lng}); returns its id. Refuses: as
--- propagate_contact_update (P0002, 42501); no address1, unknown keys or a
--- value out of range (22023, 23514).
+-- postal, country, lat, lng}); returns its id. Refuses: an unknown person
+-- (P0002); a caller who is not trusted, not the linked user and not in an
+-- organization with the person as client and crm.write (42501); no
+-- address1, unknown keys or a value out of range (22023, 23514).
 create or replace function private.add_person_address(p_person_id uuid, p_address jsonb)
   returns uuid
   language plpgsql
@@ -325,13 +316,7 @@ as $fn$
 declare
   new_id uuid;
 begin
-  if not exists (select from crm.people p where p.id = p_person_id) then
-    raise exception 'add_person_address: no person %', p_person_id using errcode = 'P0002';
-  end if;
-  if not private.crm_person_writable(p_person_id) then
-    raise exception 'add_person_address: person % is not a client of yours alone: only the person or the back end changes a shared record', p_person_id
-      using errcode = '42501';
-  end if;
+  perform private.crm_require_person('add_person_address', p_person_id, false);
   if jsonb_typeof(p_address) is distinct from 'object'
      or p_address - array['label', 'address1', 'address2', 'city', 'state', 'postal', 'country', 'lat', 'lng'] <> '{}'::jsonb
      or coalesce(btrim(p_address ->> 'address1'), '') = '' then
@@ -353,7 +338,7 @@ $fn$;
 comment on function private.add_person_address is 'Definer twin of add_person_address.';
 {{ m.private_grants('add_person_address') }}
 {{ m.api_function('add_person_address', 'p_person_id uuid, p_address jsonb', 'uuid', 'p_person_id, p_address',
-   'Adds an address ({label, address1, address2, city, state, postal, country, lat, lng}) to a person; returns its id. Same callers as propagate_contact_update (42501); unknown person: P0002; bad address: 22023/23514.') }}
+   'Adds an address ({label, address1, address2, city, state, postal, country, lat, lng}) to a person; returns its id. The linked user, the back end, or an organization with the person as client and crm.write (42501); unknown person: P0002; bad address: 22023/23514.') }}
 
 -- private.set_marketing_consent(p_person_id uuid, p_channel text, p_opted_in boolean, p_organization_id uuid) -> uuid
 -- Records an email or SMS opt-in or opt-out (history kept); returns the
@@ -375,7 +360,7 @@ begin
     raise exception 'set_marketing_consent: no person %', p_person_id using errcode = 'P0002';
   end if;
   if p_organization_id is not null then
-    perform private.crm_require(p_organization_id, 'crm.write');
+    perform private.require_member_or_platform(p_organization_id, 'crm.write', null);
     if not exists (select from crm.org_clients oc where oc.organization_id = p_organization_id and oc.person_id = p_person_id) then
       raise exception 'set_marketing_consent: person % is not a client of organization %', p_person_id, p_organization_id
         using errcode = '42501';
@@ -533,11 +518,7 @@ create trigger guard
 -- private.jobs_guard() -> trigger
 -- BEFORE INSERT or UPDATE on jobs: the person is the client's; a missing
 -- price is the service's default (when the service is in the client's
--- currency; else 0); the status moves only along
---   scheduled -> in_progress | canceled | blocked
---   in_progress -> completed | canceled | blocked
---   blocked -> scheduled | in_progress | canceled
--- (completed and canceled are final): 23514, jobs_status_transition.
+-- currency; else 0). (The status machine: below, status_transitions.)
 create or replace function private.jobs_guard()
   returns trigger
   language plpgsql
@@ -565,28 +546,26 @@ begin
        where s.organization_id = new.organization_id and s.id = new.service_id and s.currency = oc.currency;
       new.price_cents := coalesce(new.price_cents, 0);
     end if;
-  elsif new.status <> old.status and not (old.status, new.status) in (
-      ('scheduled', 'in_progress'), ('scheduled', 'canceled'), ('scheduled', 'blocked'),
-      ('in_progress', 'completed'), ('in_progress', 'canceled'), ('in_progress', 'blocked'),
-      ('blocked', 'scheduled'), ('blocked', 'in_progress'), ('blocked', 'canceled')) then
-    raise exception 'job % cannot move from % to %', old.id, old.status, new.status
-      using errcode = '23514', constraint = 'jobs_status_transition';
   end if;
   return new;
 end
 $fn$;
-comment on function private.jobs_guard is 'Trigger: a job''s person from its client, default price from its service, and the status state machine.';
+comment on function private.jobs_guard is 'Trigger: a job''s person from its client, default price from its service.';
 revoke all on function private.jobs_guard from public, anon;
 drop trigger if exists guard on crm.jobs;
 create trigger guard
   before insert or update on crm.jobs
   for each row execute function private.jobs_guard();
+-- Jobs: scheduled -> in_progress -> completed, any of them to canceled,
+-- scheduled and in_progress <-> blocked; completed and canceled are final.
+{{ m.status_transitions('crm.jobs', [('scheduled', 'in_progress'), ('scheduled', 'canceled'), ('scheduled', 'blocked'),
+                                     ('in_progress', 'completed'), ('in_progress', 'canceled'), ('in_progress', 'blocked'),
+                                     ('blocked', 'scheduled'), ('blocked', 'in_progress'), ('blocked', 'canceled')]) }}
 
 -- private.invoices_guard() -> trigger
--- BEFORE UPDATE on invoices: the status moves draft -> open | void,
--- open -> paid | void (23514, invoices_status_transition); paid only when
+-- BEFORE UPDATE on invoices (the status machine: below): paid only when
 -- succeeded payments cover the total (23514, invoices_paid_in_full); void
--- only without succeeded payments (23514, invoices_void_unpaid). The
+-- only without pending or succeeded payments (23514, invoices_void_unpaid). The
 -- client, currency and total change only while draft, the total only by
 -- the lines' trigger (23514, invoices_frozen). Stamps issued_at, paid_at.
 -- BEFORE DELETE: only a draft is deleted (55000; void the others), unless
@@ -611,10 +590,6 @@ begin
       using errcode = '23514', constraint = 'invoices_frozen';
   end if;
   if new.status <> old.status then
-    if not (old.status, new.status) in (('draft', 'open'), ('draft', 'void'), ('open', 'paid'), ('open', 'void')) then
-      raise exception 'invoice % cannot move from % to %', old.id, old.status, new.status
-        using errcode = '23514', constraint = 'invoices_status_transition';
-    end if;
     select coalesce(sum(p.amount_cents), 0) into paid from crm.payments p
      where p.organization_id = new.organization_id and p.invoice_id = new.id and p.status = 'succeeded';
     if new.status = 'paid' and paid < new.total_cents then
@@ -638,6 +613,7 @@ drop trigger if exists guard on crm.invoices;
 create trigger guard
   before update or delete on crm.invoices
   for each row execute function private.invoices_guard();
+{{ m.status_transitions('crm.invoices', [('draft', 'open'), ('draft', 'void'), ('open', 'paid'), ('open', 'void')]) }}
 
 -- private.crm_reminders_wanted: the one statement of when reminders go
 -- out. Each scheduled job: 24 h and 2 h before it starts; each open invoice
@@ -738,8 +714,7 @@ create trigger total
 
 -- private.payments_guard() -> trigger
 -- BEFORE INSERT, UPDATE or DELETE on payments. Insert: pending, succeeded
--- or failed. Update: pending -> succeeded | failed, succeeded -> refunded
--- (23514, payments_status_transition); amount, invoice and currency never
+-- or failed. Update (the status machine: below): amount, invoice and currency never
 -- change (23514, payments_frozen). Delete: only a pending or failed
 -- payment (55000). Stamps captured_at and refunded_at. (What needs the
 -- invoice is checked after the row passed RLS: payments_effects.)
@@ -763,11 +738,6 @@ begin
     if (new.amount_cents, new.invoice_id, new.currency) is distinct from (old.amount_cents, old.invoice_id, old.currency) then
       raise exception 'payment %: amount, invoice and currency are fixed', old.id using errcode = '23514', constraint = 'payments_frozen';
     end if;
-    if new.status <> old.status and not (old.status, new.status) in
-         (('pending', 'succeeded'), ('pending', 'failed'), ('succeeded', 'refunded')) then
-      raise exception 'payment % cannot move from % to %', old.id, old.status, new.status
-        using errcode = '23514', constraint = 'payments_status_transition';
-    end if;
   end if;
   new.captured_at := case when new.status in ('succeeded', 'refunded') then coalesce(new.captured_at, now()) end;
   new.refunded_at := case when new.status = 'refunded' then coalesce(new.refunded_at, now()) end;
@@ -780,6 +750,7 @@ drop trigger if exists guard on crm.payments;
 create trigger guard
   before insert or update or delete on crm.payments
   for each row execute function private.payments_guard();
+{{ m.status_transitions('crm.payments', [('pending', 'succeeded'), ('pending', 'failed'), ('succeeded', 'refunded')]) }}
 
 -- private.payments_effects() -> trigger
 -- AFTER INSERT or UPDATE OF status on payments. A new payment: the invoice
@@ -863,28 +834,8 @@ create trigger opted_in
   before insert on crm.campaign_sends
   for each row execute function private.campaign_sends_opted_in();
 
--- private.campaigns_guard() -> trigger
--- BEFORE UPDATE OF status on campaigns: draft -> queued | canceled,
--- queued -> canceled; canceled is final (23514, campaigns_status_transition).
-create or replace function private.campaigns_guard()
-  returns trigger
-  language plpgsql
-  {{ m.pinned() }}
-as $fn$
-begin
-  if new.status <> old.status and not (old.status, new.status) in (('draft', 'queued'), ('draft', 'canceled'), ('queued', 'canceled')) then
-    raise exception 'campaign % cannot move from % to %', old.id, old.status, new.status
-      using errcode = '23514', constraint = 'campaigns_status_transition';
-  end if;
-  return new;
-end
-$fn$;
-comment on function private.campaigns_guard is 'Trigger: campaigns move draft -> queued -> canceled only.';
-revoke all on function private.campaigns_guard from public, anon;
-drop trigger if exists guard on crm.campaigns;
-create trigger guard
-  before update of status on crm.campaigns
-  for each row execute function private.campaigns_guard();
+-- Campaigns: draft -> queued -> canceled (and draft -> canceled).
+{{ m.status_transitions('crm.campaigns', [('draft', 'queued'), ('draft', 'canceled'), ('queued', 'canceled')]) }}
 
 {% for t in ['org_clients', 'org_client_settings', 'services', 'jobs', 'invoices', 'payments', 'campaigns'] %}
 {{ m.updated_at('crm.' ~ t) }}
@@ -918,7 +869,7 @@ declare
   address uuid;
   job crm.jobs;
 begin
-  perform private.crm_require(p_organization_id, 'crm.write');
+  perform private.require_member_or_platform(p_organization_id, 'crm.write', null);
   if (p_org_client_id is null) = (p_client is null) then
     raise exception 'create_job_with_optional_new_client: give p_org_client_id or p_client, not both' using errcode = '22023';
   end if;
@@ -1106,7 +1057,6 @@ begin
   if c.id is null then
     raise exception 'queue_campaign_sends: no campaign %', p_campaign_id using errcode = 'P0002';
   end if;
-  perform private.crm_require(c.organization_id, 'crm.campaigns');
   if c.status = 'canceled' then
     raise exception 'campaign % is canceled', p_campaign_id using errcode = '55000';
   end if;
@@ -1295,7 +1245,7 @@ as $fn$
 declare
   s record;
 begin
-  perform private.crm_require(p_org_id, 'crm.read');
+  perform private.require_member_or_platform(p_org_id, 'crm.read', 'platform.tenant.read');
   -- One pass grouped by status and currency (hashing; no collation-aware
   -- min/max over 100,000 rows), then the few groups are added up.
   select coalesce(sum(g.n), 0) as total, coalesce(sum(g.n) filter (where g.status = 'active'), 0) as active,
@@ -1350,7 +1300,7 @@ declare
   q text := left(lower(btrim(p_query)), 200);
   needle text;
 begin
-  perform private.crm_require(p_org_id, 'crm.read');
+  perform private.require_member_or_platform(p_org_id, 'crm.read', 'platform.tenant.read');
   if coalesce(q, '') = '' or p_limit is null or p_limit not between 1 and 100 then
     raise exception 'search_clients: a query and a limit of 1 to 100' using errcode = '22023';
   end if;

@@ -121,6 +121,18 @@ create constraint trigger gate_and_meter
   for each row execute function private.gate_and_meter('{{ feature }}');
 {%- endmacro %}
 
+{#- status_transitions: the state machine of a table's status column;
+    moves: the allowed (from, to) pairs. Any other change is refused (23514,
+    <table>_status_transition). -#}
+{% macro status_transitions(table, moves) -%}
+drop trigger if exists status_transition on {{ table }};
+create trigger status_transition
+  before update of status on {{ table }}
+  for each row
+  when (old.status is distinct from new.status)
+  execute function private.status_transition({% for a, b in moves %}'{{ a }}>{{ b }}'{{ ', ' if not loop.last }}{% endfor %});
+{%- endmacro %}
+
 {#- append_only: UPDATE and DELETE refused on the table, also for its owner
     (triggers bind every role; TRUNCATE is not granted to any client). -#}
 {% macro append_only(table) -%}

@@ -3,7 +3,7 @@
 -- function's happy path and its refusals, through PostgREST's role switch.
 begin;
 \ir _helpers.psql
-select plan(109);
+select plan(110);
 
 select tests.user('olga@lawns.test') as olga \gset
 select tests.user('gus@lawns.test') as gus \gset
@@ -122,7 +122,7 @@ select (r -> 'job' ->> 'id') as job, (r -> 'job' ->> 'address_id') as jane_addre
 select throws_ok(format($$update crm.jobs set address_id = %L where org_client_id = %L$$, :'jane_address', (select id from john_client)),
   '23503', null, 'a job cannot take place at another person''s address');
 select throws_ok(format($$update crm.jobs set status = 'completed' where id = %L$$, :'job'), '23514',
-  format('job %s cannot move from scheduled to completed', :'job'), 'an illegal job transition is refused');
+  format('crm.jobs %s: status cannot move from scheduled to completed', :'job'), 'an illegal job transition is refused');
 update crm.jobs set status = 'canceled' where id = :'job';
 select is((select array_agg(distinct status) from crm.reminders where job_id = :'job'), array['canceled'],
   'a canceled job''s reminders are canceled');
@@ -231,6 +231,9 @@ insert into crm.org_clients (organization_id, person_id) values (:'other', (sele
 select tests.act_as(:'mo');
 select throws_ok(format($$select propagate_contact_update(%L, p_email => 'mo@takeover.test')$$, (select person_id from john)), '42501', null,
   'a second organization serving the person cannot rewrite the shared record');
+select lives_ok(format($$select create_job_with_optional_new_client(%L, p_client => '{"email": "jd@work.test", "address": {"address1": "9 Oak Ave"}}',
+                                                                   p_start_at => now() - interval '1 day')$$, :'other'),
+  'it books the shared client at a new address (adding an address rewrites nothing)');
 select lives_ok(format($$select set_marketing_consent(%L, 'sms', true, %L)$$, (select person_id from john), :'other'),
   'it records consent for itself');
 select is((select count(*)::int from crm.marketing_consents where person_id = (select person_id from john) and recorded_by_organization_id = :'org'), 0,
