@@ -3,7 +3,7 @@
 -- function's happy path and its refusals, through PostgREST's role switch.
 begin;
 \ir _helpers.psql
-select plan(110);
+select plan(118);
 
 select tests.user('olga@lawns.test') as olga \gset
 select tests.user('gus@lawns.test') as gus \gset
@@ -213,11 +213,18 @@ select is((select status from crm.campaign_sends where campaign_id = :'campaign'
 select throws_ok(format($$select complete_campaign_send(%L)$$, (select id from crm.campaign_sends where campaign_id = :'campaign')),
   'P0002', null, 'a send is completed once');
 select tests.act_as(:'mo');
+select throws_ok(format($$select queue_campaign_sends(%L)$$, :'campaign'), 'P0002', null,
+  'another organization''s member cannot queue this organization''s campaign (it is not found for them)');
+select throws_ok($$select * from claim_campaign_sends('w')$$, '42501', null, 'claiming campaign sends is for the back end');
 select throws_ok(format($$select set_marketing_consent(%L, 'sms', true, %L)$$, (select person_id from john), :'org'), '42501', null,
   'another organization cannot record the person''s consent');
 select throws_ok(format($$select add_person_address(%L, '{"address1": "1 Spy Lane"}')$$, (select person_id from john)), '42501', null,
   'nor add an address to them');
 select tests.act_as(:'olga');
+select throws_ok(format($$select set_marketing_consent(%L, 'fax', true, %L)$$, (select person_id from john), :'org'), '23514', null,
+  'an unknown consent channel is refused');
+select throws_ok(format($$select set_marketing_consent(%L, 'sms', null, %L)$$, (select person_id from john), :'org'), '22004', null,
+  'a consent that is neither yes nor no is refused');
 select throws_ok(format($$select add_person_address(%L, '{"city": "Nowhere"}')$$, (select person_id from john)), '22023', null,
   'an address without address1 is refused');
 select throws_ok(format($$select add_person_address(%L, '{"address1": "North Pole", "lat": 91, "lng": 0}')$$, (select person_id from john)),
@@ -303,6 +310,13 @@ insert into crm.org_client_settings (organization_id, org_client_id, custom_fiel
 values (:'org', (select id from john_client), '{"birthday": "1980-02-03"}');
 select tests.act_as(:'olga');
 select throws_ok(format($$select erase_person(%L)$$, (select person_id from john)), '42501', null, 'a member cannot erase a person');
+select throws_ok(format($$select export_person_data(%L)$$, (select person_id from john)), '42501', null, '... nor export one');
+reset role;
+select throws_ok(format($$select export_person_data(%L)$$, :'org'), 'P0002', null, 'an unknown person is reported');
+update crm.org_clients set currency = 'EUR' where id = (select org_client_id from search_clients('jane', :'org'));
+select throws_ok(format($$select client_stats(%L)$$, :'org'), '22023', null,
+  'client_stats does not add up lifetime values in several currencies');
+select is((client_stats(:'org', 'USD') ->> 'total_ltv_cents')::bigint, 6000::bigint, '... unless told which');
 select tests.act_as(:'pia');
 select ok(export_person_data((select person_id from john)) ? 'crm.person_emails', 'privacy staff export a person''s data');
 select is(erase_person((select person_id from john)), (select person_id from john), 'privacy staff erase a person');
