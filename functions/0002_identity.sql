@@ -65,7 +65,7 @@ end
 $fn$;
 comment on function private.check_username_available is 'Definer twin of check_username_available: sees every profile to test uniqueness.';
 {{ m.private_grants('check_username_available') }}
-{{ m.api_function('check_username_available', 'username text', 'boolean', 'username',
+{{ m.api_function('check_username_available', 'p_username text', 'boolean', 'p_username',
    'Returns true when the user name is well formed, not reserved and not taken (case-insensitive). Null or blank: 22023. Callable by authenticated users.') }}
 
 -- private.complete_onboarding(user_id uuid) -> void
@@ -95,7 +95,7 @@ end
 $fn$;
 comment on function private.complete_onboarding is 'Definer twin of complete_onboarding.';
 {{ m.private_grants('complete_onboarding') }}
-{{ m.api_function('complete_onboarding', 'user_id uuid', 'void', 'user_id',
+{{ m.api_function('complete_onboarding', 'p_user_id uuid', 'void', 'p_user_id',
    'Marks the caller''s profile onboarded. Another user''s id: 42501; no profile: P0002. Callable by authenticated users for themselves.') }}
 
 {{ m.updated_at('identity.users') }}

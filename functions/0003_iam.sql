@@ -131,7 +131,7 @@ end
 $fn$;
 comment on function private.has_system_permission is 'Definer twin of has_system_permission: reads the grants the caller cannot see.';
 {{ m.private_grants('has_system_permission', 'authenticated, platform_staff, service_role') }}
-{{ m.api_function('has_system_permission', 'permission text', 'boolean', 'permission',
+{{ m.api_function('has_system_permission', 'p_permission text', 'boolean', 'p_permission',
    'Returns whether the caller holds the platform permission through an active system role grant. Never consults memberships. Callable by authenticated users.') }}
 
 -- private.is_platform_team_member() -> boolean
@@ -197,5 +197,5 @@ end
 $fn$;
 comment on function private.platform_account_type is 'Definer twin of platform_account_type.';
 {{ m.private_grants('platform_account_type') }}
-{{ m.api_function('platform_account_type', 'user_id uuid default auth.uid()', 'text', 'user_id',
+{{ m.api_function('platform_account_type', 'p_user_id uuid default auth.uid()', 'text', 'p_user_id',
    'Returns super_admin, admin or user, derived from active system role grants. Another user: needs platform.tenant.read (42501). Unknown user: P0002.') }}

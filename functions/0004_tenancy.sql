@@ -105,7 +105,7 @@ end
 $fn$;
 comment on function private.create_organization is 'Definer twin of create_organization.';
 {{ m.private_grants('create_organization') }}
-{{ m.api_function('create_organization', "name text, slug text, org_type text default 'business'", 'uuid', 'name, slug, org_type',
+{{ m.api_function('create_organization', "p_name text, p_slug text, p_org_type text default 'business'", 'uuid', 'p_name, p_slug, p_org_type',
    'Creates an organization with the caller as owner and returns its id. Signed out: 42501; personal type: 22023; taken slug: 23505. Callable by authenticated users.') }}
 
 -- private.invite_member(organization_id uuid, email text, role_key text, valid_for interval)
@@ -158,8 +158,8 @@ end
 $fn$;
 comment on function private.invite_member is 'Definer twin of invite_member.';
 {{ m.private_grants('invite_member') }}
-{{ m.api_function('invite_member', "organization_id uuid, email text, role_key text default 'tenant_member', valid_for interval default interval '7 days'",
-   'table (invitation_id uuid, token text)', 'organization_id, email, role_key, valid_for',
+{{ m.api_function('invite_member', "p_organization_id uuid, p_email text, p_role_key text default 'tenant_member', p_valid_for interval default interval '7 days'",
+   'table (invitation_id uuid, token text)', 'p_organization_id, p_email, p_role_key, p_valid_for',
    'Invites an email address and returns the invitation id and its one-time token. Needs member.invite and every permission of the role (42501); bad input: 22023. Callable by authenticated users.') }}
 
 -- private.accept_invitation(token text) -> uuid
@@ -225,7 +225,7 @@ end
 $fn$;
 comment on function private.accept_invitation is 'Definer twin of accept_invitation.';
 {{ m.private_grants('accept_invitation') }}
-{{ m.api_function('accept_invitation', 'token text', 'uuid', 'token',
+{{ m.api_function('accept_invitation', 'p_token text', 'uuid', 'p_token',
    'Joins the organization of the invitation and returns its id. Wrong email: 42501; unknown token: P0002; expired, revoked, used or already a member: 55000. Callable by authenticated users.') }}
 
 -- private.revoke_invitation(organization_id uuid, invitation_id uuid) -> void
@@ -258,7 +258,7 @@ end
 $fn$;
 comment on function private.revoke_invitation is 'Definer twin of revoke_invitation.';
 {{ m.private_grants('revoke_invitation') }}
-{{ m.api_function('revoke_invitation', 'organization_id uuid, invitation_id uuid', 'void', 'organization_id, invitation_id',
+{{ m.api_function('revoke_invitation', 'p_organization_id uuid, p_invitation_id uuid', 'void', 'p_organization_id, p_invitation_id',
    'Revokes a pending invitation. Needs member.invite (42501); unknown: P0002; not pending: 55000. Callable by authenticated users.') }}
 
 -- private.remove_member(organization_id uuid, user_id uuid) -> void
@@ -296,7 +296,7 @@ end
 $fn$;
 comment on function private.remove_member is 'Definer twin of remove_member.';
 {{ m.private_grants('remove_member') }}
-{{ m.api_function('remove_member', 'organization_id uuid, user_id uuid', 'void', 'organization_id, user_id',
+{{ m.api_function('remove_member', 'p_organization_id uuid, p_user_id uuid', 'void', 'p_organization_id, p_user_id',
    'Removes a member. Needs member.remove and every permission of their role (42501); self: 22023; not a member: P0002; personal owner: 55000; last owner: 23514. Callable by authenticated users.') }}
 
 -- private.leave_organization(organization_id uuid) -> void
@@ -322,7 +322,7 @@ end
 $fn$;
 comment on function private.leave_organization is 'Definer twin of leave_organization.';
 {{ m.private_grants('leave_organization') }}
-{{ m.api_function('leave_organization', 'organization_id uuid', 'void', 'organization_id',
+{{ m.api_function('leave_organization', 'p_organization_id uuid', 'void', 'p_organization_id',
    'Ends the caller''s membership. Not a member: P0002; personal organization: 55000; last owner: 23514. Callable by authenticated users.') }}
 
 -- private.transfer_ownership(organization_id uuid, new_owner_id uuid) -> void
@@ -357,7 +357,7 @@ end
 $fn$;
 comment on function private.transfer_ownership is 'Definer twin of transfer_ownership.';
 {{ m.private_grants('transfer_ownership') }}
-{{ m.api_function('transfer_ownership', 'organization_id uuid, new_owner_id uuid', 'void', 'organization_id, new_owner_id',
+{{ m.api_function('transfer_ownership', 'p_organization_id uuid, p_new_owner_id uuid', 'void', 'p_organization_id, p_new_owner_id',
    'Hands ownership to an active member; the caller becomes tenant_admin. Not an owner: 42501; bad new owner: 22023; personal organization: 55000. Callable by authenticated users.') }}
 
 -- private.memberships_follow_organization_status() -> trigger

@@ -386,7 +386,7 @@ end
 $fn$;
 comment on function private.change_subscription_plan is 'Definer twin of change_subscription_plan.';
 {{ m.private_grants('change_subscription_plan') }}
-{{ m.api_function('change_subscription_plan', 'organization_id uuid, plan_key text', 'jsonb', 'organization_id, plan_key',
+{{ m.api_function('change_subscription_plan', 'p_organization_id uuid, p_plan_key text', 'jsonb', 'p_organization_id, p_plan_key',
    'Upgrade now (unused old plan credited, rounded down; rest of period on the new plan billed next invoice, rounded up) or downgrade at period end. Needs service_role or platform.billing.adjust (42501); no live subscription or plan: P0002; same plan or other currency: 22023.') }}
 
 -- private.renew_subscriptions(at timestamptz) -> integer
@@ -425,7 +425,7 @@ end
 $fn$;
 comment on function private.renew_subscriptions is 'Cron: rolls ended periods forward, applying scheduled downgrades and cancellations.';
 {{ m.private_grants('renew_subscriptions') }}
-{{ m.api_function('renew_subscriptions', 'at timestamptz default now()', 'integer', 'at',
+{{ m.api_function('renew_subscriptions', 'p_at timestamptz default now()', 'integer', 'p_at',
    'Cron: rolls ended subscription periods forward (scheduled downgrades, cancellations); returns how many. Needs service_role or platform.billing.adjust (42501).') }}
 
 -- private.cancel_subscription(organization_id uuid, at_period_end boolean) -> void
@@ -453,7 +453,7 @@ end
 $fn$;
 comment on function private.cancel_subscription is 'Definer twin of cancel_subscription.';
 {{ m.private_grants('cancel_subscription') }}
-{{ m.api_function('cancel_subscription', 'organization_id uuid, at_period_end boolean default true', 'void', 'organization_id, at_period_end',
+{{ m.api_function('cancel_subscription', 'p_organization_id uuid, p_at_period_end boolean default true', 'void', 'p_organization_id, p_at_period_end',
    'Cancels the live subscription at period end (default) or now. Needs service_role or platform.billing.adjust (42501); none live: P0002.') }}
 
 -- Credits -------------------------------------------------------------------
@@ -574,9 +574,9 @@ $fn$;
 comment on function private.post_credit is 'Definer twin of post_credit.';
 {{ m.private_grants('post_credit') }}
 {{ m.api_function('post_credit',
-   "organization_id uuid, amount_minor bigint, currency text, source text, idempotency_key text, reason text, reference jsonb default '{}'",
+   "p_organization_id uuid, p_amount_minor bigint, p_currency text, p_source text, p_idempotency_key text, p_reason text, p_reference jsonb default '{}'",
    'table (entry_id uuid, duplicate boolean, balance_minor bigint)',
-   'organization_id, amount_minor, currency, source, idempotency_key, reason, reference',
+   'p_organization_id, p_amount_minor, p_currency, p_source, p_idempotency_key, p_reason, p_reference',
    'Posts one credit ledger entry once per idempotency key; returns it, whether it was a replay, and the balance. Needs service_role or platform.billing.adjust (42501); unknown organization: P0002; overdraft: 23514; bad input: 22023.') }}
 
 -- private.credit_balance(organization_id uuid, currency text) -> bigint
@@ -596,7 +596,7 @@ end
 $fn$;
 comment on function private.credit_balance is 'Definer twin of credit_balance.';
 {{ m.private_grants('credit_balance') }}
-{{ m.api_function('credit_balance', "organization_id uuid, currency text default 'USD'", 'bigint', 'organization_id, currency',
+{{ m.api_function('credit_balance', "p_organization_id uuid, p_currency text default 'USD'", 'bigint', 'p_organization_id, p_currency',
    'The credit balance (sum of the ledger) in minor units. Needs billing.view (42501).') }}
 
 -- One-off payments ------------------------------------------------------------
@@ -710,8 +710,8 @@ $fn$;
 comment on function private.record_one_off_payment is 'Definer twin of record_one_off_payment.';
 {{ m.private_grants('record_one_off_payment') }}
 {{ m.api_function('record_one_off_payment',
-   'organization_id uuid, provider text, provider_payment_id text, amount_minor bigint, currency text, reason text, status text',
-   'uuid', 'organization_id, provider, provider_payment_id, amount_minor, currency, reason, status',
+   'p_organization_id uuid, p_provider text, p_provider_payment_id text, p_amount_minor bigint, p_currency text, p_reason text, p_status text',
+   'uuid', 'p_organization_id, p_provider, p_provider_payment_id, p_amount_minor, p_currency, p_reason, p_status',
    'Creates or advances a one-off payment (a succeeded top-up posts credit once). Needs service_role or platform.billing.adjust (42501).') }}
 
 {{ m.updated_at('billing.subscriptions') }}
@@ -786,8 +786,8 @@ end
 $fn$;
 comment on function private.ingest_payment_event is 'Definer twin of ingest_payment_event.';
 {{ m.private_grants('ingest_payment_event') }}
-{{ m.api_function('ingest_payment_event', 'provider text, provider_event_id text, event_type text, payload jsonb, occurred_at timestamptz',
-   'table (event_id uuid, duplicate boolean)', 'provider, provider_event_id, event_type, payload, occurred_at',
+{{ m.api_function('ingest_payment_event', 'p_provider text, p_provider_event_id text, p_event_type text, p_payload jsonb, p_occurred_at timestamptz',
+   'table (event_id uuid, duplicate boolean)', 'p_provider, p_provider_event_id, p_event_type, p_payload, p_occurred_at',
    'Stores a payment webhook once per (provider, provider_event_id); returns its id and whether it was a duplicate. Needs service_role or platform.billing.adjust (42501); bad input: 22023.') }}
 
 -- private.apply_payment_event(e billing.payment_events) -> text
@@ -881,8 +881,8 @@ end
 $fn$;
 comment on function private.claim_payment_events is 'Definer twin of claim_payment_events.';
 {{ m.private_grants('claim_payment_events') }}
-{{ m.api_function('claim_payment_events', "worker text, max_events integer default 100, lease interval default interval '5 minutes'",
-   'table (event_id uuid, attempt integer)', 'worker, max_events, lease',
+{{ m.api_function('claim_payment_events', "p_worker text, p_max_events integer default 100, p_lease interval default interval '5 minutes'",
+   'table (event_id uuid, attempt integer)', 'p_worker, p_max_events, p_lease',
    'Claims inbox events (SKIP LOCKED, oldest first) for a lease. Needs service_role or platform.billing.adjust (42501).') }}
 
 -- private.handle_payment_event(event_id uuid, worker text) -> text
@@ -926,7 +926,7 @@ end
 $fn$;
 comment on function private.handle_payment_event is 'Definer twin of handle_payment_event.';
 {{ m.private_grants('handle_payment_event') }}
-{{ m.api_function('handle_payment_event', 'event_id uuid, worker text', 'text', 'event_id, worker',
+{{ m.api_function('handle_payment_event', 'p_event_id uuid, p_worker text', 'text', 'p_event_id, p_worker',
    'Applies one claimed inbox event and records the attempt; returns processed, skipped or failed. Needs service_role or platform.billing.adjust (42501); unknown event: P0002.') }}
 
 -- private.process_payment_events(worker text, max_events integer, lease interval) -> table (event_id uuid, outcome text, error text)
@@ -954,8 +954,8 @@ end
 $fn$;
 comment on function private.process_payment_events is 'Definer twin of process_payment_events.';
 {{ m.private_grants('process_payment_events') }}
-{{ m.api_function('process_payment_events', "worker text, max_events integer default 100, lease interval default interval '5 minutes'",
-   'table (event_id uuid, outcome text, error text)', 'worker, max_events, lease',
+{{ m.api_function('process_payment_events', "p_worker text, p_max_events integer default 100, p_lease interval default interval '5 minutes'",
+   'table (event_id uuid, outcome text, error text)', 'p_worker, p_max_events, p_lease',
    'Claims and applies inbox events in provider time order in one transaction, recording each attempt. Needs service_role or platform.billing.adjust (42501).') }}
 
 -- Platform revenue ------------------------------------------------------------

@@ -80,244 +80,6 @@ $fn$;
 comment on function private.usage_append is 'Internal: one usage event under its idempotency key (no checks, no counter).';
 {{ m.private_grants('usage_append', 'service_role') }}
 
--- private.record_usage(org_id uuid, feature_key text, quantity bigint, idempotency_key text,
---   occurred_at timestamptz, metadata jsonb) -> table (event_id uuid, duplicate boolean)
--- Records one usage event and adds it to the live counter of its billing
--- period, in the caller's transaction. A key the organization used before
--- (ever, also concurrently) returns the first event with duplicate = true
--- and writes nothing. feature_key names a meter (catalog.meters) that
--- sums; a counting meter (projects) is fed by its table's trigger only.
--- Refuses: not a member with usage.record (guests and suspended
--- organizations lack it) and not trusted (42501); unknown meter, quantity
--- outside 1..10^12, blank key, non-object metadata (22023); occurred_at
--- before the first day of the previous UTC month or more than one hour
--- ahead (22023).
-create or replace function private.record_usage(org_id uuid, feature_key text, quantity bigint, idempotency_key text,
-                                                occurred_at timestamptz, metadata jsonb)
-  returns table (event_id uuid, duplicate boolean)
-  language plpgsql
-  {{ m.definer() }}
-as $fn$
-declare
-  at timestamptz := coalesce(occurred_at, now());
-  earliest timestamptz := date_trunc('month', now() at time zone 'UTC') at time zone 'UTC' - interval '1 month';
-  period date;
-  meter_bound bigint;
-  meter_aggregation text;
-  written record;
-begin
-  if not (private.has_permission(org_id, 'usage.record') or private.is_trusted_caller()) then
-    raise exception 'record_usage: permission usage.record is required in organization %', org_id using errcode = '42501';
-  end if;
-  if quantity is null or quantity <= 0 or quantity > 1000000000000 then
-    raise exception 'record_usage: quantity must be between 1 and 10^12, got %', quantity using errcode = '22023';
-  end if;
-  if coalesce(btrim(idempotency_key), '') = '' then
-    raise exception 'record_usage: an idempotency key is required' using errcode = '22023';
-  end if;
-  if jsonb_typeof(coalesce(metadata, '{}')) <> 'object' then
-    raise exception 'record_usage: metadata must be a JSON object' using errcode = '22023';
-  end if;
-  select mt.max_per_event, mt.aggregation into meter_bound, meter_aggregation from catalog.meters mt where mt.key = feature_key;
-  if not found then
-    raise exception 'record_usage: unknown meter "%"', feature_key
-      using errcode = '22023', hint = 'Meters are the keys of catalog.meters (api_call, record_created, ...).';
-  end if;
-  if meter_aggregation = 'count' then
-    raise exception 'record_usage: meter % counts live rows; it is recorded by its table, not by record_usage', feature_key
-      using errcode = '22023', hint = 'Insert into the metered table (e.g. app.projects).';
-  end if;
-  if quantity > meter_bound then
-    raise exception 'record_usage: meter % takes at most % per event, got %', feature_key, meter_bound, quantity
-      using errcode = '22023', hint = 'catalog.meters.max_per_event';
-  end if;
-  if at < earliest or at > now() + interval '1 hour' then
-    raise exception 'record_usage: occurred_at % is outside the accepted window [%, now + 1 hour]', at, earliest
-      using errcode = '22023', hint = 'Late events are accepted back to the first day of the previous UTC month.';
-  end if;
-
-  select * into written from private.usage_append(org_id, feature_key, quantity, idempotency_key, at, metadata);
-  if written.duplicate then
-    return query select written.event_id, true;
-    return;
-  end if;
-
-  if exists (select from billing.settings s where s.organization_id = org_id) then
-    select p.start_date into period from private.billing_period(org_id, at) p;
-  else
-    period := date_trunc('month', at at time zone 'UTC')::date;  -- the default calendar, without the call
-  end if;
-  -- One slot per session (pid mod 16): concurrent writers of one
-  -- organization update different rows instead of queueing on one.
-  insert into usage.counters as c (organization_id, meter_key, period_start, slot, quantity, event_count)
-  values (org_id, feature_key, period, pg_backend_pid() % 16, quantity, 1)
-  on conflict on constraint counters_pkey
-  do update set quantity = c.quantity + excluded.quantity, event_count = c.event_count + 1, updated_at = now();
-  return query select written.event_id, false;
-end
-$fn$;
-comment on function private.record_usage is 'Definer twin of record_usage.';
-{{ m.private_grants('record_usage') }}
-{{ m.api_function('record_usage',
-   "org_id uuid, feature_key text, quantity bigint, idempotency_key text, occurred_at timestamptz default now(), metadata jsonb default '{}'",
-   'table (event_id uuid, duplicate boolean)', 'org_id, feature_key, quantity, idempotency_key, occurred_at, metadata',
-   'Records a usage event once per (organization, idempotency key) and counts it at commit; returns its id and whether it was a replay. Needs usage.record (42501); unknown meter, bad quantity, key or time: 22023.') }}
-
--- private.usage_key_event(org_id uuid, idempotency_key text) -> uuid
--- The event id an accepted idempotency key stands for, read with a fresh
--- snapshot (VOLATILE): record_usage_batch asks it only for a key that a
--- concurrent batch accepted while this one waited. Internal.
-create or replace function private.usage_key_event(org_id uuid, idempotency_key text)
-  returns uuid
-  language plpgsql
-  volatile
-  {{ m.definer() }}
-as $fn$
-begin
-  return (select k.event_id from usage.idempotency_keys k
-           where k.organization_id = usage_key_event.org_id and k.idempotency_key = usage_key_event.idempotency_key);
-end
-$fn$;
-comment on function private.usage_key_event is 'Internal: the event id of an accepted usage idempotency key, read afresh.';
-revoke all on function private.usage_key_event from public, anon, authenticated;
-
--- private.record_usage_batch(org_id uuid, events jsonb)
---   -> table (item integer, idempotency_key text, event_id uuid, duplicate boolean)
--- record_usage for many events in one call: events is a JSON array of
--- objects with record_usage's arguments as keys (feature_key, quantity,
--- idempotency_key, and optionally occurred_at and metadata). Returns one
--- row per item, in order (item is its 1-based position): its event id and
--- whether it was a replay (a key accepted before, or earlier in the same
--- array). All or nothing: an invalid item refuses the whole call (22023,
--- naming the item) and writes nothing; duplicates are not errors. The same
--- rules as record_usage: needs usage.record (42501); at most 10,000 items.
--- Set-based: one statement claims the keys, writes the events and adds
--- them to the counters. Callable by authenticated and service_role.
-create or replace function private.record_usage_batch(org_id uuid, events jsonb)
-  returns table (item integer, idempotency_key text, event_id uuid, duplicate boolean)
-  language plpgsql
-  {{ m.definer() }}
-as $fn$
-declare
-  earliest timestamptz := date_trunc('month', now() at time zone 'UTC') at time zone 'UTC' - interval '1 month';
-  bad record;
-  month date;
-  calendar boolean;
-begin
-  if not (private.has_permission(org_id, 'usage.record') or private.is_trusted_caller()) then
-    raise exception 'record_usage_batch: permission usage.record is required in organization %', org_id using errcode = '42501';
-  end if;
-  if events is null or jsonb_typeof(events) <> 'array' then
-    raise exception 'record_usage_batch: events must be a JSON array of objects' using errcode = '22023';
-  end if;
-  if jsonb_array_length(events) > 10000 then
-    raise exception 'record_usage_batch: at most 10000 events per call, got %', jsonb_array_length(events)
-      using errcode = '22023', hint = 'Split the batch.';
-  end if;
-
-  -- The first invalid item, if any (occurred_at is checked by its cast below).
-  select e.i, problem into bad
-    from jsonb_array_elements(events) with ordinality as e (v, i)
-    left join catalog.meters mt on mt.key = e.v ->> 'feature_key'
-   cross join lateral (select case
-            when jsonb_typeof(e.v) <> 'object' then 'is not a JSON object'
-            when jsonb_typeof(e.v -> 'quantity') is distinct from 'number' or (e.v ->> 'quantity') !~ '^[0-9]{1,13}$'
-              then 'quantity must be a whole number between 1 and 10^12'
-            when (e.v ->> 'quantity')::bigint not between 1 and 1000000000000
-              then 'quantity must be a whole number between 1 and 10^12'
-            when coalesce(btrim(e.v ->> 'idempotency_key'), '') = '' then 'has no idempotency_key'
-            when jsonb_typeof(coalesce(e.v -> 'metadata', '{}')) <> 'object' then 'metadata must be a JSON object'
-            when mt.key is null then format('unknown meter "%s"', e.v ->> 'feature_key')
-            when mt.aggregation = 'count' then format('meter %s counts live rows; it is recorded by its table', mt.key)
-            when (e.v ->> 'quantity')::bigint > mt.max_per_event
-              then format('meter %s takes at most %s per event', mt.key, mt.max_per_event)
-          end as problem) as c
-   where c.problem is not null
-   order by e.i
-   limit 1;
-  if found then
-    raise exception 'record_usage_batch: item % %', bad.i, bad.problem
-      using errcode = '22023', hint = 'Nothing was recorded; correct the item and send the batch again.';
-  end if;
-  begin
-    select e.i into bad
-      from jsonb_array_elements(events) with ordinality as e (v, i)
-     where coalesce((e.v ->> 'occurred_at')::timestamptz, now()) not between earliest and now() + interval '1 hour'
-     order by e.i
-     limit 1;
-  exception when invalid_datetime_format or datetime_field_overflow then
-    raise exception 'record_usage_batch: an occurred_at is not a timestamp' using errcode = '22023';
-  end;
-  if found then
-    raise exception 'record_usage_batch: item % occurred_at is outside the accepted window [%, now + 1 hour]', bad.i, earliest
-      using errcode = '22023', hint = 'Nothing was recorded. Late events are accepted back to the first day of the previous UTC month.';
-  end if;
-
-  for month in
-    select distinct date_trunc('month', coalesce((e.v ->> 'occurred_at')::timestamptz, now()) at time zone 'UTC')::date
-      from jsonb_array_elements(events) as e (v)
-  loop
-    if to_regclass(format('usage.events_y%s', to_char(month, 'YYYY"m"MM'))) is null then
-      perform private.ensure_usage_partition(month);
-      perform private.ensure_usage_partition((month + interval '1 month')::date);
-    end if;
-  end loop;
-  calendar := exists (select from billing.settings s where s.organization_id = org_id);
-
-  return query
-  with items as (
-    select e.i::integer as i, e.v ->> 'idempotency_key' as key, e.v ->> 'feature_key' as meter,
-           (e.v ->> 'quantity')::bigint as quantity, coalesce((e.v ->> 'occurred_at')::timestamptz, now()) as at,
-           coalesce(e.v -> 'metadata', '{}') as metadata
-      from jsonb_array_elements(events) with ordinality as e (v, i)
-  ), firsts as (
-    -- the first item of each key, with the id its event will have
-    select distinct on (it.key) it.*, gen_random_uuid() as id
-      from items it
-     order by it.key, it.i
-  ), keys as (
-    -- Keys claimed in key order: two batches sharing keys wait on each
-    -- other in one direction only, never in a cycle (no deadlock).
-    insert into usage.idempotency_keys as k (organization_id, idempotency_key, event_id, occurred_at)
-    select org_id, f.key, f.id, f.at from firsts f order by f.key
-    on conflict on constraint idempotency_keys_pkey do nothing
-    returning k.idempotency_key, k.event_id
-  ), written as (
-    insert into usage.events as ev (organization_id, id, meter_key, quantity, idempotency_key, occurred_at, user_id, metadata)
-    select org_id, f.id, f.meter, f.quantity, f.key, f.at, auth.uid(), f.metadata
-      from firsts f join keys k on k.idempotency_key = f.key
-    returning ev.meter_key, ev.quantity, ev.occurred_at
-  ), counted as (
-    insert into usage.counters as c (organization_id, meter_key, period_start, slot, quantity, event_count)
-    select org_id, w.meter_key, w.period, pg_backend_pid() % 16, sum(w.quantity), count(*)
-      from (select wr.meter_key, wr.quantity,
-                   case when calendar then (select p.start_date from private.billing_period(org_id, wr.occurred_at) p)
-                        else date_trunc('month', wr.occurred_at at time zone 'UTC')::date end as period
-              from written wr) w
-     group by w.meter_key, w.period
-    on conflict on constraint counters_pkey
-    do update set quantity = c.quantity + excluded.quantity, event_count = c.event_count + excluded.event_count, updated_at = now()
-  )
-  -- A key not claimed here was accepted before: its event id is in the
-  -- statement's snapshot, or (accepted by a batch that committed while
-  -- this one waited on the key) read afresh by usage_key_event.
-  select it.i, it.key,
-         coalesce(k.event_id, old.event_id, private.usage_key_event(org_id, it.key)),
-         k.event_id is null or it.i <> f.i
-    from items it
-    join firsts f on f.key = it.key
-    left join keys k on k.idempotency_key = it.key
-    left join usage.idempotency_keys old
-      on k.event_id is null and old.organization_id = org_id and old.idempotency_key = it.key
-   order by it.i;
-end
-$fn$;
-comment on function private.record_usage_batch is 'Definer twin of record_usage_batch.';
-{{ m.private_grants('record_usage_batch') }}
-{{ m.api_function('record_usage_batch', 'org_id uuid, events jsonb',
-   'table (item integer, idempotency_key text, event_id uuid, duplicate boolean)', 'org_id, events',
-   'Records many usage events at once, all or nothing: events is a JSON array of {feature_key, quantity, idempotency_key, occurred_at?, metadata?}; returns each item''s event id and whether it was a replay. Needs usage.record (42501); an invalid item or more than 10000 items: 22023, nothing written.') }}
-
 -- private.aggregate_usage(period_type text, start_at timestamptz, end_at timestamptz) -> integer
 -- Seed 001: recomputes the daily or monthly (UTC) rollups of every bucket
 -- that starts in [start_at, end_at) from the events, and returns how many
@@ -363,7 +125,7 @@ end
 $fn$;
 comment on function private.aggregate_usage is 'Definer twin of aggregate_usage (seed 001).';
 {{ m.private_grants('aggregate_usage') }}
-{{ m.api_function('aggregate_usage', 'period_type text, start_at timestamptz, end_at timestamptz', 'integer', 'period_type, start_at, end_at',
+{{ m.api_function('aggregate_usage', 'p_period_type text, p_start_at timestamptz, p_end_at timestamptz', 'integer', 'p_period_type, p_start_at, p_end_at',
    'Seed 001: recomputes daily or monthly UTC rollups for buckets starting in [start_at, end_at); re-runnable. Needs service_role (42501); bad period type or range: 22023.') }}
 
 -- private.live_plan(organization_id uuid) -> catalog.plans
@@ -561,7 +323,7 @@ begin
   select * into period from private.billing_period(org_id, start_day::timestamp at time zone 'UTC' + interval '12 hours');
   insert into usage.organization_usage as u (organization_id, period_start, period_end, plan_key, usage, seats_count,
                                              has_exceeded_limits, exceeded_limits_details)
-  select org_id, start_day, period.end_date,
+  select org_id, start_day, period.end_date - 1,
          (private.plan_for_period(org_id, period.period_start, period.period_end)).key,
          coalesce(jsonb_object_agg(s.feature_key, s.units_used), '{}'),
          private.seats_used(org_id),
@@ -581,7 +343,7 @@ end
 $fn$;
 comment on function private.record_organization_usage is 'Definer twin of record_organization_usage (seed 003).';
 {{ m.private_grants('record_organization_usage') }}
-{{ m.api_function('record_organization_usage', 'org_id uuid, period_start date default null', 'uuid', 'org_id, period_start',
+{{ m.api_function('record_organization_usage', 'p_organization_id uuid, p_period_start date default null', 'uuid', 'p_organization_id, p_period_start',
    'Seed 003: snapshot of usage against limits for a billing period (default: current); returns its id. Needs billing.view (42501); not a period start: 22023; no subscription: P0002.') }}
 
 -- private.check_feature_access(user_id uuid, feature_key text, org_id uuid) -> jsonb
@@ -651,13 +413,15 @@ end
 $fn$;
 comment on function private.check_feature_access is 'Definer twin of check_feature_access (seed 001).';
 {{ m.private_grants('check_feature_access') }}
-{{ m.api_function('check_feature_access', 'user_id uuid, feature_key text, org_id uuid', 'jsonb', 'user_id, feature_key, org_id',
+{{ m.api_function('check_feature_access', 'p_user_id uuid, p_feature_key text, p_organization_id uuid', 'jsonb', 'p_user_id, p_feature_key, p_organization_id',
    'Seed 001: limit, used, remaining, unlimited, allowed, overage_unit_price and plan of a feature for the current period. Not a member / another user: 42501; unknown feature: 22023; no subscription: P0002.') }}
 
--- Utilization per feature and period (seed 003), with the caller's rights.
-create or replace view {{ api }}.organization_usage_summary
+-- Utilization per feature and period, with the caller's rights: one row
+-- per feature (seed 003's wide view, a column per meter, is
+-- organization_usage_summary in functions/0015). period_end is the last day.
+create or replace view {{ api }}.organization_feature_usage
   with (security_invoker = true) as
-select s.organization_id, o.name as organization_name, s.period_start, s.period_end, s.plan_key,
+select s.organization_id, o.name as organization_name, s.period_start, s.period_end - 1 as period_end, s.plan_key,
        p.name as plan_name, s.feature_key, s.units_used, s.limit_value, s.limit_value = -1 as unlimited,
        case when s.limit_value > 0 then round(100.0 * s.units_used / s.limit_value, 2) end as utilization_pct,
        s.limit_value >= 0 and s.units_used > s.limit_value as exceeded,
@@ -667,8 +431,8 @@ select s.organization_id, o.name as organization_name, s.period_start, s.period_
   join catalog.plans p on p.key = s.plan_key
   left join usage.overage_fees f
     on f.organization_id = s.organization_id and f.feature_key = s.feature_key and f.period_start = s.period_start;
-comment on view {{ api }}.organization_usage_summary is 'Seed 003: usage against limits per feature and period; utilization_pct is null for unlimited (-1) and zero limits.';
-revoke all on {{ api }}.organization_usage_summary from public, anon;
-grant select on {{ api }}.organization_usage_summary to authenticated, service_role;
+comment on view {{ api }}.organization_feature_usage is 'Usage against limits, one row per organization, billing period and limit feature; period_end is the period''s last day; utilization_pct is null for unlimited (-1) and zero limits.';
+revoke all on {{ api }}.organization_feature_usage from public, anon;
+grant select on {{ api }}.organization_feature_usage to authenticated, service_role;
 
 {{ m.updated_at('usage.organization_usage') }}

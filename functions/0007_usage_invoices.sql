@@ -169,7 +169,7 @@ end
 $fn$;
 comment on function private.generate_invoice is 'Definer twin of generate_invoice.';
 {{ m.private_grants('generate_invoice') }}
-{{ m.api_function('generate_invoice', 'org uuid, period_start date', 'uuid', 'org, period_start',
+{{ m.api_function('generate_invoice', 'p_organization_id uuid, p_period_start date', 'uuid', 'p_organization_id, p_period_start',
    'Draft invoice of a billing period: the plan in advance, the previous period''s overage fees and upgrade prorations; idempotent per period. Needs service_role or platform.billing.adjust (42501); not a period start or currency mismatch: 22023; nothing to bill: P0002.') }}
 
 -- private.finalize_invoice(org uuid, invoice_id uuid) -> bigint
@@ -216,7 +216,7 @@ end
 $fn$;
 comment on function private.finalize_invoice is 'Definer twin of finalize_invoice.';
 {{ m.private_grants('finalize_invoice') }}
-{{ m.api_function('finalize_invoice', 'org uuid, invoice_id uuid', 'bigint', 'org, invoice_id',
+{{ m.api_function('finalize_invoice', 'p_organization_id uuid, p_invoice_id uuid', 'bigint', 'p_organization_id, p_invoice_id',
    'Applies credits, stamps the total and opens a draft invoice; returns the total. Needs service_role or platform.billing.adjust (42501); unknown: P0002; not a draft: 55000.') }}
 
 -- private.set_invoice_status(org uuid, invoice_id uuid, status text) -> void
@@ -251,7 +251,7 @@ end
 $fn$;
 comment on function private.set_invoice_status is 'Definer twin of set_invoice_status.';
 {{ m.private_grants('set_invoice_status') }}
-{{ m.api_function('set_invoice_status', 'org uuid, invoice_id uuid, status text', 'void', 'org, invoice_id, status',
+{{ m.api_function('set_invoice_status', 'p_organization_id uuid, p_invoice_id uuid, p_status text', 'void', 'p_organization_id, p_invoice_id, p_status',
    'Marks an invoice paid, void (credit given back) or uncollectible. Needs service_role or platform.billing.adjust (42501); unknown: P0002; illegal move: 23514.') }}
 
 {{ m.updated_at('billing.invoices') }}

@@ -201,7 +201,7 @@ end
 $fn$;
 comment on function private.purge_audit is 'Definer twin of purge_audit: the only way audit rows leave, after 2 years, itself audited.';
 {{ m.private_grants('purge_audit') }}
-{{ m.api_function('purge_audit', 'older_than timestamptz', 'bigint', 'older_than',
+{{ m.api_function('purge_audit', 'p_older_than timestamptz', 'bigint', 'p_older_than',
    'Deletes platform actions and security events older than a cut-off at least 2 years back, and audits the purge. Needs service_role or platform.system.configure (42501); cut-off too recent: 22023.') }}
 
 -- Impersonation -------------------------------------------------------------
@@ -253,7 +253,7 @@ end
 $fn$;
 comment on function private.start_impersonation is 'Definer twin of start_impersonation.';
 {{ m.private_grants('start_impersonation') }}
-{{ m.api_function('start_impersonation', 'target_user uuid, reason text, minutes integer default 30', 'uuid', 'target_user, reason, minutes',
+{{ m.api_function('start_impersonation', 'p_target_user uuid, p_reason text, p_minutes integer default 30', 'uuid', 'p_target_user, p_reason, p_minutes',
    'Opens an impersonation session (at most 4 hours). Needs platform.user.impersonate; refuses platform staff as target (42501), oneself or bad input (22023), unknown user (P0002).') }}
 
 -- private.end_impersonation() -> uuid
@@ -325,7 +325,7 @@ end
 $fn$;
 comment on function private.activate_break_glass is 'Definer twin of activate_break_glass.';
 {{ m.private_grants('activate_break_glass') }}
-{{ m.api_function('activate_break_glass', 'reason text, minutes integer default 60', 'uuid', 'reason, minutes',
+{{ m.api_function('activate_break_glass', 'p_reason text, p_minutes integer default 60', 'uuid', 'p_reason, p_minutes',
    'Activates the caller''s break-glass grant with a critical security event. No such grant: 42501; bad input: 22023.') }}
 
 -- Security events from grants ---------------------------------------------------
@@ -375,7 +375,7 @@ end
 $fn$;
 comment on function private.open_incident is 'Definer twin of open_incident.';
 {{ m.private_grants('open_incident') }}
-{{ m.api_function('open_incident', 'title text, severity text, description text default null', 'uuid', 'title, severity, description',
+{{ m.api_function('open_incident', 'p_title text, p_severity text, p_description text default null', 'uuid', 'p_title, p_severity, p_description',
    'Opens an incident (status open). Needs platform.security.view (42501).') }}
 
 -- private.update_incident(incident_id uuid, status text, note text) -> integer
@@ -413,7 +413,7 @@ end
 $fn$;
 comment on function private.update_incident is 'Definer twin of update_incident.';
 {{ m.private_grants('update_incident') }}
-{{ m.api_function('update_incident', 'incident_id uuid, status text, note text', 'integer', 'incident_id, status, note',
+{{ m.api_function('update_incident', 'p_incident_id uuid, p_status text, p_note text', 'integer', 'p_incident_id, p_status, p_note',
    'Appends to an incident''s timeline, status only moving forward. Needs platform.security.view (42501); unknown: P0002; step back: 22023.') }}
 
 -- The privileged tables: each change writes its audit row (macro audited).

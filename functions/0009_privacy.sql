@@ -36,16 +36,16 @@ $fn$;
 comment on function private.record_consent is 'Internal twin of give_consent and withdraw_consent.';
 {{ m.private_grants('record_consent') }}
 
-create or replace function {{ api }}.give_consent(purpose text, policy_version text, legal_basis text default 'consent')
+create or replace function {{ api }}.give_consent(p_purpose text, p_policy_version text, p_legal_basis text default 'consent')
   returns uuid language sql security invoker {{ m.pinned() }}
-as $fn$ select private.record_consent(purpose, 'granted', legal_basis, policy_version) $fn$;
+as $fn$ select private.record_consent(p_purpose, 'granted', p_legal_basis, p_policy_version) $fn$;
 comment on function {{ api }}.give_consent is 'Records the caller''s consent to a purpose under a policy version; returns the record id. Signed out: 42501; bad input: 22023/23514.';
 revoke all on function {{ api }}.give_consent from public, anon;
 grant execute on function {{ api }}.give_consent to authenticated, service_role;
 
-create or replace function {{ api }}.withdraw_consent(purpose text, policy_version text)
+create or replace function {{ api }}.withdraw_consent(p_purpose text, p_policy_version text)
   returns uuid language sql security invoker {{ m.pinned() }}
-as $fn$ select private.record_consent(purpose, 'withdrawn', 'consent', policy_version) $fn$;
+as $fn$ select private.record_consent(p_purpose, 'withdrawn', 'consent', p_policy_version) $fn$;
 comment on function {{ api }}.withdraw_consent is 'Records the withdrawal of the caller''s consent to a purpose; history is kept. Signed out: 42501.';
 revoke all on function {{ api }}.withdraw_consent from public, anon;
 grant execute on function {{ api }}.withdraw_consent to authenticated, service_role;
@@ -119,7 +119,7 @@ end
 $fn$;
 comment on function private.submit_subject_request is 'Definer twin of submit_subject_request.';
 {{ m.private_grants('submit_subject_request') }}
-{{ m.api_function('submit_subject_request', 'request_type text, notes text default null', 'uuid', 'request_type, notes',
+{{ m.api_function('submit_subject_request', 'p_request_type text, p_notes text default null', 'uuid', 'p_request_type, p_notes',
    'Files a GDPR request of the caller (due in 30 days). Signed out: 42501; unknown type: 23514.') }}
 
 -- private.advance_subject_request(request_id uuid, status text, note text) -> void
@@ -144,7 +144,7 @@ end
 $fn$;
 comment on function private.advance_subject_request is 'Definer twin of advance_subject_request.';
 {{ m.private_grants('advance_subject_request') }}
-{{ m.api_function('advance_subject_request', 'request_id uuid, status text, note text default null', 'void', 'request_id, status, note',
+{{ m.api_function('advance_subject_request', 'p_request_id uuid, p_status text, p_note text default null', 'void', 'p_request_id, p_status, p_note',
    'Moves a subject request forward. Needs platform.privacy.manage (42501); unknown: P0002; backwards: 23514.') }}
 {{ m.updated_at('privacy.subject_requests') }}
 
@@ -277,7 +277,7 @@ end
 $fn$;
 comment on function private.export_user_data is 'Definer twin of export_user_data.';
 {{ m.private_grants('export_user_data') }}
-{{ m.api_function('export_user_data', 'user_id uuid', 'jsonb', 'user_id',
+{{ m.api_function('export_user_data', 'p_user_id uuid', 'jsonb', 'p_user_id',
    'Everything held about a user, driven by privacy.data_inventory (access and portability), CRM people linked to them included. Needs to be the user or platform.privacy.manage (42501); unknown user: P0002.') }}
 
 -- private.erase_subject(user_id uuid, email text, people uuid[]) -> table (columns_erased integer, rows_deleted integer)
@@ -374,5 +374,5 @@ end
 $fn$;
 comment on function private.erase_user is 'Definer twin of erase_user.';
 {{ m.private_grants('erase_user') }}
-{{ m.api_function('erase_user', 'user_id uuid', 'uuid', 'user_id',
+{{ m.api_function('erase_user', 'p_user_id uuid', 'uuid', 'p_user_id',
    'Anonymizes a user''s personal data per privacy.data_inventory (CRM people linked to them included), keeps what the law requires, records the erasure; safe to run twice. Needs service_role or platform.privacy.manage (42501); unknown user: P0002.') }}

@@ -67,7 +67,7 @@ def _write_yoyo_migration(folder: Path, change: Change) -> None:
 
 # The overloads of the named functions now in the catalog.
 _OVERLOADS = """
-select n.nspname || '.' || p.proname, pg_catalog.oidvectortypes(p.proargtypes), p.oid::regprocedure::text
+select n.nspname || '.' || p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid), p.oid::regprocedure::text
   from pg_catalog.pg_proc p
   join pg_catalog.pg_namespace n on n.oid = p.pronamespace
  where n.nspname || '.' || p.proname = any (%s)
@@ -254,13 +254,15 @@ class Engine:
     def _apply_repeatable(self, backend: _YoyoBackend, change: Change, rep: Repeatable, quiet: bool = False) -> None:
         started = time.perf_counter()
         # A function whose signature changed would leave its old overload
-        # behind (create or replace makes a second one): drop the overloads
-        # of this file's functions that the file no longer defines, first.
+        # behind (create or replace makes a second one), and one whose
+        # parameters were renamed cannot be replaced at all: drop the
+        # overloads of this file's functions that the file no longer defines
+        # (argument names and types), first.
         wanted = self._signatures(backend, rep)
         for name, types, signature in self._overloads(backend, rep.functions):
             if (name, types) not in wanted:
                 self._execute(backend, rep.path, f"drop function {signature}")
-                self.echo(f"dropped {signature} (no longer defined by {rep.path})")
+                self.echo(f"dropped {signature} ({rep.path} defines it with other parameters, or not at all)")
         self._execute(backend, rep.path, rep.sql)
         self._execute(
             backend,
@@ -274,15 +276,16 @@ class Engine:
 
     @staticmethod
     def _overloads(backend: _YoyoBackend, names: list[str]) -> list[tuple[str, str, str]]:
-        """(name, argument types, regprocedure) of every overload of the names."""
+        """(name, identity arguments, regprocedure) of every overload of the names."""
         if not names:
             return []
         with backend.connection.cursor() as cur:
             return [tuple(r) for r in cur.execute(_OVERLOADS, (list(names),)).fetchall()]
 
     def _signatures(self, backend: _YoyoBackend, rep: Repeatable) -> set[tuple[str, str]]:
-        """(name, argument types) of each function the file defines, resolved
-        by Postgres itself: each argument list is tried on a scratch function."""
+        """(name, identity arguments: names and types) of each function the
+        file defines, resolved by Postgres itself: each argument list is
+        tried on a scratch function."""
         found = set()
         for name, args in rep.function_headers:
             self._execute(backend, rep.path, "savepoint tenantdb_signature")
@@ -290,7 +293,7 @@ class Engine:
                           f"create function pg_temp.tenantdb_signature({args}) returns void language sql as ''")
             with backend.connection.cursor() as cur:
                 types = cur.execute(
-                    "select pg_catalog.oidvectortypes(p.proargtypes) from pg_catalog.pg_proc p "
+                    "select pg_catalog.pg_get_function_identity_arguments(p.oid) from pg_catalog.pg_proc p "
                     "where p.proname = 'tenantdb_signature' and p.pronamespace = pg_catalog.pg_my_temp_schema()"
                 ).fetchone()[0]
             self._execute(backend, rep.path, "rollback to savepoint tenantdb_signature")

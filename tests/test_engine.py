@@ -175,9 +175,25 @@ def test_changed_signature_drops_the_old_overload(empty_db: str, sql_copy: Path)
     path.write_text(text)
     lines: list[str] = []
     engine(empty_db, sql_copy, lines).migrate()
-    assert "dropped private.leave_organization(uuid) (no longer defined by functions/0004_tenancy.sql)" in lines
+    assert ("dropped private.leave_organization(uuid) (functions/0004_tenancy.sql defines it with other parameters, "
+            "or not at all)") in lines
     assert scalar(empty_db, "select count(*) from pg_proc where proname = 'leave_organization' and pronamespace = 'private'::regnamespace") == 1
     assert engine(empty_db, sql_copy).rollback(all_=True) == len(CHANGE_IDS)
+
+
+def test_renamed_parameter_replaces_the_function(empty_db: str, sql_copy: Path) -> None:
+    """create or replace cannot rename a parameter (42P13): a file that
+    renames one gets its function dropped and created again, same types."""
+    engine(empty_db, sql_copy).migrate()
+    path = sql_copy / "functions" / "0004_tenancy.sql"
+    text = path.read_text()
+    assert "{{ m.api_function('leave_organization', 'p_organization_id uuid', 'void', 'p_organization_id'," in text
+    path.write_text(text.replace("{{ m.api_function('leave_organization', 'p_organization_id uuid', 'void', 'p_organization_id',",
+                                 "{{ m.api_function('leave_organization', 'p_org uuid', 'void', 'p_org',"))
+    lines: list[str] = []
+    engine(empty_db, sql_copy, lines).migrate()
+    assert any(line.startswith("dropped public.leave_organization(uuid)") for line in lines), lines
+    assert scalar(empty_db, "select pg_get_function_identity_arguments('public.leave_organization'::regproc)") == "p_org uuid"
 
 
 def test_changed_repeatables_are_reapplied_all_or_nothing(empty_db: str, sql_copy: Path) -> None:

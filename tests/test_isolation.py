@@ -19,6 +19,14 @@ import pytest
 from psycopg import sql
 
 ACTORS = ("outsider", "anon", "no_permission_member")
+# The pricing page (seed 001): anon reads the public, active catalog and
+# nothing else. For these tables anon's victims are the other rows.
+ANON_PUBLIC = {
+    "catalog.plans": "is_active and not is_custom",
+    "catalog.plan_features": "plan_key in (select p.key from catalog.plans p where p.is_active and not p.is_custom)",
+    "catalog.features": "key in (select pf.feature_key from catalog.plan_features pf join catalog.plans p on p.key = pf.plan_key"
+                        " where p.is_active and not p.is_custom)",
+}
 OPERATIONS = ("select", "insert", "update", "delete")
 REFUSED = "42501"  # insufficient_privilege: no grant, or a row-level security violation
 
@@ -159,6 +167,10 @@ def world(dsn: str) -> dict[str, str]:
         alice_person = conn.execute("select person_id from public.upsert_person('alice@a.test')").fetchone()[0]
         conn.execute("insert into crm.user_person_links (user_id, person_id, linked_via) values (%s, %s, 'signup')", (ids["alice"], alice_person))
         conn.execute("insert into privacy.person_erasures (person_id, columns_erased, rows_deleted) values (gen_random_uuid(), 0, 0)")
+        # A feature only the custom (enterprise) plan has: not public.
+        conn.execute("insert into catalog.features (key, name, kind, meter_key) values ('isolation_secret', 'Secret', 'limit', 'api_call')")
+        conn.execute("insert into catalog.plan_features (plan_key, feature_key, feature_kind, limit_value) "
+                     "values ('enterprise', 'isolation_secret', 'limit', 5)")
         # A project of organization A, created by Alice (its live count with it).
         as_user(ids["alice"], "insert into app.projects (organization_id, title) values (%s, 'Project A') returning id", (org_a,))
         if conn.execute("select to_regclass('identity.sessions') is not null").fetchone()[0]:
@@ -219,6 +231,8 @@ def attack(conn: psycopg.Connection, table: Table, actor: str, operation: str, w
     (not the select policy) stand between the attacker and the rows.
     """
     failures: list[str] = []
+    if table.catalog and actor == "anon" and operation == "select" and str(table) in ANON_PUBLIC:
+        table = Table(table.schema, table.name, sql.SQL("not ({})").format(sql.SQL(ANON_PUBLIC[str(table)])), True)
     before = victim_versions(conn, table)
     if not before:
         return [f"{table}: the fixture has no victim row; add one to world()"]

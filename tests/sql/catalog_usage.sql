@@ -39,7 +39,7 @@ select is(check_feature_access(:'una', 'max_records', :'org') -> 'allowed', 'fal
 select is((check_feature_access(:'una', 'max_records', :'org') ->> 'remaining')::int, 0, 'nothing remains');
 select throws_ok(format($$select record_usage(%L, 'record_created', 0, 'zero')$$, :'org'), '22023', null, 'a zero quantity is refused');
 select throws_ok(format($$select record_usage(%L, 'record_created', -5, 'neg')$$, :'org'), '22023', null, 'a negative quantity is refused');
-select throws_ok(format($$select record_usage(%L, 'teleports', 1, 'x')$$, :'org'), '22023', 'record_usage: unknown meter "teleports"',
+select throws_ok(format($$select record_usage(%L, 'teleports', 1, 'x')$$, :'org'), '22023', 'record_usage: unknown meter "teleports": not a meter key, a meter alias or a feature with a meter',
   'an unknown meter is refused');
 select throws_ok(format($$select record_usage(%L, 'api_call', 1, 'old', now() - interval '400 days')$$, :'org'), '22023', null,
   'an event a year old is refused');
@@ -66,7 +66,7 @@ select record_organization_usage(:'org') as snap \gset
 select is((select exceeded_limits_details -> 'max_records' from usage.organization_usage where id = :'snap'),
   '{"limit": 100, "actual": 110, "exceeded_by": 10}'::jsonb, 'the snapshot says by how much the limit was exceeded');
 select is(record_organization_usage(:'org'), :'snap'::uuid, 'a second snapshot of the period updates the same row');
-select is((select utilization_pct from organization_usage_summary where organization_id = :'org' and feature_key = 'max_records'),
+select is((select utilization_pct from organization_feature_usage where organization_id = :'org' and feature_key = 'max_records'),
   110.00, 'utilization is a percentage of the limit');
 reset role;
 
