@@ -21,14 +21,20 @@ from tenantdb.render import TARGETS, Renderer, Target
 
 
 class Context:
-    def __init__(self, dsn: str | None, target: str, api: str, debug: bool) -> None:
+    def __init__(self, dsn: str | None, target: str, api: str, debug: bool, without: tuple[str, ...] = ()) -> None:
         self.dsn_option = dsn
         self.target = Target(target, api)
         self.debug = debug
+        self.without = without
 
     @property
     def renderer(self) -> Renderer:
-        return Renderer(self.target)
+        renderer = Renderer(self.target, without=self.without)
+        try:
+            renderer.changes()
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from exc
+        return renderer
 
     def engine(self, lock_timeout: float = 60.0, dsn: str | None = None) -> Engine:
         return Engine(dsn or resolve_dsn(self.dsn_option), self.renderer, echo=click.echo, lock_timeout=lock_timeout)
@@ -44,11 +50,13 @@ lock_option = click.option("--lock-timeout", default=60.0, show_default=True, ty
 @click.option("--target", type=click.Choice(TARGETS), default="postgres", show_default=True,
               help="postgres: create the Supabase auth shim where missing; supabase: use Supabase's auth.")
 @click.option("--api-schema", default="public", show_default=True, help="Schema holding the callable API.")
+@click.option("--without", multiple=True, metavar="CHANGE", envvar="TENANTDB_WITHOUT",
+              help="Leave out an optional change (e.g. 0016_client_services); repeatable. Env: TENANTDB_WITHOUT.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.pass_context
-def cli(ctx: click.Context, dsn: str | None, target: str, api_schema: str, debug: bool) -> None:
+def cli(ctx: click.Context, dsn: str | None, target: str, api_schema: str, without: tuple[str, ...], debug: bool) -> None:
     """tenantdb: the database half of a multi-tenant SaaS, as versioned SQL."""
-    ctx.obj = Context(dsn, target, api_schema, debug)
+    ctx.obj = Context(dsn, target, api_schema, debug, without)
 
 
 @cli.command()
@@ -156,7 +164,7 @@ def export_sqitch(c: Context, directory: Path) -> None:
 @pass_ctx
 def export_supabase(c: Context, directory: Path) -> None:
     """supabase/migrations/<timestamp>_<name>.sql for the Supabase CLI (supabase target)."""
-    changes = Renderer(Target("supabase", c.target.api)).changes()
+    changes = Renderer(Target("supabase", c.target.api), without=c.without).changes()
     written = export.supabase(changes, directory)
     click.echo(f"wrote {len(written)} files to {directory / 'supabase' / 'migrations'}")
 

@@ -18,6 +18,9 @@ import jinja2
 from .paths import sql_root
 
 TARGETS = ("postgres", "supabase")
+# A migration whose first lines carry this marker may be left out with
+# `--without CHANGE` (nothing later depends on it).
+OPTIONAL_MARKER = "-- tenantdb: optional"
 _FUNCTION_RE = re.compile(r"create\s+or\s+replace\s+function\s+([a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*)\s*\(", re.I)
 
 
@@ -107,9 +110,10 @@ class Change:
 
 
 class Renderer:
-    def __init__(self, target: Target, root: Path | None = None) -> None:
+    def __init__(self, target: Target, root: Path | None = None, without: tuple[str, ...] = ()) -> None:
         self.target = target
         self.root = root or sql_root()
+        self.without = tuple(without)
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(self.root)),
             undefined=jinja2.StrictUndefined,
@@ -146,7 +150,18 @@ class Renderer:
                 if number not in by_number:
                     raise ValueError(f"{relpath}: no migration numbered {number} to pair it with")
                 by_number[number].repeatables.append(Repeatable(relpath, self.render(relpath)))
-        return result
+        return self._leave_out(result)
+
+    def _leave_out(self, changes: list[Change]) -> list[Change]:
+        """The changes without those named by --without (optional ones only)."""
+        optional = {c.id for c in changes if OPTIONAL_MARKER in "\n".join(c.sql.splitlines()[:30])}
+        for name in self.without:
+            if name not in {c.id for c in changes}:
+                raise ValueError(f"--without {name}: no such change (optional ones: {', '.join(sorted(optional)) or 'none'})")
+            if name not in optional:
+                raise ValueError(f"--without {name}: not an optional change; only these may be left out: "
+                                 f"{', '.join(sorted(optional)) or 'none'}")
+        return [c for c in changes if c.id not in self.without]
 
     def seeds(self) -> list[tuple[str, str]]:
         return [(relpath, self.render(relpath)) for relpath in self._files("seeds")]

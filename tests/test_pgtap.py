@@ -1,6 +1,7 @@
-"""Every tests/sql/*.sql pgTAP file is a test item, run by psql in a fresh
-clone of the migrated template; it passes when its plan is met exactly and
-every assertion is ok."""
+"""Every tests/sql/*.sql and tests/seeds/*.sql pgTAP file is a test item,
+run by psql in a fresh clone of the migrated template; it passes when its
+plan is met exactly and every assertion is ok. tests/seeds/ holds the design
+documents' own SQL, run as written (each file lists its substitutions)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 from conftest import pg_tool
 
-SQL_TESTS = sorted((Path(__file__).parent / "sql").glob("*.sql"))
+SQL_TESTS = sorted((Path(__file__).parent / "sql").glob("*.sql")) + sorted((Path(__file__).parent / "seeds").glob("*.sql"))
 PLAN = re.compile(r"^1\.\.(\d+)$")
 RESULT = re.compile(r"^(not ok|ok) (\d+)")
 
@@ -32,7 +33,7 @@ def run_pgtap(dsn: str, path: Path) -> tuple[int | None, list[tuple[bool, int, s
     return planned, results, proc.stdout + proc.stderr + f"\n(psql exit {proc.returncode})"
 
 
-@pytest.mark.parametrize("path", SQL_TESTS, ids=[p.stem for p in SQL_TESTS])
+@pytest.mark.parametrize("path", SQL_TESTS, ids=[f"{p.parent.name}/{p.stem}" if p.parent.name == "seeds" else p.stem for p in SQL_TESTS])
 def test_pgtap_file(dsn: str, path: Path) -> None:
     planned, results, output = run_pgtap(dsn, path)
     assert planned is not None, f"{path.name}: no plan\n{output}"
