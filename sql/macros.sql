@@ -191,8 +191,10 @@ grant execute on function private.{{ name }} to {{ roles }};
 {%- endmacro %}
 
 {#- The schemas whose tables hold tenant, personal or catalog data: verify's
-    checks and the isolation tests read this list. -#}
-{% set domain_schemas = ['identity', 'tenancy', 'iam', 'catalog', 'billing', 'usage', 'audit', 'privacy', 'crm', 'app'] %}
+    checks and the isolation tests read this list. client_services (seed
+    000's compatibility views, no tables) is listed so that verify checks
+    its views too. -#}
+{% set domain_schemas = ['identity', 'tenancy', 'iam', 'catalog', 'billing', 'usage', 'audit', 'privacy', 'crm', 'app', 'client_services'] %}
 {% macro schema_list() -%}
 {% for s in domain_schemas %}'{{ s }}'{{ ', ' if not loop.last }}{% endfor %}
 {%- endmacro %}
