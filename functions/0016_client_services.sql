@@ -116,7 +116,7 @@ create or replace view client_services.billing_records
   with (security_invoker = true) as
 select p.id, p.organization_id,
        round(p.amount_minor / 10::numeric ^ private.currency_exponent(p.currency), private.currency_exponent(p.currency)) as amount,
-       p.currency, p.provider as payment_method, p.status, '{}'::jsonb as metadata, p.created_at, p.amount_minor
+       p.currency, p.provider as payment_method, p.status, p.metadata, p.created_at, p.amount_minor
   from billing.one_off_payments p;
 comment on view client_services.billing_records is 'Seed 000''s billing_records: billing.one_off_payments, amount in major units of the currency (amount_minor as stored). Rows: the caller''s organizations (billing.view). Insert: record_one_off_payment (service role or platform.billing.adjust).';
 comment on column client_services.billing_records.amount is 'amount_minor / 10^(ISO 4217 exponent of currency); null for a currency without one.';
@@ -133,7 +133,7 @@ select l.id, l.organization_id, 'credit'::text as kind, l.source as type,
 union all
 select p.id, p.organization_id, 'payment'::text, p.reason,
        round(p.amount_minor / 10::numeric ^ private.currency_exponent(p.currency), private.currency_exponent(p.currency)),
-       p.currency, p.status, format('%s payment %s', p.provider, p.provider_payment_id), '{}'::jsonb, p.created_at, p.amount_minor
+       p.currency, p.status, format('%s payment %s', p.provider, p.provider_payment_id), p.metadata, p.created_at, p.amount_minor
   from billing.one_off_payments p;
 comment on view client_services.transactions is 'Seed 000''s transactions, read-only: the credit ledger (kind credit: + granted, - spent; type = its source) and the one-off payments (kind payment; type = topup or addon) as one list, amounts in major units. A succeeded top-up appears as its payment and as the credit it posted. Rows: the caller''s organizations (billing.view). Credits are posted with post_credit, payments recorded with record_one_off_payment.';
 revoke all on client_services.transactions from public, anon, authenticated, service_role;
@@ -420,30 +420,35 @@ create trigger instead_of_insert
 
 -- private.client_services_billing_records_insert() -> trigger
 -- INSTEAD OF INSERT on client_services.billing_records (the guide's step
--- 4), with the caller's rights: one private.record_one_off_payment per
--- row, which decides who may (service role, platform.billing.adjust:
--- payments come from the payment provider). amount, in major units, is
--- converted to minor units by the currency's ISO 4217 exponent
--- (private.currency_exponent: 99.99 USD = 9999, 100 JPY = 100, 1.5 KWD =
--- 1500); payment_method is the provider; the provider's payment id is
--- metadata.provider_payment_id or metadata.<payment_method>_payment_id
+-- 4): one private.record_one_off_payment per row, which decides who may
+-- (service role, platform.billing.adjust: payments come from the payment
+-- provider), then the row's metadata merged into the payment's (later
+-- keys win; a replay with the same metadata changes nothing). amount, in
+-- major units, is converted to minor units by the currency's ISO 4217
+-- exponent (private.currency_exponent: 99.99 USD = 9999, 100 JPY = 100,
+-- 1.5 KWD = 1500); payment_method is the provider; the provider's payment
+-- id is metadata.provider_payment_id or metadata.<payment_method>_payment_id
 -- (the guide's stripe_payment_id); reason is metadata.reason (topup: a
--- succeeded one posts credit) or addon; status 'paid' (the guide's) is
--- our 'succeeded', null is pending. Returns the payment as the view shows
--- it (as given, with its id, to a caller who may not read it). Refuses:
--- an unknown currency or one without minor units, a missing amount, an
--- amount with more decimals than the currency's exponent (99.999 USD), a
--- missing provider payment id, metadata not an object (22023); an amount
--- beyond bigint minor units (22003); and what record_one_off_payment and
--- the table refuse (42501 not the service role or platform.billing.adjust,
--- 23514 amount not positive or unknown status or reason, 22023 a payment
--- reported before with other values). Who: the service role and platform
--- staff with platform.billing.adjust.
+-- succeeded one posts credit) or addon; status 'paid' (the guide's) is our
+-- 'succeeded', null is pending. Returns the payment as the view shows it.
+-- Refuses: an unknown currency or one without minor units, a missing
+-- amount, an amount with more decimals than the currency's exponent
+-- (99.999 USD), a missing provider payment id, metadata not an object
+-- (22023); an amount beyond bigint minor units (22003); and what
+-- record_one_off_payment and the table refuse (42501 not the service role
+-- or platform.billing.adjust, 23514 amount not positive or unknown status
+-- or reason, 22023 a payment reported before with other values). Nothing
+-- is written when it refuses. Who: the service role and platform staff
+-- with platform.billing.adjust.
+-- SECURITY DEFINER because metadata is not a column clients (staff's
+-- authenticated token included) may write on billing.one_off_payments: it
+-- writes metadata only to the payment record_one_off_payment has just
+-- returned, after that function's own check of the caller (which reads the
+-- request's role and user, not current_user).
 create or replace function private.client_services_billing_records_insert()
   returns trigger
   language plpgsql
-  security invoker
-  {{ m.pinned() }}
+  {{ m.definer() }}
 as $fn$
 declare
   meta jsonb := coalesce(new.metadata, '{}');
@@ -483,17 +488,13 @@ begin
   end if;
   pay_id := private.record_one_off_payment(new.organization_id, new.payment_method, payment_id, minor::bigint, upper(new.currency),
                                            coalesce(meta ->> 'reason', 'addon'), coalesce(pay_status, 'pending'));
+  update billing.one_off_payments p set metadata = p.metadata || meta
+   where p.organization_id = new.organization_id and p.id = pay_id and p.metadata is distinct from p.metadata || meta;
   select v.* into shown from client_services.billing_records v where v.organization_id = new.organization_id and v.id = pay_id;
-  if found then
-    new := shown;
-  else
-    new.id := pay_id;
-    new.amount_minor := minor::bigint;
-  end if;
-  return new;
+  return shown;
 end
 $fn$;
-comment on function private.client_services_billing_records_insert is 'INSTEAD OF INSERT on client_services.billing_records, with the caller''s rights: record_one_off_payment (service role or platform.billing.adjust) with the amount in minor units by ISO 4217 exponent (22023 when it does not fit), ''paid'' = succeeded.';
+comment on function private.client_services_billing_records_insert is 'INSTEAD OF INSERT on client_services.billing_records: record_one_off_payment (service role or platform.billing.adjust) with the amount in minor units by ISO 4217 exponent (22023 when it does not fit), ''paid'' = succeeded, metadata merged into the payment''s.';
 revoke all on function private.client_services_billing_records_insert from public, anon, authenticated, service_role;
 drop trigger if exists instead_of_insert on client_services.billing_records;
 create trigger instead_of_insert
