@@ -460,3 +460,20 @@ def test_an_unknown_currency_is_refused(conn, acme) -> None:
         err = refused(conn, "service_role", None, PAYMENT.format(org=acme["org"], amount="1", currency=code, pid="pi_1"))
         assert err.sqlstate == "22023" and code in err.diag.message_primary
     assert payments(conn, acme["org"]) == []
+
+
+# -- verify ------------------------------------------------------------------
+
+def test_verify_passes_and_checks_the_compatibility_views(dsn: str, conn) -> None:
+    """verify passes with 0016 applied, and its view check covers
+    client_services: a view there that runs with its owner's rights (and so
+    would skip the tables' RLS) is reported."""
+    from tenantdb import verify
+    from tenantdb.engine import Engine
+    from tenantdb.render import Renderer, Target
+
+    engine = Engine(dsn, Renderer(Target()), echo=lambda _line: None)
+    assert verify.problems(engine) == []
+    conn.execute("create view client_services.leaky as select id, name from tenancy.organizations")
+    found = {(p.check, p.object) for p in verify.problems(engine)}
+    assert ("view", "client_services.leaky") in found, found
