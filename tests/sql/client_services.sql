@@ -7,12 +7,14 @@ begin;
 \ir _helpers.psql
 select plan(54);
 
-create function tests.act_as_service(user_id uuid default null) returns void
+-- act_as_service_for(user): the back end (service role) acting for a user,
+-- whose id it passes as sub.
+create function tests.act_as_service_for(user_id uuid) returns void
 language sql as $$
   select set_config('request.jwt.claims', json_build_object('sub', user_id, 'role', 'service_role')::text, true),
          set_config('role', 'service_role', true);
 $$;
-grant execute on function tests.act_as_service to public;
+grant execute on function tests.act_as_service_for to public;
 
 select tests.user('olga@cs.test') as olga \gset
 select tests.user('mel@cs.test') as mel \gset
@@ -61,7 +63,7 @@ select throws_ok(format($$delete from client_services.organizations where id = %
   '42501', null, 'nor may they delete it');
 
 -- Accounts, as the back end.
-select tests.act_as_service(:'olga');
+select tests.act_as_service_for(:'olga');
 select throws_ok(format($$insert into client_services.accounts (user_id, organization_id, role, permissions) values (%L, %L, 'member', array['read', 'delete'])$$,
                         :'mel', :'org'), '22023', 'client_services.accounts: role tenant_member does not grant ''delete''',
   'permissions beyond the role are refused (a member deletes nothing)');
