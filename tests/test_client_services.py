@@ -477,3 +477,36 @@ def test_verify_passes_and_checks_the_compatibility_views(dsn: str, conn) -> Non
     conn.execute("create view client_services.leaky as select id, name from tenancy.organizations")
     found = {(p.check, p.object) for p in verify.problems(engine)}
     assert ("view", "client_services.leaky") in found, found
+
+
+# -- optional: left out, or rolled back -------------------------------------
+
+def test_the_change_is_optional_and_its_rollback_leaves_what_was_there(empty_db_factory) -> None:
+    """Nothing else depends on 0016: a project migrates without it (and
+    verify passes), and rolling 0016 back leaves exactly the schema of a
+    database that never had it — every view, trigger and function it made
+    is gone, nothing else is."""
+    from tenantdb import verify
+    from tenantdb.engine import Engine
+    from tenantdb.render import Renderer, Target
+    from test_engine import schema_dump
+
+    without = Renderer(Target(), without=("0016_client_services",))
+    assert "0016_client_services" not in [c.id for c in without.changes()]
+    assert not any("client_services" in c.sql or any("client_services" in r.sql for r in c.repeatables)
+                   for c in without.changes()), "another change mentions client_services"
+    never, rolled_back = empty_db_factory(), empty_db_factory()
+    engine = Engine(never, without, echo=lambda _line: None)
+    engine.migrate()
+    engine.seed()
+    assert verify.problems(engine) == []
+    with psycopg.connect(never) as c:
+        assert c.execute("select to_regnamespace('client_services')").fetchone()[0] is None
+    full = Engine(rolled_back, Renderer(Target()), echo=lambda _line: None)
+    full.migrate()
+    full.seed()
+    with psycopg.connect(rolled_back) as c:
+        assert c.execute("select count(*) from pg_proc where pronamespace = 'private'::regnamespace "
+                         "and (proname like 'client_services%' or proname = 'currency_exponent')").fetchone()[0] > 0
+    assert full.rollback(steps=1) == 1
+    assert schema_dump(rolled_back) == schema_dump(never)
