@@ -201,11 +201,7 @@ begin
 end
 $fn$;
 comment on function private.client_services_organizations_insert is 'INSTEAD OF INSERT on client_services.organizations: create_organization (caller = owner), metadata, and a plan other than free only for the service role or platform.billing.adjust (42501).';
-revoke all on function private.client_services_organizations_insert from public, anon, authenticated, service_role;
-drop trigger if exists instead_of_insert on client_services.organizations;
-create trigger instead_of_insert
-  instead of insert on client_services.organizations
-  for each row execute function private.client_services_organizations_insert();
+{{ m.instead_of('client_services.organizations', 'instead_of_insert', 'insert', 'private.client_services_organizations_insert') }}
 
 -- private.client_services_organizations_change() -> trigger
 -- INSTEAD OF UPDATE and DELETE on client_services.organizations, with the
@@ -268,11 +264,7 @@ begin
 end
 $fn$;
 comment on function private.client_services_organizations_change is 'INSTEAD OF UPDATE/DELETE on client_services.organizations, with the caller''s rights: the table''s privileges and RLS decide; plan_type through change_subscription_plan.';
-revoke all on function private.client_services_organizations_change from public, anon, authenticated, service_role;
-drop trigger if exists instead_of_change on client_services.organizations;
-create trigger instead_of_change
-  instead of update or delete on client_services.organizations
-  for each row execute function private.client_services_organizations_change();
+{{ m.instead_of('client_services.organizations', 'instead_of_change', 'update or delete', 'private.client_services_organizations_change') }}
 
 -- private.client_services_accounts_write() -> trigger
 -- INSTEAD OF INSERT, UPDATE and DELETE on client_services.accounts (the
@@ -366,11 +358,7 @@ begin
 end
 $fn$;
 comment on function private.client_services_accounts_write is 'INSTEAD OF INSERT/UPDATE/DELETE on client_services.accounts, with the caller''s rights: memberships written directly by the back end only (members: 42501, use invite_member); short role names; permissions read-only (22023 beyond the role).';
-revoke all on function private.client_services_accounts_write from public, anon, authenticated, service_role;
-drop trigger if exists instead_of_write on client_services.accounts;
-create trigger instead_of_write
-  instead of insert or update or delete on client_services.accounts
-  for each row execute function private.client_services_accounts_write();
+{{ m.instead_of('client_services.accounts', 'instead_of_write', 'insert or update or delete', 'private.client_services_accounts_write') }}
 
 -- private.client_services_usage_logs_insert() -> trigger
 -- INSTEAD OF INSERT on client_services.usage_logs (the guide's step 3),
@@ -412,11 +400,7 @@ begin
 end
 $fn$;
 comment on function private.client_services_usage_logs_insert is 'INSTEAD OF INSERT on client_services.usage_logs, with the caller''s rights: record_usage (usage.record or the service role), key from metadata.idempotency_key or a new uuid.';
-revoke all on function private.client_services_usage_logs_insert from public, anon, authenticated, service_role;
-drop trigger if exists instead_of_insert on client_services.usage_logs;
-create trigger instead_of_insert
-  instead of insert on client_services.usage_logs
-  for each row execute function private.client_services_usage_logs_insert();
+{{ m.instead_of('client_services.usage_logs', 'instead_of_insert', 'insert', 'private.client_services_usage_logs_insert') }}
 
 -- private.client_services_billing_records_insert() -> trigger
 -- INSTEAD OF INSERT on client_services.billing_records (the guide's step
@@ -495,11 +479,7 @@ begin
 end
 $fn$;
 comment on function private.client_services_billing_records_insert is 'INSTEAD OF INSERT on client_services.billing_records: record_one_off_payment (service role or platform.billing.adjust) with the amount in minor units by ISO 4217 exponent (22023 when it does not fit), ''paid'' = succeeded, metadata merged into the payment''s.';
-revoke all on function private.client_services_billing_records_insert from public, anon, authenticated, service_role;
-drop trigger if exists instead_of_insert on client_services.billing_records;
-create trigger instead_of_insert
-  instead of insert on client_services.billing_records
-  for each row execute function private.client_services_billing_records_insert();
+{{ m.instead_of('client_services.billing_records', 'instead_of_insert', 'insert', 'private.client_services_billing_records_insert') }}
 
 -- private.client_services_read_only() -> trigger
 -- INSTEAD OF INSERT, UPDATE and DELETE on client_services.transactions:
@@ -519,8 +499,4 @@ begin
 end
 $fn$;
 comment on function private.client_services_read_only is 'INSTEAD OF trigger on client_services.transactions: every write refused (0A000).';
-revoke all on function private.client_services_read_only from public, anon, authenticated, service_role;
-drop trigger if exists read_only on client_services.transactions;
-create trigger read_only
-  instead of insert or update or delete on client_services.transactions
-  for each row execute function private.client_services_read_only();
+{{ m.instead_of('client_services.transactions', 'read_only', 'insert or update or delete', 'private.client_services_read_only') }}

@@ -169,6 +169,16 @@ revoke all on function {{ api }}.{{ name }} from public, anon;
 grant execute on function {{ api }}.{{ name }} to authenticated, service_role;
 {%- endmacro %}
 
+{#- instead_of: an INSTEAD OF trigger on a view (what makes it writable),
+    its trigger function executable by no client. -#}
+{% macro instead_of(view, name, events, function) -%}
+revoke all on function {{ function }} from public, anon, authenticated, service_role;
+drop trigger if exists {{ name }} on {{ view }};
+create trigger {{ name }}
+  instead of {{ events }} on {{ view }}
+  for each row execute function {{ function }}();
+{%- endmacro %}
+
 {#- pinned: the search_path every function runs with. pg_temp is named,
     and last: with search_path = '' Postgres would still look up types and
     tables in the caller's pg_temp first. -#}
