@@ -80,6 +80,276 @@ $fn$;
 comment on function private.usage_append is 'Internal: one usage event under its idempotency key (no checks, no counter).';
 {{ m.private_grants('usage_append', 'service_role') }}
 
+-- private.meter_for(key text) -> text
+-- The meter a key names: a meter key itself, a meter alias
+-- (catalog.meter_aliases, from 0015 on: without it there are no aliases),
+-- or a feature key whose feature names a meter; null for anything else
+-- (the caller raises its own error). Internal.
+create or replace function private.meter_for(key text)
+  returns text
+  language plpgsql
+  stable
+  {{ m.pinned() }}
+as $fn$
+declare
+  found text;
+begin
+  select mt.key into found from catalog.meters mt where mt.key = meter_for.key;
+  if found is null and to_regclass('catalog.meter_aliases') is not null then
+    select a.meter_key into found from catalog.meter_aliases a where a.alias = meter_for.key;
+  end if;
+  if found is null then
+    select f.meter_key into found from catalog.features f where f.key = meter_for.key;
+  end if;
+  return found;
+end
+$fn$;
+comment on function private.meter_for is 'The meter a key names: a meter key, a meter alias or a feature key (its meter); null when none.';
+{{ m.private_grants('meter_for', 'service_role') }}
+
+-- private.record_usage(org_id uuid, meter text, quantity bigint, idempotency_key text,
+--   occurred_at timestamptz, metadata jsonb) -> table (event_id uuid, duplicate boolean)
+-- Records one usage event and adds it to the live counter of its billing
+-- period, in the caller's transaction. A key the organization used before
+-- (ever, also concurrently) returns the first event with duplicate = true
+-- and writes nothing. meter names a meter that sums: its key, one of its
+-- aliases, or the key of a feature that names it (private.meter_for); the
+-- event is stored under the meter's key. A counting meter (projects) is fed
+-- by its table's trigger only.
+-- Refuses: not a member with usage.record (guests and suspended
+-- organizations lack it) and not trusted (42501); unknown meter, quantity
+-- outside 1..10^12, blank key, non-object metadata (22023); occurred_at
+-- before the first day of the previous UTC month or more than one hour
+-- ahead (22023).
+create or replace function private.record_usage(org_id uuid, meter text, quantity bigint, idempotency_key text,
+                                                occurred_at timestamptz, metadata jsonb)
+  returns table (event_id uuid, duplicate boolean)
+  language plpgsql
+  {{ m.definer() }}
+as $fn$
+declare
+  at timestamptz := coalesce(occurred_at, now());
+  earliest timestamptz := date_trunc('month', now() at time zone 'UTC') at time zone 'UTC' - interval '1 month';
+  period date;
+  resolved text := private.meter_for(meter);
+  meter_bound bigint;
+  meter_aggregation text;
+  written record;
+begin
+  if not (private.has_permission(org_id, 'usage.record') or private.is_trusted_caller()) then
+    raise exception 'record_usage: permission usage.record is required in organization %', org_id using errcode = '42501';
+  end if;
+  if quantity is null or quantity <= 0 or quantity > 1000000000000 then
+    raise exception 'record_usage: quantity must be between 1 and 10^12, got %', quantity using errcode = '22023';
+  end if;
+  if coalesce(btrim(idempotency_key), '') = '' then
+    raise exception 'record_usage: an idempotency key is required' using errcode = '22023';
+  end if;
+  if jsonb_typeof(coalesce(metadata, '{}')) <> 'object' then
+    raise exception 'record_usage: metadata must be a JSON object' using errcode = '22023';
+  end if;
+  select mt.max_per_event, mt.aggregation into meter_bound, meter_aggregation from catalog.meters mt where mt.key = resolved;
+  if not found then
+    raise exception 'record_usage: unknown meter "%": not a meter key, a meter alias or a feature with a meter', meter
+      using errcode = '22023',
+            hint = 'Meters are the keys of catalog.meters (api_call, record_created, ...), their aliases are in catalog.meter_aliases, and a feature names its meter in catalog.features.meter_key.';
+  end if;
+  if meter_aggregation = 'count' then
+    raise exception 'record_usage: meter % counts live rows; it is recorded by its table, not by record_usage', resolved
+      using errcode = '22023', hint = 'Insert into the metered table (e.g. app.projects).';
+  end if;
+  if quantity > meter_bound then
+    raise exception 'record_usage: meter % takes at most % per event, got %', resolved, meter_bound, quantity
+      using errcode = '22023', hint = 'catalog.meters.max_per_event';
+  end if;
+  if at < earliest or at > now() + interval '1 hour' then
+    raise exception 'record_usage: occurred_at % is outside the accepted window [%, now + 1 hour]', at, earliest
+      using errcode = '22023', hint = 'Late events are accepted back to the first day of the previous UTC month.';
+  end if;
+
+  select * into written from private.usage_append(org_id, resolved, quantity, idempotency_key, at, metadata);
+  if written.duplicate then
+    return query select written.event_id, true;
+    return;
+  end if;
+
+  if exists (select from billing.settings s where s.organization_id = org_id) then
+    select p.start_date into period from private.billing_period(org_id, at) p;
+  else
+    period := date_trunc('month', at at time zone 'UTC')::date;  -- the default calendar, without the call
+  end if;
+  -- One slot per session (pid mod 16): concurrent writers of one
+  -- organization update different rows instead of queueing on one.
+  insert into usage.counters as c (organization_id, meter_key, period_start, slot, quantity, event_count)
+  values (org_id, resolved, period, pg_backend_pid() % 16, quantity, 1)
+  on conflict on constraint counters_pkey
+  do update set quantity = c.quantity + excluded.quantity, event_count = c.event_count + 1, updated_at = now();
+  return query select written.event_id, false;
+end
+$fn$;
+comment on function private.record_usage is 'Definer twin of record_usage.';
+{{ m.private_grants('record_usage') }}
+{{ m.api_function('record_usage',
+   "p_organization_id uuid, p_meter_key text, p_quantity bigint, p_idempotency_key text, p_occurred_at timestamptz default now(), p_metadata jsonb default '{}'",
+   'table (event_id uuid, duplicate boolean)', 'p_organization_id, p_meter_key, p_quantity, p_idempotency_key, p_occurred_at, p_metadata',
+   'Records a usage event once per (organization, idempotency key) and counts it at commit; returns its id and whether it was a replay. p_meter_key: a meter key, one of its aliases, or a feature key (its meter). Needs usage.record (42501); unknown meter, bad quantity, key or time: 22023.') }}
+
+-- private.usage_key_event(org_id uuid, idempotency_key text) -> uuid
+-- The event id an accepted idempotency key stands for, read with a fresh
+-- snapshot (VOLATILE): record_usage_batch asks it only for a key that a
+-- concurrent batch accepted while this one waited. Internal.
+create or replace function private.usage_key_event(org_id uuid, idempotency_key text)
+  returns uuid
+  language plpgsql
+  volatile
+  {{ m.definer() }}
+as $fn$
+begin
+  return (select k.event_id from usage.idempotency_keys k
+           where k.organization_id = usage_key_event.org_id and k.idempotency_key = usage_key_event.idempotency_key);
+end
+$fn$;
+comment on function private.usage_key_event is 'Internal: the event id of an accepted usage idempotency key, read afresh.';
+revoke all on function private.usage_key_event from public, anon, authenticated;
+
+-- private.record_usage_batch(org_id uuid, events jsonb)
+--   -> table (item integer, idempotency_key text, event_id uuid, duplicate boolean)
+-- record_usage for many events in one call: events is a JSON array of
+-- objects with record_usage's arguments as keys (meter_key, or feature_key
+-- as before: either holds a meter key, alias or feature key; quantity,
+-- idempotency_key, and optionally occurred_at and metadata). Returns one
+-- row per item, in order (item is its 1-based position): its event id and
+-- whether it was a replay (a key accepted before, or earlier in the same
+-- array). All or nothing: an invalid item refuses the whole call (22023,
+-- naming the item) and writes nothing; duplicates are not errors. The same
+-- rules as record_usage: needs usage.record (42501); at most 10,000 items.
+-- Set-based: one statement claims the keys, writes the events and adds
+-- them to the counters. Callable by authenticated and service_role.
+create or replace function private.record_usage_batch(org_id uuid, events jsonb)
+  returns table (item integer, idempotency_key text, event_id uuid, duplicate boolean)
+  language plpgsql
+  {{ m.definer() }}
+as $fn$
+declare
+  earliest timestamptz := date_trunc('month', now() at time zone 'UTC') at time zone 'UTC' - interval '1 month';
+  bad record;
+  month date;
+  calendar boolean;
+begin
+  if not (private.has_permission(org_id, 'usage.record') or private.is_trusted_caller()) then
+    raise exception 'record_usage_batch: permission usage.record is required in organization %', org_id using errcode = '42501';
+  end if;
+  if events is null or jsonb_typeof(events) <> 'array' then
+    raise exception 'record_usage_batch: events must be a JSON array of objects' using errcode = '22023';
+  end if;
+  if jsonb_array_length(events) > 10000 then
+    raise exception 'record_usage_batch: at most 10000 events per call, got %', jsonb_array_length(events)
+      using errcode = '22023', hint = 'Split the batch.';
+  end if;
+
+  -- The first invalid item, if any (occurred_at is checked by its cast below).
+  select e.i, problem into bad
+    from jsonb_array_elements(events) with ordinality as e (v, i)
+    left join catalog.meters mt on mt.key = private.meter_for(coalesce(e.v ->> 'meter_key', e.v ->> 'feature_key'))
+   cross join lateral (select case
+            when jsonb_typeof(e.v) <> 'object' then 'is not a JSON object'
+            when jsonb_typeof(e.v -> 'quantity') is distinct from 'number' or (e.v ->> 'quantity') !~ '^[0-9]{1,13}$'
+              then 'quantity must be a whole number between 1 and 10^12'
+            when (e.v ->> 'quantity')::bigint not between 1 and 1000000000000
+              then 'quantity must be a whole number between 1 and 10^12'
+            when coalesce(btrim(e.v ->> 'idempotency_key'), '') = '' then 'has no idempotency_key'
+            when jsonb_typeof(coalesce(e.v -> 'metadata', '{}')) <> 'object' then 'metadata must be a JSON object'
+            when mt.key is null then format('unknown meter "%s"', coalesce(e.v ->> 'meter_key', e.v ->> 'feature_key'))
+            when mt.aggregation = 'count' then format('meter %s counts live rows; it is recorded by its table', mt.key)
+            when (e.v ->> 'quantity')::bigint > mt.max_per_event
+              then format('meter %s takes at most %s per event', mt.key, mt.max_per_event)
+          end as problem) as c
+   where c.problem is not null
+   order by e.i
+   limit 1;
+  if found then
+    raise exception 'record_usage_batch: item % %', bad.i, bad.problem
+      using errcode = '22023', hint = 'Nothing was recorded; correct the item and send the batch again.';
+  end if;
+  begin
+    select e.i into bad
+      from jsonb_array_elements(events) with ordinality as e (v, i)
+     where coalesce((e.v ->> 'occurred_at')::timestamptz, now()) not between earliest and now() + interval '1 hour'
+     order by e.i
+     limit 1;
+  exception when invalid_datetime_format or datetime_field_overflow then
+    raise exception 'record_usage_batch: an occurred_at is not a timestamp' using errcode = '22023';
+  end;
+  if found then
+    raise exception 'record_usage_batch: item % occurred_at is outside the accepted window [%, now + 1 hour]', bad.i, earliest
+      using errcode = '22023', hint = 'Nothing was recorded. Late events are accepted back to the first day of the previous UTC month.';
+  end if;
+
+  for month in
+    select distinct date_trunc('month', coalesce((e.v ->> 'occurred_at')::timestamptz, now()) at time zone 'UTC')::date
+      from jsonb_array_elements(events) as e (v)
+  loop
+    if to_regclass(format('usage.events_y%s', to_char(month, 'YYYY"m"MM'))) is null then
+      perform private.ensure_usage_partition(month);
+      perform private.ensure_usage_partition((month + interval '1 month')::date);
+    end if;
+  end loop;
+  calendar := exists (select from billing.settings s where s.organization_id = org_id);
+
+  return query
+  with items as (
+    select e.i::integer as i, e.v ->> 'idempotency_key' as key, private.meter_for(coalesce(e.v ->> 'meter_key', e.v ->> 'feature_key')) as meter,
+           (e.v ->> 'quantity')::bigint as quantity, coalesce((e.v ->> 'occurred_at')::timestamptz, now()) as at,
+           coalesce(e.v -> 'metadata', '{}') as metadata
+      from jsonb_array_elements(events) with ordinality as e (v, i)
+  ), firsts as (
+    -- the first item of each key, with the id its event will have
+    select distinct on (it.key) it.*, gen_random_uuid() as id
+      from items it
+     order by it.key, it.i
+  ), keys as (
+    -- Keys claimed in key order: two batches sharing keys wait on each
+    -- other in one direction only, never in a cycle (no deadlock).
+    insert into usage.idempotency_keys as k (organization_id, idempotency_key, event_id, occurred_at)
+    select org_id, f.key, f.id, f.at from firsts f order by f.key
+    on conflict on constraint idempotency_keys_pkey do nothing
+    returning k.idempotency_key, k.event_id
+  ), written as (
+    insert into usage.events as ev (organization_id, id, meter_key, quantity, idempotency_key, occurred_at, user_id, metadata)
+    select org_id, f.id, f.meter, f.quantity, f.key, f.at, auth.uid(), f.metadata
+      from firsts f join keys k on k.idempotency_key = f.key
+    returning ev.meter_key, ev.quantity, ev.occurred_at
+  ), counted as (
+    insert into usage.counters as c (organization_id, meter_key, period_start, slot, quantity, event_count)
+    select org_id, w.meter_key, w.period, pg_backend_pid() % 16, sum(w.quantity), count(*)
+      from (select wr.meter_key, wr.quantity,
+                   case when calendar then (select p.start_date from private.billing_period(org_id, wr.occurred_at) p)
+                        else date_trunc('month', wr.occurred_at at time zone 'UTC')::date end as period
+              from written wr) w
+     group by w.meter_key, w.period
+    on conflict on constraint counters_pkey
+    do update set quantity = c.quantity + excluded.quantity, event_count = c.event_count + excluded.event_count, updated_at = now()
+  )
+  -- A key not claimed here was accepted before: its event id is in the
+  -- statement's snapshot, or (accepted by a batch that committed while
+  -- this one waited on the key) read afresh by usage_key_event.
+  select it.i, it.key,
+         coalesce(k.event_id, old.event_id, private.usage_key_event(org_id, it.key)),
+         k.event_id is null or it.i <> f.i
+    from items it
+    join firsts f on f.key = it.key
+    left join keys k on k.idempotency_key = it.key
+    left join usage.idempotency_keys old
+      on k.event_id is null and old.organization_id = org_id and old.idempotency_key = it.key
+   order by it.i;
+end
+$fn$;
+comment on function private.record_usage_batch is 'Definer twin of record_usage_batch.';
+{{ m.private_grants('record_usage_batch') }}
+{{ m.api_function('record_usage_batch', 'p_organization_id uuid, p_events jsonb',
+   'table (item integer, idempotency_key text, event_id uuid, duplicate boolean)', 'p_organization_id, p_events',
+   'Records many usage events at once, all or nothing: events is a JSON array of {meter_key (or feature_key), quantity, idempotency_key, occurred_at?, metadata?}; returns each item''s event id and whether it was a replay. Needs usage.record (42501); an invalid item or more than 10000 items: 22023, nothing written.') }}
+
 -- private.aggregate_usage(period_type text, start_at timestamptz, end_at timestamptz) -> integer
 -- Seed 001: recomputes the daily or monthly (UTC) rollups of every bucket
 -- that starts in [start_at, end_at) from the events, and returns how many

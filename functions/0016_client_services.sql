@@ -157,10 +157,12 @@ grant select on client_services.transactions to authenticated, service_role;
 -- refuse (23505 taken slug, 23514 bad name, slug or metadata, 54000 caps).
 -- Who: signed-in users, and the service role acting for a user.
 -- SECURITY DEFINER because metadata is not a column clients may write on
--- tenancy.organizations: it writes metadata only to the row it has just
--- created for the caller; every other decision is made by the functions it
--- calls, which read the caller from the request (auth.uid(), the role in
--- force), not from current_user.
+-- tenancy.organizations: the creator gives the new organization its
+-- metadata once, at creation (the guide's industry, size, country); later
+-- changes are the back end's, as on the table. It writes metadata only to
+-- the row it has just created for the caller; every other decision is made
+-- by the functions it calls, which read the caller from the request
+-- (auth.uid(), the role in force), not from current_user.
 create or replace function private.client_services_organizations_insert()
   returns trigger
   language plpgsql

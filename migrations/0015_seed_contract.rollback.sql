@@ -1,7 +1,6 @@
--- Reverts 0015: the functions of functions/0015 are dropped first by the
--- engine (record_usage, record_usage_batch and load_catalog with them: a
--- rollback to 0014 needs `tenantdb migrate --to 0014_projects` of an older
--- release to get their 0014 versions back).
+-- Reverts 0015; the engine then drops the functions of functions/0015 with
+-- their triggers. record_usage and load_catalog (functions/0007, 0005)
+-- work without meter_aliases: they look for it before they use it.
 drop view if exists {{ api }}.organization_usage_summary;
 create view {{ api }}.organization_usage_summary with (security_invoker = true) as
   select * from {{ api }}.organization_feature_usage;

@@ -1,7 +1,8 @@
 -- 0015 seed contract (issue 9): what the design documents' own SQL needs.
 --   * catalog.meter_aliases: other names a meter answers to (seed 000's
 --     'api_calls' for our api_call); record_usage resolves a meter key, an
---     alias or a feature key (a feature names its meter).
+--     alias or a feature key (a feature names its meter); no name may mean
+--     two things (functions/0015).
 --   * catalog.plan_features.updated_at (seed 001), stamped like plans.
 --   * anon reads the public, active catalog (seed 001: "plan features
 --     publicly readable", a pricing page with the anon key).
@@ -66,9 +67,8 @@ alter table billing.one_off_payments
 comment on column billing.one_off_payments.metadata is 'What the caller attached to the payment (seed 000''s billing_records.metadata: plan, billing period, provider ids). Not personal data: do not put names or addresses here.';
 
 -- period_end: the last day of the period, no longer the next period's first.
-update usage.organization_usage u
-   set period_end = (select p.end_date - 1
-                       from private.billing_period(u.organization_id, u.period_start::timestamp at time zone 'UTC' + interval '12 hours') p);
+-- Each stored period keeps its length (the billing calendar may have changed since).
+update usage.organization_usage set period_end = period_end - 1;
 alter table usage.organization_usage
   add constraint organization_usage_period_end_inclusive check (period_end >= period_start);
 comment on column usage.organization_usage.period_end is 'The last day of the billing period (inclusive, as seed 003 shows: 2025-11-30); queries use [period_start, period_end + 1).';

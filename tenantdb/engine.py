@@ -315,6 +315,12 @@ class Engine:
             with connect(self.dsn, autocommit=True) as conn:
                 recorded, _ = self._recorded(conn)
             applied = [c for c in self.changes if c.id in recorded]
+            hidden = sorted(set(recorded) - {c.id for c in self.changes})
+            if hidden:
+                raise TenantdbError(
+                    f"cannot roll back: applied change(s) {', '.join(hidden)} are not in the selection "
+                    "(left out with --without, or from another release); roll back with the same changes "
+                    "the database was migrated with")
             if to is not None:
                 ids = [c.id for c in applied]
                 if to not in ids:
@@ -336,8 +342,12 @@ class Engine:
                     started = time.perf_counter()
                     migration = migrations[change.id]
                     with backend.transaction():
-                        if change.functions:
-                            self._execute(backend, change.path, drop_functions_sql(change.functions))
+                        # The rollback file first (it drops the change's own
+                        # views and tables), then the functions of the
+                        # change's repeatables with their triggers and
+                        # policies: a view or default of someone else's that
+                        # still uses one refuses the rollback (2BP01) instead
+                        # of disappearing with it.
                         migration.load()
                         for step in reversed(migration.steps):
                             statement = getattr(getattr(step, "step", step), "_rollback", "")
@@ -345,6 +355,8 @@ class Engine:
                                 step.rollback(backend)
                             except psycopg.Error as exc:
                                 raise StatementError(change.path.replace(".sql", ".rollback.sql"), str(statement), exc) from exc
+                        if change.functions:
+                            self._execute(backend, change.path, drop_functions_sql(change.functions))
                         backend.unmark_one(migration, log=False)
                         self._execute(backend, change.path, "delete from tenantdb.changes where change_id = %s", (change.id,))
                     backend.log_migration(migration, "rollback")

@@ -18,7 +18,7 @@ def deploy_sql(change: Change) -> str:
 
 
 def revert_sql(change: Change) -> str:
-    return drop_functions_sql(change.functions) + change.rollback
+    return change.rollback + drop_functions_sql(change.functions)
 
 
 def verify_sql(change: Change) -> str:

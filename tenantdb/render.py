@@ -34,15 +34,26 @@ def checksum(text: str) -> str:
 
 
 def drop_functions_sql(names: list[str]) -> str:
-    """SQL dropping every overload of the named (schema-qualified) functions."""
+    """SQL dropping every overload of the named (schema-qualified) functions,
+    with the triggers and policies that call them (the package's own, made
+    by its repeatables). Anything else that uses one — a view, a default, a
+    constraint of someone else's — refuses the drop (2BP01), naming it."""
     if not names:
         return ""
     listed = ", ".join(sqlquote(n) for n in sorted(set(names)))
     return (
-        "do $drop$\ndeclare f regprocedure;\nbegin\n"
+        "do $drop$\ndeclare f regprocedure; users text;\nbegin\n"
         "  for f in select p.oid::regprocedure from pg_catalog.pg_proc p\n"
         "            join pg_catalog.pg_namespace n on n.oid = p.pronamespace\n"
         f"           where n.nspname || '.' || p.proname in ({listed}) loop\n"
+        "    select string_agg(distinct pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid), ', ') into users\n"
+        "      from pg_catalog.pg_depend d\n"
+        "     where d.refclassid = 'pg_catalog.pg_proc'::regclass and d.refobjid = f::oid and d.deptype = 'n'\n"
+        "       and d.classid not in ('pg_catalog.pg_trigger'::regclass, 'pg_catalog.pg_policy'::regclass);\n"
+        "    if users is not null then\n"
+        "      raise exception 'cannot drop function %: % uses it', f, users using errcode = '2BP01',\n"
+        "        hint = 'Drop or change what uses it first; tenantdb only drops its own triggers and policies.';\n"
+        "    end if;\n"
         "    execute format('drop function %s cascade', f);\n"
         "  end loop;\nend\n$drop$;\n"
     )

@@ -15,7 +15,7 @@ import pytest
 from conftest import ROOT, pg_tool
 from tenantdb.engine import LOCK_KEY, Engine
 from tenantdb import verify
-from tenantdb.errors import EditedChange, LockTimeout, StatementError
+from tenantdb.errors import EditedChange, LockTimeout, StatementError, TenantdbError
 from tenantdb.paths import SQL_DIRS
 from tenantdb.render import Renderer, Target
 
@@ -222,3 +222,53 @@ def test_released_migrations_render_as_they_were_released() -> None:
         now = {c.id: c.checksum for c in Renderer(Target(target)).changes()}
         changed = sorted(cid for cid, digest in checksums.items() if now.get(cid) != digest)
         assert not changed, f"{target}: released migrations render differently now: {changed}"
+
+
+def test_rollback_refuses_to_take_someone_elses_objects_with_it(empty_db: str) -> None:
+    """A view of someone else's on a view or a function of the change makes
+    the rollback refuse (2BP01) and change nothing; without it, it goes."""
+    engine(empty_db).migrate()
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        conn.execute("create schema reports")
+        conn.execute("create view reports.payments as select organization_id, amount from client_services.billing_records")
+    with pytest.raises(StatementError) as refused:
+        engine(empty_db).rollback()
+    assert refused.value.sqlstate == "2BP01"
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        conn.execute("drop view reports.payments")
+        conn.execute("create view reports.exponent as select private.currency_exponent('USD') as e")
+    with pytest.raises(StatementError) as refused:
+        engine(empty_db).rollback()
+    assert refused.value.sqlstate == "2BP01" and "reports.exponent" in str(refused.value)
+    assert engine(empty_db).status().applied == CHANGE_IDS
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        conn.execute("drop schema reports cascade")
+    assert engine(empty_db).rollback() == 1
+    assert engine(empty_db).status().pending == ["0016_client_services"]
+
+
+def test_rollback_refuses_while_a_left_out_change_is_applied(empty_db: str) -> None:
+    engine(empty_db).migrate()
+    without = Engine(empty_db, Renderer(Target(), without=("0016_client_services",)), echo=lambda _l: None)
+    with pytest.raises(TenantdbError, match="0016_client_services are not in the selection"):
+        without.rollback()
+    assert engine(empty_db).status().applied == CHANGE_IDS
+
+
+def test_rollback_to_before_0015_leaves_a_working_database(empty_db: str) -> None:
+    """record_usage and load_catalog work without 0015's meter aliases."""
+    engine(empty_db).migrate()
+    engine(empty_db).seed()
+    assert engine(empty_db).rollback(to="0014_projects") == 2
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        document = (ROOT / "seeds" / "catalog.json").read_text()
+        loaded = conn.execute("select private.load_catalog(%s::jsonb)", (document,)).fetchone()[0]
+        assert loaded["meter_aliases"] == 0, "no aliases without 0015"
+        uid = conn.execute("insert into auth.users (email) values ('after@rollback.test') returning id").fetchone()[0]
+        org = conn.execute("select id from tenancy.organizations where personal_owner_id = %s", (uid,)).fetchone()[0]
+        assert conn.execute("select duplicate from record_usage(%s, 'api_call', 1, 'k1')", (org,)).fetchone()[0] is False
+        assert conn.execute("select duplicate from record_usage(%s, 'max_api_calls_per_month', 1, 'k2')", (org,)).fetchone()[0] is False
+        with pytest.raises(psycopg.errors.InvalidParameterValue):
+            conn.execute("select record_usage(%s, 'api_calls', 1, 'k3')", (org,))
+    engine(empty_db).migrate()
+    assert verify.problems(engine(empty_db)) == []

@@ -3,7 +3,7 @@
 -- and the refusals of each.
 begin;
 \ir _helpers.psql
-select plan(20);
+select plan(24);
 
 select tests.user('una@sc.test') as una \gset
 select tests.user('out@sc.test') as outsider \gset
@@ -40,6 +40,10 @@ select throws_ok($$insert into catalog.meter_aliases (alias, meter_key) values (
   'an alias may not be a feature key');
 select throws_ok($$insert into catalog.meter_aliases (alias, meter_key) values ('Api Calls', 'api_call')$$, '23514', null,
   'an alias is a plain lower-case name (meter_aliases_alias_format)');
+select throws_ok($$insert into catalog.meters (key, name, unit) values ('api_calls', 'Shadow', 'call')$$, '22023', null,
+  'a new meter may not take an alias''s name (catalog_names_distinct)');
+select throws_ok($$insert into catalog.features (key, name, kind, meter_key) values ('api_calls', 'Shadow', 'limit', 'api_call')$$, '22023', null,
+  'a new feature may not take an alias''s name');
 select tests.act_as_anon();
 select throws_ok('select count(*) from catalog.meter_aliases', '42501', null, 'anon cannot read the aliases');
 reset role;
@@ -52,6 +56,14 @@ select throws_ok($$select private.load_catalog('{"meters": [{"key": "api_call", 
   'a feature named like another meter''s count column is refused');
 select has_column('public', 'organization_usage_summary', 'api_call_count', 'the wide view is still there after the refusal');
 select has_column('public', 'organization_usage_summary', 'max_api_calls_per_month', 'with a column per limit');
+select throws_ok(format($$select private.load_catalog('{"meters": [{"key": "%s", "name": "Long"}],
+    "features": [{"key": "%sa", "name": "A", "kind": "limit", "meter": "%s"}, {"key": "%sb", "name": "B", "kind": "limit", "meter": "%s"}],
+    "plans": [{"key": "free", "name": "Free", "price_minor": 0, "currency": "USD", "features": {}}]}')$$,
+    repeat('m', 70), repeat('f', 70), repeat('m', 70), repeat('f', 70), repeat('m', 70)),
+  '22023', null, 'two names Postgres would cut to the same 63 characters are refused');
+create view public.my_usage_report as select organization_id, period_start from public.organization_usage_summary;
+select lives_ok($$select private.build_usage_summary_view()$$, 'rebuilding with an unchanged catalog leaves the view (and views on it) alone');
+drop view public.my_usage_report;
 
 -- subscription_history: ids and keys in step.
 select isnt((select new_plan_id from billing.subscription_history where organization_id = :'org' and change_type = 'created'), null,
