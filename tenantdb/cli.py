@@ -9,26 +9,41 @@ import json
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
-from tenantdb import export, verify
+from tenantdb import __version__, export, scaffold, verify
 from tenantdb.db import resolve_dsn
 from tenantdb.engine import Engine
 from tenantdb.errors import EXIT_FAILED, TenantdbError
 from tenantdb.paths import SqlSource, find_sql
 from tenantdb.render import TARGETS, Renderer, Target
 
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
+
 
 class Context:
+    """The options of a run. Global options may come before the subcommand
+    or after it (`tenantdb migrate --dsn ...`); the later one wins."""
+
     def __init__(self, dsn: str | None, target: str, api: str, debug: bool, without: tuple[str, ...] = (),
                  sql_dir: str | None = None) -> None:
         self.dsn_option = dsn
-        self.target = Target(target, api)
+        self.target_name = target
+        self.api = api
         self.debug = debug
         self.without = without
         self.sql_dir = sql_dir
+        self.as_json = False
+
+    @property
+    def target(self) -> Target:
+        try:
+            return Target(self.target_name, self.api)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from exc
 
     @property
     def source(self) -> SqlSource:
@@ -46,17 +61,56 @@ class Context:
             raise click.UsageError(str(exc)) from exc
         return renderer
 
+    def say(self, line: str) -> None:
+        """Progress lines: stdout, or stderr when stdout carries JSON."""
+        click.echo(line, err=self.as_json)
+
     def engine(self, lock_timeout: float = 60.0, dsn: str | None = None) -> Engine:
-        return Engine(dsn or resolve_dsn(self.dsn_option), self.renderer, echo=click.echo, lock_timeout=lock_timeout)
+        return Engine(dsn or resolve_dsn(self.dsn_option), self.renderer, echo=self.say, lock_timeout=lock_timeout)
 
 
 pass_ctx = click.make_pass_decorator(Context)
 lock_option = click.option("--lock-timeout", default=60.0, show_default=True, type=float,
-                           help="Seconds to wait for another run's migration lock.")
+                           help="Seconds to wait for a lock: tenantdb's own, and each one its DDL takes.")
+
+
+def _set(attr: str) -> Callable:
+    def callback(ctx: click.Context, _param: click.Parameter, value: object) -> None:
+        if value not in (None, (), False):
+            setattr(ctx.find_object(Context), attr, value)
+    return callback
+
+
+def global_options(f: Callable) -> Callable:
+    """The group's options, accepted after the subcommand too."""
+    for option in reversed([
+        click.option("--dsn", expose_value=False, callback=_set("dsn_option"), help="Connection string (see tenantdb --help)."),
+        click.option("--target", type=click.Choice(TARGETS), expose_value=False, callback=_set("target_name"),
+                     help="postgres or supabase."),
+        click.option("--api-schema", expose_value=False, callback=_set("api"), help="Schema holding the callable API."),
+        click.option("--without", multiple=True, metavar="CHANGE", expose_value=False, callback=_set("without"),
+                     help="Leave out an optional change."),
+        click.option("--sql-dir", metavar="DIR", expose_value=False, callback=_set("sql_dir"), help="Use the SQL in DIR."),
+        click.option("--debug", is_flag=True, expose_value=False, callback=_set("debug"), help="Show tracebacks."),
+    ]):
+        f = option(f)
+    return f
+
+
+def json_option(f: Callable) -> Callable:
+    return click.option("--json", "as_json", is_flag=True, expose_value=False, callback=_set("as_json"),
+                        help="Print the result as JSON on stdout (progress goes to stderr).")(f)
+
+
+def emit(c: Context, data: object) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--dsn", envvar=None, help="Connection string; default DATABASE_URL, then libpq's PG* variables.")
+@click.version_option(__version__, "--version", prog_name="tenantdb")
+@click.option("--dsn", envvar=None,
+              help="Connection string; default DATABASE_URL, then DATABASE_URL in ./.env, then the server of "
+                   "`tenantdb up` in ./.tenantdb, then libpq's PG* variables.")
 @click.option("--target", type=click.Choice(TARGETS), default="postgres", show_default=True,
               help="postgres: create the Supabase auth shim where missing; supabase: use Supabase's auth.")
 @click.option("--api-schema", default="public", show_default=True, help="Schema holding the callable API.")
@@ -74,33 +128,46 @@ def cli(ctx: click.Context, dsn: str | None, target: str, api_schema: str, witho
 
 @cli.command()
 @click.option("--to", "to", metavar="CHANGE", help="Apply up to and including this change.")
-@click.option("--dry-run", is_flag=True, help="Print the SQL that would run; change nothing.")
+@click.option("--dry-run", is_flag=True, help="Print the SQL that would run; change nothing (refuses as migrate would).")
 @lock_option
+@json_option
+@global_options
 @pass_ctx
 def migrate(c: Context, to: str | None, dry_run: bool, lock_timeout: float) -> None:
-    """Apply pending changes, one line per change with its duration."""
+    """Apply pending changes, a line when each starts and ends, with its duration."""
     engine = c.engine(lock_timeout)
+    c.say(c.source.describe())
     if dry_run:
-        click.echo(engine.dry_run(to))
+        sql = engine.dry_run(to)
+        emit(c, {"dry_run": True, "sql": sql}) if c.as_json else click.echo(sql)
         return
     count = engine.migrate(to)
-    if count == 0:
+    if c.as_json:
+        emit(c, {"applied": engine.log, "count": count})
+    elif count == 0:
         click.echo("nothing to apply")
 
 
 @cli.command()
+@json_option
+@global_options
 @pass_ctx
 def status(c: Context) -> None:
-    """List applied, pending and edited changes."""
+    """Applied changes (when, how long), pending, edited, and changed repeatables."""
     st = c.engine().status()
+    if c.as_json:
+        emit(c, {**st.as_dict(), "sql": str(c.source.root), "sql_source": c.source.kind})
+        return
+    click.echo(c.source.describe())
     for cid in st.applied:
-        click.echo(f"applied  {cid}" + ("  EDITED since applied" if cid in st.edited else ""))
+        when = f"  {st.applied_at.get(cid, '')}  {st.duration_ms.get(cid, 0)} ms"
+        click.echo(f"applied  {cid}{when}" + ("  EDITED since applied" if cid in st.edited else ""))
     for cid in st.pending:
         click.echo(f"pending  {cid}")
     for path in st.stale_repeatables:
         click.echo(f"changed  {path}  (re-applied by the next migrate)")
     for cid in st.unknown:
-        click.echo(f"unknown  {cid}  (applied, not in this package)")
+        click.echo(f"unknown  {cid}  (applied, not in this package or left out with --without)")
 
 
 @cli.command()
@@ -108,31 +175,44 @@ def status(c: Context) -> None:
 @click.option("--steps", type=click.IntRange(min=1), help="Revert the newest N changes.")
 @click.option("--all", "all_", is_flag=True, help="Revert every change.")
 @lock_option
+@json_option
+@global_options
 @pass_ctx
 def rollback(c: Context, to: str | None, steps: int | None, all_: bool, lock_timeout: float) -> None:
-    """Revert applied changes, newest first (default: the newest one)."""
+    """Revert applied changes, newest first (default: the newest one), all or nothing."""
     if sum(x is not None and x is not False for x in (to, steps, all_)) > 1:
         raise click.UsageError("choose one of --to, --steps, --all")
-    if c.engine(lock_timeout).rollback(to, steps, all_) == 0:
+    engine = c.engine(lock_timeout)
+    c.say(c.source.describe())
+    count = engine.rollback(to, steps, all_)
+    if c.as_json:
+        emit(c, {"reverted": engine.log, "count": count})
+    elif count == 0:
         click.echo("nothing to revert")
 
 
 @cli.command()
 @click.option("--catalog", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="Load this plan catalog instead of seeds/catalog.json (same format).")
+              help="Load this plan catalog instead of seeds/catalog.json (same format: seeds/catalog.schema.json).")
+@json_option
+@global_options
 @pass_ctx
 def seed(c: Context, catalog: Path | None) -> None:
     """Load the seeds: roles, permissions, mappings, and the plan catalog. Idempotent."""
-    c.engine().seed(catalog)
+    engine = c.engine()
+    engine.seed(catalog)
+    if c.as_json:
+        emit(c, {"seeded": engine.log})
 
 
 @cli.command("verify")
-@click.option("--json", "as_json", is_flag=True, help="Print the problems as JSON.")
+@json_option
+@global_options
 @pass_ctx
-def verify_cmd(c: Context, as_json: bool) -> None:
+def verify_cmd(c: Context) -> None:
     """Exit 0 only if every change is applied, unedited, and the invariants hold."""
     found = verify.problems(c.engine())
-    if as_json:
+    if c.as_json:
         click.echo(json.dumps({"ok": not found, "problems": verify.as_json(found)}, indent=2))
     else:
         for p in found:
@@ -144,6 +224,7 @@ def verify_cmd(c: Context, as_json: bool) -> None:
 
 @cli.command()
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Write one file per change here.")
+@global_options
 @pass_ctx
 def render(c: Context, out: Path | None) -> None:
     """Print (or write) the SQL exactly as it would run for the target."""
@@ -165,6 +246,7 @@ def export_group() -> None:
 
 @export_group.command("sqitch")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@global_options
 @pass_ctx
 def export_sqitch(c: Context, directory: Path) -> None:
     """A sqitch project: sqitch.plan, deploy/, revert/, verify/."""
@@ -174,35 +256,90 @@ def export_sqitch(c: Context, directory: Path) -> None:
 
 @export_group.command("supabase")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@global_options
 @pass_ctx
 def export_supabase(c: Context, directory: Path) -> None:
     """supabase/migrations/<timestamp>_<name>.sql for the Supabase CLI (supabase target)."""
-    changes = Renderer(Target("supabase", c.target.api), without=c.without).changes()
+    changes = Renderer(Target("supabase", c.api), root=c.source.root, without=c.without).changes()
     written = export.supabase(changes, directory)
     click.echo(f"wrote {len(written)} files to {directory / 'supabase' / 'migrations'}")
 
 
+@cli.group("new")
+def new_group() -> None:
+    """Start a new file in the project's SQL (like sqitch add, dbmate new)."""
+
+
+def _project(c: Context) -> Path:
+    source = c.source
+    if source.kind == "package":
+        raise click.UsageError("run `tenantdb new` inside a project checkout (a directory with migrations/ and "
+                               "sql/macros.sql), or give --sql-dir: the installed package's SQL is not yours to edit")
+    return source.root
+
+
+@new_group.command("migration")
+@click.argument("name")
+@global_options
+@pass_ctx
+def new_migration(c: Context, name: str) -> None:
+    """migrations/NNNN_NAME.sql and its NNNN_NAME.rollback.sql, numbered after the last one."""
+    try:
+        for path in scaffold.new_migration(_project(c), name):
+            click.echo(f"wrote {path}")
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+@new_group.command("function")
+@click.argument("name")
+@global_options
+@pass_ctx
+def new_function(c: Context, name: str) -> None:
+    """functions/NNNN_NAME.sql, a repeatable of the newest migration."""
+    try:
+        click.echo(f"wrote {scaffold.new_repeatable(_project(c), 'functions', name)}")
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+@new_group.command("policy")
+@click.argument("name")
+@global_options
+@pass_ctx
+def new_policy(c: Context, name: str) -> None:
+    """policies/NNNN_NAME.sql, a repeatable of the newest migration."""
+    try:
+        click.echo(f"wrote {scaffold.new_repeatable(_project(c), 'policies', name)}")
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+data_dir_option = click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".tenantdb"),
+                               show_default=True, help="Where the embedded server keeps its data.")
+
+
 @cli.command()
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".tenantdb"),
-              show_default=True, help="Where the embedded server keeps its data.")
+@data_dir_option
+@global_options
 @pass_ctx
 def up(c: Context, data_dir: Path) -> None:
     """Start a local PostgreSQL (embedded), migrate and seed it; print its DSN last."""
     from tenantdb import embedded  # the embedded server is an optional extra
 
     started = time.perf_counter()
-    dsn = embedded.start(data_dir)
-    engine = c.engine(dsn=dsn)
+    server = embedded.start(data_dir)
+    engine = c.engine(dsn=server.dsn)
     if engine.migrate() == 0:
         click.echo("nothing to apply")
     engine.seed()
-    click.echo(f"ready in {time.perf_counter() - started:.1f}s; stop it with: tenantdb down --data-dir {data_dir}", err=True)
-    click.echo(dsn)
+    click.echo(f"ready in {time.perf_counter() - started:.1f}s; TCP: {server.tcp_dsn}", err=True)
+    click.echo(f"other tenantdb commands run here find it; stop it with: tenantdb down --data-dir {data_dir}", err=True)
+    click.echo(server.dsn)
 
 
 @cli.command()
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".tenantdb"),
-              show_default=True)
+@data_dir_option
 def down(data_dir: Path) -> None:
     """Stop the embedded server started by `tenantdb up`."""
     from tenantdb import embedded
@@ -210,16 +347,41 @@ def down(data_dir: Path) -> None:
     click.echo("stopped" if embedded.stop(data_dir) else f"no server running in {data_dir}")
 
 
+@cli.command()
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@global_options
+@pass_ctx
+def reset(c: Context, yes: bool) -> None:
+    """Drop the database and make it again: migrate, seed. For development databases."""
+    from tenantdb import devdb
+
+    dsn = resolve_dsn(c.dsn_option)
+    name = devdb.database_name(dsn)
+    if not yes:
+        click.confirm(f"drop database {name} with all its data, and make it again?", abort=True)
+    devdb.recreate(dsn)
+    click.echo(f"dropped and created {name}", err=True)
+    engine = c.engine(dsn=dsn)
+    engine.migrate()
+    engine.seed()
+
+
 def main() -> None:
     debug = "--debug" in sys.argv
     try:
         cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        if isinstance(exc.__cause__, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+            click.echo("interrupted: the change in progress was rolled back by PostgreSQL", err=True)
+            sys.exit(EXIT_INTERRUPTED)
         click.echo("aborted", err=True)
         sys.exit(EXIT_FAILED)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted: the change in progress was rolled back by PostgreSQL", err=True)
+        sys.exit(EXIT_INTERRUPTED)
     except TenantdbError as exc:
         if debug:
             traceback.print_exc()

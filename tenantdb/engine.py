@@ -22,7 +22,7 @@ from yoyo.backends.core.postgresql import PostgresqlPsycopgBackend
 from yoyo.connections import parse_uri
 
 from .db import connect
-from .errors import EditedChange, LockTimeout, StatementError, TenantdbError
+from .errors import EditedChange, LockTimeout, StatementError, TenantdbError, UsageProblem
 from .render import Change, Renderer, Repeatable, drop_functions_sql
 
 LOCK_KEY = 7_461_353_217  # pg_advisory_lock key of tenantdb's migration lock
@@ -74,6 +74,18 @@ select n.nspname || '.' || p.proname, pg_catalog.pg_get_function_identity_argume
 """
 
 
+# What --target supabase expects to find (Supabase provides it; plain
+# PostgreSQL does not): (what, a query answering true when present).
+_SUPABASE_PREREQUISITES = [
+    ("schema auth", "select to_regnamespace('auth') is not null"),
+    ("table auth.users", "select to_regclass('auth.users') is not null"),
+    ("function auth.uid()", "select to_regprocedure('auth.uid()') is not null"),
+    ("role anon", "select exists (select from pg_catalog.pg_roles where rolname = 'anon')"),
+    ("role authenticated", "select exists (select from pg_catalog.pg_roles where rolname = 'authenticated')"),
+    ("role service_role", "select exists (select from pg_catalog.pg_roles where rolname = 'service_role')"),
+]
+
+
 class _YoyoBackend(PostgresqlPsycopgBackend):
     """yoyo's psycopg 3 backend on a plain conninfo, bookkeeping in schema tenantdb."""
 
@@ -102,6 +114,17 @@ class Status:
     edited: list[str] = field(default_factory=list)
     stale_repeatables: list[str] = field(default_factory=list)  # applied, rendered text changed
     unknown: list[str] = field(default_factory=list)  # applied, but not in this package
+    applied_at: dict[str, str] = field(default_factory=dict)  # change id -> when (ISO 8601)
+    duration_ms: dict[str, int] = field(default_factory=dict)  # change id -> how long it took
+
+    def as_dict(self) -> dict:
+        """The status for --json: one entry per change, in order, and the repeatables to re-apply."""
+        changes = [{"change": c, "state": "edited" if c in self.edited else "applied",
+                    "applied_at": self.applied_at.get(c), "duration_ms": self.duration_ms.get(c)} for c in self.applied]
+        changes += [{"change": c, "state": "pending", "applied_at": None, "duration_ms": None} for c in self.pending]
+        changes += [{"change": c, "state": "unknown", "applied_at": self.applied_at.get(c), "duration_ms": self.duration_ms.get(c)}
+                    for c in self.unknown]
+        return {"clean": self.clean, "changes": changes, "changed_repeatables": self.stale_repeatables}
 
     @property
     def clean(self) -> bool:
@@ -115,6 +138,7 @@ class Engine:
         self.echo = echo
         self.lock_timeout = lock_timeout
         self.changes = renderer.changes()
+        self.log: list[dict] = []  # what migrate and rollback did, for --json
 
     # -- bookkeeping -----------------------------------------------------
     def _recorded(self, conn: psycopg.Connection) -> tuple[dict[str, str], dict[str, str]]:
@@ -126,6 +150,14 @@ class Engine:
                 f"this database was migrated with --target {', '.join(targets)}, not {self.renderer.target.name}; "
                 "pass the same --target (and --api-schema) it was installed with"
             )
+        api = conn.execute(
+            "select n.nspname from pg_catalog.pg_proc p join pg_catalog.pg_namespace n on n.oid = p.pronamespace "
+            "where p.proname = 'check_username_available' and n.nspname <> 'private' limit 1").fetchone()
+        if api and api[0] != self.renderer.target.api:
+            raise UsageProblem(
+                f"this database's API schema is {api[0]}, not {self.renderer.target.api}: "
+                f"pass --api-schema {api[0]} (the schema a database was installed with cannot change)"
+            )
         changes = dict(conn.execute("select change_id, checksum from tenantdb.changes").fetchall())
         reps = dict(conn.execute("select path, checksum from tenantdb.repeatables").fetchall())
         return changes, reps
@@ -133,7 +165,12 @@ class Engine:
     def status(self) -> Status:
         with connect(self.dsn, autocommit=True) as conn:
             recorded, reps = self._recorded(conn)
+            details = conn.execute(
+                "select change_id, to_char(applied_at at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), duration_ms "
+                "from tenantdb.changes").fetchall() if recorded else []
         st = Status()
+        st.applied_at = {cid: at for cid, at, _ in details}
+        st.duration_ms = {cid: ms for cid, _, ms in details}
         known = {c.id for c in self.changes}
         for change in self.changes:
             if change.id not in recorded:
@@ -172,15 +209,35 @@ class Engine:
             return list(self.changes)
         ids = [c.id for c in self.changes]
         if to not in ids:
-            raise TenantdbError(f"--to {to}: no such change (known: {', '.join(ids)})")
+            raise UsageProblem(f"--to {to}: no such change (known: {', '.join(ids)})")
         return self.changes[: ids.index(to) + 1]
 
+    def _preflight(self, conn: psycopg.Connection, recorded: dict[str, str], selected: list[Change]) -> None:
+        """What migrate checks before its first change (a dry run too): no
+        applied change edited, and the target's prerequisites in place."""
+        edited = [c.id for c in self.changes if c.id in recorded and recorded[c.id] != c.checksum]
+        if edited:
+            raise EditedChange(
+                f"applied change(s) edited since they ran: {', '.join(edited)}; "
+                "restore the files, or write a new migration (tenantdb status shows them)"
+            )
+        if self.renderer.target.name == "supabase" and any(c.id not in recorded for c in selected):
+            missing = [what for what, query in _SUPABASE_PREREQUISITES if not conn.execute(query).fetchone()[0]]
+            if missing:
+                raise UsageProblem(
+                    f"--target supabase needs Supabase's auth and roles, and this database lacks: {', '.join(missing)}; "
+                    "on plain PostgreSQL use --target postgres (tenantdb then creates a compatible auth schema). "
+                    "Nothing was applied."
+                )
+
     def dry_run(self, to: str | None = None) -> str:
-        """The SQL that migrate would run now, changing nothing."""
+        """The SQL that migrate would run now, changing nothing; refuses as migrate would."""
+        selected = self._select(to)
         with connect(self.dsn, autocommit=True) as conn:
             recorded, reps = self._recorded(conn)
+            self._preflight(conn, recorded, selected)
         parts: list[str] = []
-        for change in self._select(to):
+        for change in selected:
             if change.id not in recorded:
                 parts.append(f"-- change {change.id} ({change.path})\n{change.sql}")
                 parts.extend(f"-- repeatable {r.path}\n{r.sql}" for r in change.repeatables)
@@ -197,14 +254,9 @@ class Engine:
         selected = self._select(to)
         with self._locked(), tempfile.TemporaryDirectory(prefix="tenantdb-") as tmp:
             with connect(self.dsn, autocommit=True) as conn:
-                conn.execute(BOOKKEEPING)
                 recorded, reps = self._recorded(conn)
-            edited = [c.id for c in self.changes if c.id in recorded and recorded[c.id] != c.checksum]
-            if edited:
-                raise EditedChange(
-                    f"applied change(s) edited since they ran: {', '.join(edited)}; "
-                    "restore the files, or write a new migration (tenantdb status shows them)"
-                )
+                self._preflight(conn, recorded, selected)
+                conn.execute(BOOKKEEPING)
             for change in selected:
                 _write_yoyo_migration(Path(tmp), change)
             migrations = {m.id: m for m in read_migrations(tmp)}
@@ -230,12 +282,16 @@ class Engine:
 
     def _apply_change(self, backend: _YoyoBackend, migration, change: Change) -> None:
         started = time.perf_counter()
+        self.echo(f"applying {change.id} ...")
         with backend.transaction():
+            self._ddl_lock_timeout(backend)
             migration.load()
             for step in migration.steps:
                 statement = getattr(getattr(step, "step", step), "_apply", "")
                 try:
                     step.apply(backend)
+                except psycopg.errors.LockNotAvailable as exc:
+                    raise self._lock_waited(change.path, str(statement)) from exc
                 except psycopg.Error as exc:
                     raise StatementError(change.path, str(statement), exc) from exc
             backend.mark_one(migration, log=False)
@@ -249,7 +305,9 @@ class Engine:
             for rep in change.repeatables:
                 self._apply_repeatable(backend, change, rep, quiet=True)
         backend.log_migration(migration, "apply")
-        self.echo(f"applied {change.id} ({int((time.perf_counter() - started) * 1000)} ms)")
+        ms = int((time.perf_counter() - started) * 1000)
+        self.log.append({"change": change.id, "action": "applied", "duration_ms": ms})
+        self.echo(f"applied {change.id} ({ms} ms)")
 
     def _apply_repeatable(self, backend: _YoyoBackend, change: Change, rep: Repeatable, quiet: bool = False) -> None:
         started = time.perf_counter()
@@ -272,7 +330,36 @@ class Engine:
             (rep.path, change.id, rep.checksum),
         )
         if not quiet:
-            self.echo(f"reapplied {rep.path} ({int((time.perf_counter() - started) * 1000)} ms)")
+            ms = int((time.perf_counter() - started) * 1000)
+            self.log.append({"repeatable": rep.path, "action": "reapplied", "duration_ms": ms})
+            self.echo(f"reapplied {rep.path} ({ms} ms)")
+
+    def _ddl_lock_timeout(self, backend: _YoyoBackend) -> None:
+        """--lock-timeout bounds the wait for every lock the change's DDL
+        takes, not only tenantdb's own (an ALTER queued behind a long read
+        would otherwise wait, and block every later query on that table)."""
+        self._execute(backend, "lock_timeout", f"set local lock_timeout = {int(self.lock_timeout * 1000)}")
+
+    def _lock_waited(self, source: str, statement: str) -> LockTimeout:
+        """The message of a DDL statement that gave up on a lock: the statement
+        and the sessions holding locks on the tables it names."""
+        holders: list[str] = []
+        try:
+            with connect(self.dsn, autocommit=True) as conn:
+                holders = [f"pid {pid} ({state}, {rel}: {query})" for pid, state, rel, query in conn.execute(
+                    "select distinct a.pid, a.state, l.relation::regclass::text, left(regexp_replace(a.query, '\\s+', ' ', 'g'), 80) "
+                    "from pg_catalog.pg_locks l join pg_catalog.pg_stat_activity a on a.pid = l.pid "
+                    "where l.locktype = 'relation' and l.granted and a.pid <> pg_backend_pid() "
+                    "and a.datname = current_database() and l.relation::regclass::text not like 'pg\\_%' "
+                    "and position(coalesce(nullif(split_part(l.relation::regclass::text, '.', 2), ''), l.relation::regclass::text) in %s) > 0 order by 1 limit 5",
+                    (statement,)).fetchall()]
+        except TenantdbError:
+            pass
+        who = "; held by " + ", ".join(holders) if holders else ""
+        return LockTimeout(
+            f"{source}: gave up after {self.lock_timeout:g}s (--lock-timeout) waiting for a lock on a table this change "
+            f"alters{who}. Nothing was applied by this change; retry when the table is free, or raise --lock-timeout."
+        )
 
     @staticmethod
     def _overloads(backend: _YoyoBackend, names: list[str]) -> list[tuple[str, str, str]]:
@@ -324,7 +411,7 @@ class Engine:
             if to is not None:
                 ids = [c.id for c in applied]
                 if to not in ids:
-                    raise TenantdbError(f"--to {to}: not an applied change (applied: {', '.join(ids) or 'none'})")
+                    raise UsageProblem(f"--to {to}: not an applied change (applied: {', '.join(ids) or 'none'})")
                 victims = applied[ids.index(to) + 1 :]
             elif steps is not None:
                 victims = applied[-steps:] if steps > 0 else []
@@ -338,10 +425,15 @@ class Engine:
             backend = _YoyoBackend(self.dsn)
             try:
                 backend.ensure_internal_schema_updated()
-                for change in reversed(victims):
-                    started = time.perf_counter()
-                    migration = migrations[change.id]
-                    with backend.transaction():
+                # All the changes of one rollback in one transaction: a change
+                # that refuses (0008 with audit records, someone's view on a
+                # function) leaves every later one applied, not half reverted.
+                with backend.transaction():
+                    self._ddl_lock_timeout(backend)
+                    for change in reversed(victims):
+                        started = time.perf_counter()
+                        self.echo(f"reverting {change.id} ...")
+                        migration = migrations[change.id]
                         # The rollback file first (it drops the change's own
                         # views and tables), then the functions of the
                         # change's repeatables with their triggers and
@@ -349,18 +441,24 @@ class Engine:
                         # still uses one refuses the rollback (2BP01) instead
                         # of disappearing with it.
                         migration.load()
+                        rollback_path = change.path.replace(".sql", ".rollback.sql")
                         for step in reversed(migration.steps):
                             statement = getattr(getattr(step, "step", step), "_rollback", "")
                             try:
                                 step.rollback(backend)
+                            except psycopg.errors.LockNotAvailable as exc:
+                                raise self._lock_waited(rollback_path, str(statement)) from exc
                             except psycopg.Error as exc:
-                                raise StatementError(change.path.replace(".sql", ".rollback.sql"), str(statement), exc) from exc
+                                raise StatementError(rollback_path, str(statement), exc) from exc
                         if change.functions:
                             self._execute(backend, change.path, drop_functions_sql(change.functions))
                         backend.unmark_one(migration, log=False)
                         self._execute(backend, change.path, "delete from tenantdb.changes where change_id = %s", (change.id,))
-                    backend.log_migration(migration, "rollback")
-                    self.echo(f"reverted {change.id} ({int((time.perf_counter() - started) * 1000)} ms)")
+                        ms = int((time.perf_counter() - started) * 1000)
+                        self.log.append({"change": change.id, "action": "reverted", "duration_ms": ms})
+                        self.echo(f"reverted {change.id} ({ms} ms)")
+                for change in reversed(victims):
+                    backend.log_migration(migrations[change.id], "rollback")
             finally:
                 backend.connection.close()
         return len(victims)
@@ -383,13 +481,16 @@ class Engine:
                 written = conn.execute("select private.load_catalog(%s)", (Jsonb(document),)).fetchone()[0]
             except psycopg.Error as exc:
                 raise StatementError(str(catalog_path), "select private.load_catalog(...)", exc) from exc
-            self.echo(f"seeded {catalog_path.name}: {json.dumps(written, sort_keys=True)} "
-                      f"({int((time.perf_counter() - started) * 1000)} ms)")
+            ms = int((time.perf_counter() - started) * 1000)
+            self.log.append({"seed": str(catalog_path), "written": written, "duration_ms": ms})
+            self.echo(f"seeded {catalog_path.name}: {json.dumps(written, sort_keys=True)} ({ms} ms)")
             for relpath, sql in self.renderer.seeds():
                 started = time.perf_counter()
                 try:
                     conn.execute(sql.encode())
                 except psycopg.Error as exc:
                     raise StatementError(relpath, sql, exc) from exc
-                self.echo(f"seeded {relpath} ({int((time.perf_counter() - started) * 1000)} ms)")
+                ms = int((time.perf_counter() - started) * 1000)
+                self.log.append({"seed": relpath, "duration_ms": ms})
+                self.echo(f"seeded {relpath} ({ms} ms)")
             conn.commit()

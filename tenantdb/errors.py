@@ -17,6 +17,12 @@ class TenantdbError(Exception):
     exit_code = EXIT_FAILED
 
 
+class UsageProblem(TenantdbError):
+    """Arguments that do not fit the database or the package (exit 2)."""
+
+    exit_code = EXIT_USAGE
+
+
 class ConnectError(TenantdbError):
     exit_code = EXIT_CONNECT
 

@@ -38,7 +38,7 @@ def test_unreachable_database_is_exit_3_without_traceback() -> None:
 def test_dsn_falls_back_to_database_url(empty_db: str) -> None:
     import os
     proc = run("status", env=dict(os.environ, DATABASE_URL=empty_db))
-    assert proc.returncode == 0 and proc.stdout.splitlines()[0] == "pending  0001_foundation"
+    assert proc.returncode == 0 and proc.stdout.splitlines()[:2] == [f"SQL from {ROOT} (the project checkout)", "pending  0001_foundation"]
 
 
 def test_dry_run_prints_sql_and_changes_nothing(empty_db: str) -> None:
@@ -53,9 +53,11 @@ def test_migrate_prints_one_line_per_change_then_status_and_verify(empty_db: str
     proc = run("--dsn", empty_db, "migrate")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert [l.split()[1] for l in lines] == CHANGE_IDS
-    assert all(l.startswith("applied ") and l.endswith(" ms)") for l in lines)
-    assert run("--dsn", empty_db, "migrate").stdout.strip() == "nothing to apply"
+    assert lines[0] == f"SQL from {ROOT} (the project checkout)"
+    # a line when each change starts, and one when it ends with its duration
+    assert lines[1:] == [line for cid in CHANGE_IDS for line in (f"applying {cid} ...", next(l for l in lines if l.startswith(f"applied {cid} (")))]
+    assert all(l.endswith(" ms)") for l in lines if l.startswith("applied "))
+    assert run("--dsn", empty_db, "migrate").stdout.splitlines()[-1] == "nothing to apply"
     assert run("--dsn", empty_db, "seed").returncode == 0
     seeded = run("--dsn", empty_db, "seed")
     assert seeded.returncode == 0
@@ -163,7 +165,7 @@ def test_rollback_options_are_exclusive(empty_db: str) -> None:
 
 def test_unknown_change_is_a_clear_error(empty_db: str) -> None:
     proc = run("--dsn", empty_db, "migrate", "--to", "9999_nothing")
-    assert proc.returncode == 1 and "no such change" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "no such change" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_render_is_the_sql_that_runs(tmp_path) -> None:
