@@ -350,7 +350,7 @@ class Engine:
                     "select distinct a.pid, a.state, l.relation::regclass::text, left(regexp_replace(a.query, '\\s+', ' ', 'g'), 80) "
                     "from pg_catalog.pg_locks l join pg_catalog.pg_stat_activity a on a.pid = l.pid "
                     "where l.locktype = 'relation' and l.granted and a.pid <> pg_backend_pid() "
-                    "and a.datname = current_database() and l.relation::regclass::text not like 'pg\\_%' "
+                    "and a.datname = current_database() and l.relation::regclass::text not like 'pg\\_%%' "
                     "and position(coalesce(nullif(split_part(l.relation::regclass::text, '.', 2), ''), l.relation::regclass::text) in %s) > 0 order by 1 limit 5",
                     (statement,)).fetchall()]
         except TenantdbError:
@@ -387,11 +387,12 @@ class Engine:
             found.add((name, types))
         return found
 
-    @staticmethod
-    def _execute(backend: _YoyoBackend, source: str, sql: str, params: tuple | None = None) -> None:
+    def _execute(self, backend: _YoyoBackend, source: str, sql: str, params: tuple | None = None) -> None:
         try:
             with backend.connection.cursor() as cur:
                 cur.execute(sql, params) if params is not None else cur.execute(sql.encode())
+        except psycopg.errors.LockNotAvailable as exc:
+            raise self._lock_waited(source, sql) from exc
         except psycopg.Error as exc:
             raise StatementError(source, sql, exc) from exc
 

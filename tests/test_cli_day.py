@@ -1,0 +1,198 @@
+"""The DBA's day with the CLI (issue 11): options where a user types them,
+machine-readable results, checks before changing anything, and errors
+that name the real cause."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from conftest import ROOT
+from tenantdb.engine import LOCK_KEY
+from tenantdb.paths import SQL_DIRS
+from tenantdb.render import Renderer, Target
+
+CLI = [sys.executable, str(ROOT / "cli.py")]
+CHANGE_IDS = [c.id for c in Renderer(Target()).changes()]
+
+
+def run(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(CLI + list(args), capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
+
+
+def scalar(dsn: str, query: str) -> object:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(query).fetchone()[0]
+
+
+@pytest.fixture
+def sql_copy(tmp_path: Path) -> Path:
+    project = tmp_path / "project"
+    for d in SQL_DIRS:
+        shutil.copytree(ROOT / d, project / d)
+    return project
+
+
+def test_options_after_the_subcommand(empty_db: str) -> None:
+    proc = run("migrate", "--dsn", empty_db, "--to", "0002_identity")
+    assert proc.returncode == 0, proc.stderr
+    assert scalar(empty_db, "select count(*) from tenantdb.changes") == 2
+    rendered = run("render", "--target", "supabase")
+    assert rendered.returncode == 0 and "create table" in rendered.stdout
+    assert "create or replace function auth.uid()" not in rendered.stdout, "the supabase target uses Supabase's auth"
+    assert "create or replace function auth.uid()" in run("render").stdout or "auth.uid" in run("render").stdout
+
+
+def test_version() -> None:
+    from tenantdb import __version__
+
+    proc = run("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"tenantdb, version {__version__}"
+
+
+def test_json_results_of_migrate_status_seed(empty_db: str) -> None:
+    migrated = run("migrate", "--dsn", empty_db, "--json")
+    assert migrated.returncode == 0, migrated.stderr
+    result = json.loads(migrated.stdout)
+    assert [a["change"] for a in result["applied"]] == CHANGE_IDS and result["count"] == len(CHANGE_IDS)
+    assert all(isinstance(a["duration_ms"], int) for a in result["applied"])
+    assert "applying 0001_foundation ..." in migrated.stderr, "progress goes to stderr under --json"
+    status = json.loads(run("status", "--dsn", empty_db, "--json").stdout)
+    assert status["clean"] is True and status["sql_source"] == "project"
+    recorded = dict(psycopg.connect(empty_db).execute("select change_id, duration_ms from tenantdb.changes").fetchall())
+    assert {c["change"]: c["duration_ms"] for c in status["changes"]} == recorded
+    assert all(c["state"] == "applied" and c["applied_at"].endswith("Z") for c in status["changes"])
+    text = run("status", "--dsn", empty_db).stdout.splitlines()
+    assert text[1].startswith("applied  0001_foundation  ") and text[1].endswith(f" {recorded['0001_foundation']} ms")
+    seeded = json.loads(run("seed", "--dsn", empty_db, "--json").stdout)
+    assert seeded["seeded"][0]["seed"].endswith("catalog.json") and seeded["seeded"][0]["written"]["plans"] >= 1
+
+
+def test_malformed_dsn_is_a_usage_error_showing_the_form() -> None:
+    proc = run("status", "--dsn", "host=localhost port=5432 nonsense")
+    assert proc.returncode == 2 and "expected postgresql://" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_pgconnect_timeout_is_honoured(tmp_path: Path) -> None:
+    """A server that accepts and never answers: libpq gives up after
+    PGCONNECT_TIMEOUT seconds (exit 3), not the default 10."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    port = listener.getsockname()[1]
+    try:
+        started = time.monotonic()
+        proc = run("status", "--dsn", f"host=127.0.0.1 port={port} dbname=x user=x", env=dict(os.environ, PGCONNECT_TIMEOUT="2"))
+        elapsed = time.monotonic() - started
+    finally:
+        listener.close()
+    assert proc.returncode == 3, proc.stderr
+    assert elapsed < 8, f"waited {elapsed:.1f}s"
+
+
+def test_dsn_from_dotenv(empty_db: str, tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(f"# the app's settings\nexport DATABASE_URL='{empty_db}'\n")
+    proc = run("status", "--sql-dir", str(ROOT), cwd=tmp_path, env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[1] == "pending  0001_foundation"
+
+
+def test_the_checkout_sql_is_used_and_new_migration_is_seen(empty_db: str, sql_copy: Path) -> None:
+    assert run("migrate", "--dsn", empty_db, cwd=sql_copy).returncode == 0
+    made = run("new", "migration", "add_bookings", cwd=sql_copy)
+    assert made.returncode == 0, made.stderr
+    number = f"{len(CHANGE_IDS) + 1:04d}"
+    forward = sql_copy / "migrations" / f"{number}_add_bookings.sql"
+    assert forward.is_file() and (sql_copy / "migrations" / f"{number}_add_bookings.rollback.sql").is_file()
+    forward.write_text(forward.read_text() + "create table app.bookings (id uuid primary key);\n")
+    (sql_copy / "migrations" / f"{number}_add_bookings.rollback.sql").write_text("drop table app.bookings;\n")
+    function = run("new", "function", "bookings", cwd=sql_copy / "migrations")  # from a subdirectory too
+    assert function.returncode == 0 and (sql_copy / "functions" / f"{number}_bookings.sql").is_file()
+    status = run("status", "--dsn", empty_db, cwd=sql_copy)
+    assert status.stdout.splitlines()[0] == f"SQL from {sql_copy} (the project checkout)"
+    assert f"pending  {number}_add_bookings" in status.stdout
+    assert run("migrate", "--dsn", empty_db, cwd=sql_copy).returncode == 0
+    assert scalar(empty_db, "select to_regclass('app.bookings') is not null") is True
+    refused = run("new", "migration", "Bad Name", cwd=sql_copy)
+    assert refused.returncode == 2 and "lower-case" in refused.stderr
+
+
+def test_dry_run_refuses_as_migrate_does(empty_db: str, sql_copy: Path) -> None:
+    assert run("migrate", "--dsn", empty_db, "--to", "0002_identity", cwd=sql_copy).returncode == 0
+    path = sql_copy / "migrations" / "0002_identity.sql"
+    path.write_text(path.read_text() + "\n-- edited\n")
+    for args in (["migrate"], ["migrate", "--dry-run"]):
+        proc = run(*args, "--dsn", empty_db, cwd=sql_copy)
+        assert proc.returncode == 5 and "edited" in proc.stderr, (args, proc.stderr)
+
+
+def test_another_api_schema_is_named_as_the_cause(dsn: str) -> None:
+    proc = run("status", "--dsn", dsn, "--api-schema", "api")
+    assert proc.returncode == 2
+    assert "API schema is public, not api" in proc.stderr and "restore the files" not in proc.stderr
+
+
+def test_supabase_target_on_plain_postgres_is_refused_before_anything(empty_db: str) -> None:
+    proc = run("migrate", "--dsn", empty_db, "--target", "supabase")
+    assert proc.returncode == 2 and "table auth.users" in proc.stderr and "Nothing was applied" in proc.stderr
+    assert scalar(empty_db, "select count(*) from pg_namespace where nspname in ('tenantdb', 'identity', 'private')") == 0
+
+
+def test_rollback_all_with_audit_records_changes_nothing(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("update catalog.plans set name = 'Free plan' where key = 'free'")  # audited
+        assert conn.execute("select count(*) from audit.platform_actions").fetchone()[0] > 0
+    proc = run("rollback", "--dsn", dsn, "--all")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert scalar(dsn, "select count(*) from tenantdb.changes") == len(CHANGE_IDS), "nothing was reverted"
+    assert scalar(dsn, "select to_regclass('client_services.organizations') is not null") is True
+
+
+def test_ddl_waits_no_longer_than_lock_timeout_and_names_the_holder(empty_db: str) -> None:
+    assert run("migrate", "--dsn", empty_db, "--to", "0015_seed_contract").returncode == 0
+    with psycopg.connect(empty_db) as holder:
+        holder.execute("lock table billing.one_off_payments in access exclusive mode")
+        pid = holder.info.backend_pid
+        started = time.monotonic()
+        proc = run("migrate", "--dsn", empty_db, "--lock-timeout", "1")
+        elapsed = time.monotonic() - started
+        holder.rollback()
+    assert proc.returncode == 4, proc.stderr
+    assert "0016_client_services.sql" in proc.stderr and f"pid {pid}" in proc.stderr and "billing.one_off_payments" in proc.stderr
+    assert elapsed < 20
+    assert scalar(empty_db, "select count(*) from tenantdb.changes") == len(CHANGE_IDS) - 1
+
+
+def test_ctrl_c_exits_130(empty_db: str) -> None:
+    with psycopg.connect(empty_db, autocommit=True) as holder:
+        holder.execute("select pg_advisory_lock(%s)", (LOCK_KEY,))
+        proc = subprocess.Popen(CLI + ["migrate", "--dsn", empty_db, "--lock-timeout", "60"], cwd=ROOT,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+
+
+def test_reset_drops_and_makes_the_database_again(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("insert into auth.users (email) values ('gone@reset.test')")
+    refused = subprocess.run(CLI + ["reset", "--dsn", dsn], input="n\n", capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert refused.returncode == 1 and scalar(dsn, "select count(*) from identity.users") == 1
+    proc = run("reset", "--dsn", dsn, "--yes")
+    assert proc.returncode == 0, proc.stderr
+    assert scalar(dsn, "select count(*) from identity.users") == 0
+    assert scalar(dsn, "select count(*) from tenantdb.changes") == len(CHANGE_IDS)
+    assert scalar(dsn, "select count(*) from catalog.plans") > 0, "and seeded"
