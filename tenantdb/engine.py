@@ -24,6 +24,7 @@ from yoyo.connections import parse_uri
 from .db import connect
 from .errors import EditedChange, LockTimeout, StatementError, TenantdbError, UsageProblem
 from .render import Change, Renderer, Repeatable, drop_functions_sql
+from .sqlsplit import split_statements
 
 LOCK_KEY = 7_461_353_217  # pg_advisory_lock key of tenantdb's migration lock
 Echo = Callable[[str], None]
@@ -281,6 +282,33 @@ class Engine:
         return count
 
     def _apply_change(self, backend: _YoyoBackend, migration, change: Change) -> None:
+        try:
+            self._apply_change_once(backend, migration, change)
+        except StatementError as exc:
+            # A run-time error (a constraint, a RAISE) carries no position in
+            # the file: find the statement by running the file's statements
+            # one by one in a transaction that is rolled back.
+            if exc.located or exc.source != change.path or not isinstance(exc.__cause__, psycopg.Error):
+                raise
+            found = self._locate(change.sql)
+            if found is None:
+                raise
+            line, statement, error = found
+            raise StatementError(change.path, statement, error, line=line) from exc.__cause__
+
+    def _locate(self, sql: str) -> tuple[int, str, psycopg.Error] | None:
+        with connect(self.dsn) as conn:
+            try:
+                for offset, statement in split_statements(sql):
+                    try:
+                        conn.execute(statement.encode())
+                    except psycopg.Error as exc:
+                        return sql.count("\n", 0, offset) + 1, statement, exc
+            finally:
+                conn.rollback()
+        return None
+
+    def _apply_change_once(self, backend: _YoyoBackend, migration, change: Change) -> None:
         started = time.perf_counter()
         self.echo(f"applying {change.id} ...")
         with backend.transaction():

@@ -38,13 +38,17 @@ class EditedChange(TenantdbError):
 class StatementError(TenantdbError):
     """A SQL statement failed: names the file, the statement and the SQLSTATE."""
 
-    def __init__(self, source: str, statement: str, error: Exception) -> None:
+    def __init__(self, source: str, statement: str, error: Exception, line: int | None = None) -> None:
         diag = getattr(error, "diag", None)
         sqlstate = getattr(diag, "sqlstate", None) or "?????"
         primary = getattr(diag, "message_primary", None) or str(error).strip()
         where = ""
         position = getattr(diag, "statement_position", None)
-        if position and str(position).isdigit():
+        self.located = bool(position and str(position).isdigit()) or line is not None
+        if line is not None:
+            # the statement that failed, found by running them one by one
+            where = f" at line {line} of the rendered SQL, in: {' '.join(statement.split())[:300]}"
+        elif position and str(position).isdigit():
             offset = int(position) - 1
             line_no = statement.count("\n", 0, offset) + 1
             line_text = statement.splitlines()[line_no - 1].strip() if statement else ""
@@ -53,3 +57,4 @@ class StatementError(TenantdbError):
             where = f" [in: {' '.join(statement.split())[:120]}]"
         super().__init__(f"{source}: SQLSTATE {sqlstate}: {primary}{where}")
         self.sqlstate = sqlstate
+        self.source = source

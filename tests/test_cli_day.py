@@ -196,3 +196,22 @@ def test_reset_drops_and_makes_the_database_again(dsn: str) -> None:
     assert scalar(dsn, "select count(*) from identity.users") == 0
     assert scalar(dsn, "select count(*) from tenantdb.changes") == len(CHANGE_IDS)
     assert scalar(dsn, "select count(*) from catalog.plans") > 0, "and seeded"
+
+
+def test_a_run_time_error_names_its_statement(empty_db: str, sql_copy: Path) -> None:
+    """A failure without a position in the file (here a check constraint
+    violated by existing rows) names the statement and its line, not the
+    start of the file."""
+    number = f"{len(CHANGE_IDS) + 1:04d}"
+    (sql_copy / "migrations" / f"{number}_strict.sql").write_text(
+        "-- a change that fails on existing data\n"
+        "create table app.t1 (id int primary key);\n"
+        "insert into app.t1 values (1);\n"
+        "alter table app.t1 add constraint t1_big check (id > 5);\n"
+        "create table app.t2 (id int primary key);\n")
+    (sql_copy / "migrations" / f"{number}_strict.rollback.sql").write_text("drop table app.t2; drop table app.t1;\n")
+    proc = run("migrate", "--dsn", empty_db, cwd=sql_copy)
+    assert proc.returncode == 1
+    assert "SQLSTATE 23514" in proc.stderr and "at line 4" in proc.stderr
+    assert "alter table app.t1 add constraint t1_big check (id > 5);" in proc.stderr
+    assert scalar(empty_db, "select to_regclass('app.t1') is null") is True, "nothing of the change stayed"
