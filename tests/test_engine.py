@@ -108,7 +108,8 @@ def test_edited_applied_file_is_reported_and_refused(empty_db: str, sql_copy: Pa
     with pytest.raises(EditedChange):
         engine(empty_db, sql_copy).migrate()
     problems = verify.problems(engine(empty_db, sql_copy))
-    assert [(p.check, p.object) for p in problems] == [("edited", "0002_identity")]
+    # (not seeded: verify also says the catalog has no free plan)
+    assert [(p.check, p.object) for p in problems if p.check != "catalog"] == [("edited", "0002_identity")]
 
 
 def test_changed_repeatable_is_reapplied(empty_db: str, sql_copy: Path) -> None:
