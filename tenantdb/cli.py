@@ -265,11 +265,6 @@ def export_supabase(c: Context, directory: Path) -> None:
     click.echo(f"wrote {len(written)} files to {directory / 'supabase' / 'migrations'}")
 
 
-@cli.group("new")
-def new_group() -> None:
-    """Start a new file in the project's SQL (like sqitch add, dbmate new)."""
-
-
 def _project(c: Context) -> Path:
     source = c.source
     if source.kind == "package":
@@ -278,41 +273,29 @@ def _project(c: Context) -> Path:
     return source.root
 
 
-@new_group.command("migration")
+@cli.command("new")
+@click.argument("kind", type=click.Choice(["migration", "function", "policy"]))
 @click.argument("name")
 @global_options
 @pass_ctx
-def new_migration(c: Context, name: str) -> None:
-    """migrations/NNNN_NAME.sql and its NNNN_NAME.rollback.sql, numbered after the last one."""
+def new(c: Context, kind: str, name: str) -> None:
+    """Start a file in the project's SQL, like sqitch add or dbmate new.
+
+    \b
+    migration NAME: migrations/NNNN_NAME.sql and its .rollback.sql, numbered after the last
+    function NAME:  functions/NNNN_NAME.sql, a repeatable of the newest migration
+    policy NAME:    policies/NNNN_NAME.sql, likewise
+    """
+    root = _project(c)
     try:
-        for path in scaffold.new_migration(_project(c), name):
-            click.echo(f"wrote {path}")
+        if kind == "migration":
+            written = scaffold.new_migration(root, name)
+        else:
+            written = [scaffold.new_repeatable(root, "functions" if kind == "function" else "policies", name)]
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
-
-
-@new_group.command("function")
-@click.argument("name")
-@global_options
-@pass_ctx
-def new_function(c: Context, name: str) -> None:
-    """functions/NNNN_NAME.sql, a repeatable of the newest migration."""
-    try:
-        click.echo(f"wrote {scaffold.new_repeatable(_project(c), 'functions', name)}")
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from exc
-
-
-@new_group.command("policy")
-@click.argument("name")
-@global_options
-@pass_ctx
-def new_policy(c: Context, name: str) -> None:
-    """policies/NNNN_NAME.sql, a repeatable of the newest migration."""
-    try:
-        click.echo(f"wrote {scaffold.new_repeatable(_project(c), 'policies', name)}")
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from exc
+    for path in written:
+        click.echo(f"wrote {path}")
 
 
 data_dir_option = click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".tenantdb"),
