@@ -35,3 +35,19 @@ def test_wheel_installed_outside_the_repo_migrates(empty_db: str, tmp_path: Path
     assert "site-packages" in located and not located.startswith(str(ROOT))
     with psycopg.connect(empty_db) as conn:
         assert conn.execute("select count(*) from tenantdb.changes").fetchone()[0] == expected
+
+
+def test_editable_install_runs_and_sees_a_new_migration(empty_db: str, tmp_path: Path) -> None:
+    """`pip install -e .` gives a working `tenantdb` (it once failed with
+    ModuleNotFoundError: tenantdb.cli); run in the checkout it uses the
+    checkout's SQL, so a migration added there is pending."""
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=True).create(env_dir)
+    py = env_dir / "bin" / "python"
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", "-e", str(ROOT)], check=True, timeout=600)
+    tool = env_dir / "bin" / "tenantdb"
+    version = subprocess.run([str(tool), "--version"], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert version.returncode == 0 and version.stdout.startswith("tenantdb, version"), version.stderr
+    status = subprocess.run([str(tool), "status", "--dsn", empty_db], capture_output=True, text=True, cwd=ROOT / "migrations", timeout=60)
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.splitlines()[0] == f"SQL from {ROOT} (the project checkout)"
