@@ -249,8 +249,9 @@ def export_group() -> None:
 @global_options
 @pass_ctx
 def export_sqitch(c: Context, directory: Path) -> None:
-    """A sqitch project: sqitch.plan, deploy/, revert/, verify/."""
-    written = export.sqitch(c.renderer.changes(), directory)
+    """A sqitch project: sqitch.plan, deploy/, revert/, verify/, and seed.sql (run it after sqitch deploy)."""
+    renderer = c.renderer
+    written = export.sqitch(renderer.changes(), directory, seed=export.seed_sql(renderer))
     click.echo(f"wrote {len(written)} files to {directory}")
 
 
@@ -259,10 +260,10 @@ def export_sqitch(c: Context, directory: Path) -> None:
 @global_options
 @pass_ctx
 def export_supabase(c: Context, directory: Path) -> None:
-    """supabase/migrations/<timestamp>_<name>.sql for the Supabase CLI (supabase target)."""
-    changes = Renderer(Target("supabase", c.api), root=c.source.root, without=c.without).changes()
-    written = export.supabase(changes, directory)
-    click.echo(f"wrote {len(written)} files to {directory / 'supabase' / 'migrations'}")
+    """supabase/migrations/<timestamp>_<name>.sql and supabase/seed.sql for the Supabase CLI (supabase target)."""
+    renderer = Renderer(Target("supabase", c.api), root=c.source.root, without=c.without)
+    written = export.supabase(renderer.changes(), directory, seed=export.seed_sql(renderer))
+    click.echo(f"wrote {len(written)} files to {directory / 'supabase'} (migrations/, seed.sql)")
 
 
 @cli.group("new")
