@@ -249,8 +249,9 @@ def export_group() -> None:
 @global_options
 @pass_ctx
 def export_sqitch(c: Context, directory: Path) -> None:
-    """A sqitch project: sqitch.plan, deploy/, revert/, verify/."""
-    written = export.sqitch(c.renderer.changes(), directory)
+    """A sqitch project: sqitch.plan, deploy/, revert/, verify/, and seed.sql (run it after sqitch deploy)."""
+    renderer = c.renderer
+    written = export.sqitch(renderer.changes(), directory, seed=export.seed_sql(renderer))
     click.echo(f"wrote {len(written)} files to {directory}")
 
 
@@ -259,10 +260,10 @@ def export_sqitch(c: Context, directory: Path) -> None:
 @global_options
 @pass_ctx
 def export_supabase(c: Context, directory: Path) -> None:
-    """supabase/migrations/<timestamp>_<name>.sql for the Supabase CLI (supabase target)."""
-    changes = Renderer(Target("supabase", c.api), root=c.source.root, without=c.without).changes()
-    written = export.supabase(changes, directory)
-    click.echo(f"wrote {len(written)} files to {directory / 'supabase' / 'migrations'}")
+    """supabase/migrations/<timestamp>_<name>.sql and supabase/seed.sql for the Supabase CLI (supabase target)."""
+    renderer = Renderer(Target("supabase", c.api), root=c.source.root, without=c.without)
+    written = export.supabase(renderer.changes(), directory, seed=export.seed_sql(renderer))
+    click.echo(f"wrote {len(written)} files to {directory / 'supabase'} (migrations/, seed.sql)")
 
 
 def _project(c: Context) -> Path:
@@ -347,6 +348,37 @@ def reset(c: Context, yes: bool) -> None:
     engine = c.engine(dsn=dsn)
     engine.migrate()
     engine.seed()
+
+
+@cli.command()
+@click.option("--to", "to", metavar="CHANGE", help="Adopt up to and including this change (an older export).")
+@click.option("--dry-run", is_flag=True, help="Check, and list what would be recorded; change nothing.")
+@lock_option
+@json_option
+@global_options
+@pass_ctx
+def adopt(c: Context, to: str | None, dry_run: bool, lock_timeout: float) -> None:
+    """Take over a database deployed from an export (sqitch, Supabase): record its changes, if it matches the package."""
+    from tenantdb import adopt as adopting
+
+    engine = c.engine(lock_timeout)
+    c.say(c.source.describe())
+    report = adopting.adopt(engine, to, dry_run)
+    if c.as_json:
+        emit(c, {**report.as_dict(), "dry_run": dry_run})
+    elif report.managed:
+        click.echo(f"already managed by tenantdb ({report.managed} change(s) recorded): nothing to adopt; see tenantdb status")
+    else:
+        last = report.changes[-1].id
+        options = f"--target {c.target.name} --api-schema {c.target.api}"
+        if dry_run:
+            for ch in report.changes:
+                click.echo(f"would record {ch.id}  sha256 {ch.checksum[:12]}  ({len(ch.repeatables)} repeatable(s))")
+            click.echo(f"matches: {len(report.changes)} change(s) up to {last} would be recorded ({options}; "
+                       f"deployed changes known from {report.source}); nothing was recorded")
+        else:
+            click.echo(f"adopted {len(report.changes)} change(s) up to {last} ({options}; deployed changes known from "
+                       f"{report.source}): status, verify, seed and migrate now work on it")
 
 
 def main() -> None:

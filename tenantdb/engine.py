@@ -523,3 +523,56 @@ class Engine:
                 self.log.append({"seed": relpath, "duration_ms": ms})
                 self.echo(f"seeded {relpath} ({ms} ms)")
             conn.commit()
+
+    # -- adopt: a database deployed from an export (tenantdb/adopt.py) -----
+    def locked(self):
+        """tenantdb's migration lock (pg_advisory_lock), as migrate holds it."""
+        return self._locked()
+
+    def stray_overloads(self, conn: psycopg.Connection, repeatables: list[Repeatable]) -> list[tuple[str, str]]:
+        """(regprocedure, file) of each overload of the files' functions that
+        none of the files defines — what migrate would drop before applying
+        them. conn must be in a transaction (signatures are resolved with a
+        scratch function under a savepoint)."""
+        from types import SimpleNamespace  # stands in for the yoyo backend: only .connection is used
+
+        backend = SimpleNamespace(connection=conn)
+        wanted: set[tuple[str, str]] = set()
+        owner: dict[str, str] = {}
+        for rep in repeatables:
+            wanted |= self._signatures(backend, rep)  # type: ignore[arg-type]
+            owner.update((name, rep.path) for name in rep.functions)
+        return [(signature, owner[name]) for name, types, signature in self._overloads(backend, sorted(owner))  # type: ignore[arg-type]
+                if (name, types) not in wanted]
+
+    def record_adopted(self, changes: list[Change], check: Callable[[psycopg.Connection], None]) -> None:
+        """Record changes as applied without running them: yoyo's rows (logged
+        as 'mark', as `yoyo mark` does), tenantdb.changes and
+        tenantdb.repeatables with the checksums migrate records, and the
+        target — in one transaction that runs check(connection) first (it
+        raises to record nothing). Creates the bookkeeping tables first, as
+        migrate does. The caller holds the lock."""
+        with tempfile.TemporaryDirectory(prefix="tenantdb-") as tmp:
+            with connect(self.dsn, autocommit=True) as conn:
+                conn.execute(BOOKKEEPING)
+            for change in changes:
+                _write_yoyo_migration(Path(tmp), change)
+            migrations = {m.id: m for m in read_migrations(tmp)}
+            backend = _YoyoBackend(self.dsn)
+            try:
+                backend.ensure_internal_schema_updated()
+                with backend.transaction():
+                    check(backend.connection)
+                    for change in changes:
+                        backend.mark_one(migrations[change.id], log=True)
+                        self._execute(backend, change.path,
+                                      "insert into tenantdb.changes (change_id, checksum, target, duration_ms) values (%s, %s, %s, 0)",
+                                      (change.id, change.checksum, self.renderer.target.name))
+                        for rep in change.repeatables:
+                            self._execute(backend, rep.path,
+                                          "insert into tenantdb.repeatables (path, change_id, checksum) values (%s, %s, %s)",
+                                          (rep.path, change.id, rep.checksum))
+                        self.log.append({"change": change.id, "action": "adopted"})
+                        self.echo(f"adopted {change.id}")
+            finally:
+                backend.connection.close()

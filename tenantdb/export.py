@@ -1,13 +1,21 @@
-"""Write the changes as a sqitch project or as Supabase CLI migrations."""
+"""Write the changes as a sqitch project or as Supabase CLI migrations,
+each with the seed (seed.sql) rendered from the sources `tenantdb seed` loads."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from pathlib import Path
 
-from .render import Change, drop_functions_sql
+from .render import Change, Renderer, drop_functions_sql, sqlquote
 
-_TABLE_RE = re.compile(r"^create table (?:if not exists )?([a-z_]+\.[a-z_]+)", re.I | re.M)
+# Top-level (unindented) statements of a migration that create a named object.
+_IDENT = r"[a-z_][a-z0-9_]*"
+_SCHEMA_RE = re.compile(rf"^create schema (if not exists )?({_IDENT})\s*;", re.I | re.M)
+_TABLE_RE = re.compile(rf"^create (?:unlogged )?table (if not exists )?({_IDENT}\.{_IDENT})", re.I | re.M)
+_VIEW_RE = re.compile(rf"^create (?:or replace )?(?:materialized )?view (if not exists )?({_IDENT}\.{_IDENT})", re.I | re.M)
+_INDEX_RE = re.compile(rf"^create (?:unique )?index (if not exists )?({_IDENT}) on (?:only )?({_IDENT})\.", re.I | re.M)
 PLANNER = "tenantdb <tenantdb@localhost>"
 PLANNED_AT = "2026-01-01T00:00:00Z"
 
@@ -21,13 +29,71 @@ def revert_sql(change: Change) -> str:
     return change.rollback + drop_functions_sql(change.functions)
 
 
+def change_objects(change: Change) -> list[tuple[str, str, bool]]:
+    """(kind, schema-qualified name, unconditional) of each object the change
+    creates: its migration's schemas, tables, views and named indexes
+    (top-level statements), then its repeatables' functions. Unconditional:
+    created without `if not exists`, so it exists only if the change ran."""
+    sql = change.sql
+    found = [("schema", m.group(2), not m.group(1)) for m in _SCHEMA_RE.finditer(sql)]
+    found += [("table", m.group(2), not m.group(1)) for m in _TABLE_RE.finditer(sql)]
+    found += [("view", m.group(2), not m.group(1)) for m in _VIEW_RE.finditer(sql)]
+    found += [("index", f"{m.group(3)}.{m.group(2)}", not m.group(1)) for m in _INDEX_RE.finditer(sql)]
+    found += [("function", f, False) for f in change.functions]
+    return found
+
+
 def verify_sql(change: Change) -> str:
-    checks = [f"select 1 from {t} where false;" for t in _TABLE_RE.findall(change.sql)]
-    checks += [f"select '{f}'::regproc;" for r in change.repeatables for f in r.functions]
+    checks = []
+    for kind, name, _ in change_objects(change):
+        if kind in ("table", "view"):
+            checks.append(f"select 1 from {name} where false;")
+        elif kind == "schema":
+            checks.append(f"select '{name}'::regnamespace;")
+        elif kind == "index":
+            checks.append(f"select '{name}'::regclass;")
+        else:
+            checks.append(f"select '{name}'::regproc;")
     return "\n".join(checks) or "select 1;"
 
 
-def sqitch(changes: list[Change], out: Path) -> list[Path]:
+def seed_sql(renderer: Renderer) -> str:
+    """The seed as one script: the plan catalog (seeds/catalog.json through
+    private.load_catalog) and the SQL seeds, rendered for the renderer's
+    target from the files `tenantdb seed` loads. Idempotent."""
+    catalog = (renderer.root / "seeds" / "catalog.json").read_text()
+    json.loads(catalog)  # a broken file fails here, not in the deploy
+    parts = [
+        f"-- tenantdb seed (target {renderer.target.name}, API schema {renderer.target.api}): what `tenantdb seed` loads,\n"
+        "-- rendered from seeds/. Idempotent: run it after each deploy, e.g.\n"
+        "--   psql -X -1 -v ON_ERROR_STOP=1 -f seed.sql\n",
+        "-- seeds/catalog.json\n"
+        f"select private.load_catalog({sqlquote(catalog.strip())}::jsonb) is not null as catalog_loaded;\n",
+    ]
+    parts += [f"-- {relpath}\n{sql}" for relpath, sql in renderer.seeds()]
+    return "\n".join(parts)
+
+
+def sqitch_deploy_script(change: Change) -> str:
+    """deploy/<change>.sql of the sqitch export (sqitch records its SHA-1 as script_hash)."""
+    return "BEGIN;\n" + deploy_sql(change) + "\nCOMMIT;\n"
+
+
+def sqitch_script_hash(change: Change) -> str:
+    return hashlib.sha1(sqitch_deploy_script(change).encode("utf-8")).hexdigest()
+
+
+def supabase_version(change: Change) -> tuple[str, str]:
+    """(version, name) of the change's Supabase CLI migration file."""
+    number, _, name = change.id.partition("_")
+    return f"2026010100{int(number):04d}", name
+
+
+def sqitch(changes: list[Change], out: Path, seed: str | None = None) -> list[Path]:
+    """The sqitch project; with seed, also seed.sql beside sqitch.plan (a
+    script to run after `sqitch deploy`, not a change of the plan: a change
+    after the last migration would change its id with every new migration,
+    and sqitch could then no longer deploy a newer export on top)."""
     for sub in ("deploy", "revert", "verify"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     (out / "sqitch.conf").write_text("[core]\n\tengine = pg\n\tplan_file = sqitch.plan\n\ttop_dir = .\n")
@@ -37,23 +103,32 @@ def sqitch(changes: list[Change], out: Path) -> list[Path]:
     for change in changes:
         requires = f" [{previous}]" if previous else ""
         lines.append(f"{change.id}{requires} {PLANNED_AT} {PLANNER} # {change.path}")
-        for sub, body in (("deploy", deploy_sql(change)), ("revert", revert_sql(change)), ("verify", verify_sql(change))):
+        scripts = (("deploy", sqitch_deploy_script(change)), ("revert", "BEGIN;\n" + revert_sql(change) + "\nCOMMIT;\n"),
+                   ("verify", verify_sql(change) + "\n"))
+        for sub, text in scripts:
             path = out / sub / f"{change.id}.sql"
-            wrap = sub != "verify"
-            path.write_text(("BEGIN;\n" if wrap else "") + body + ("\nCOMMIT;\n" if wrap else "\n"))
+            path.write_text(text)
             written.append(path)
         previous = change.id
     (out / "sqitch.plan").write_text("\n".join(lines) + "\n")
+    if seed is not None:
+        (out / "seed.sql").write_text(seed)
+        written.append(out / "seed.sql")
     return written
 
 
-def supabase(changes: list[Change], out: Path) -> list[Path]:
+def supabase(changes: list[Change], out: Path, seed: str | None = None) -> list[Path]:
+    """supabase/migrations/<version>_<name>.sql; with seed, also
+    supabase/seed.sql (what `supabase db reset` runs after the migrations)."""
     folder = out / "supabase" / "migrations"
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for change in changes:
-        number, _, name = change.id.partition("_")
-        path = folder / f"2026010100{int(number):04d}_{name}.sql"
+        version, name = supabase_version(change)
+        path = folder / f"{version}_{name}.sql"
         path.write_text(f"-- tenantdb change {change.id}\n" + deploy_sql(change))
         written.append(path)
+    if seed is not None:
+        (out / "supabase" / "seed.sql").write_text(seed)
+        written.append(out / "supabase" / "seed.sql")
     return written
