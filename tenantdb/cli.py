@@ -210,6 +210,17 @@ def down(data_dir: Path) -> None:
     click.echo("stopped" if embedded.stop(data_dir) else f"no server running in {data_dir}")
 
 
+@cli.command("docs")
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@pass_ctx
+def docs_cmd(c: Context, out: Path) -> None:
+    """Markdown pages of the live schema in OUT: diagrams, tables, who may do what."""
+    from tenantdb import docs
+
+    written = docs.write(resolve_dsn(c.dsn_option), out)
+    click.echo(f"wrote {len(written)} files to {out}")
+
+
 def main() -> None:
     debug = "--debug" in sys.argv
     try:
