@@ -252,9 +252,11 @@ def read_catalog(conn: psycopg.Connection) -> Catalog:
     schemas: list[Schema] = []
     policies: dict[str, list[Policy]] = {}
     grants: dict[str, dict[str, list[str]]] = {}
-    for name, comment in conn.execute(DOMAIN_SCHEMAS, (list(CLIENT_ROLES),)).fetchall():
+    # Sorted here, not by the server: its collation must not change the output.
+    for name, comment in sorted(conn.execute(DOMAIN_SCHEMAS, (list(CLIENT_ROLES),)).fetchall()):
         relations = []
-        for oid, relname, relkind, rcomment, rls, forced, partkey, options in conn.execute(RELATIONS, (name,)).fetchall():
+        for oid, relname, relkind, rcomment, rls, forced, partkey, options in sorted(conn.execute(RELATIONS, (name,)).fetchall(),
+                                                                                      key=lambda r: r[1]):
             rel = Relation(name, relname, {"r": "table", "p": "partitioned table", "v": "view"}[relkind], rcomment,
                            [Column(n, t, bt, nn, d, g, c) for n, t, bt, nn, d, g, c in conn.execute(COLUMNS, (oid,)).fetchall()],
                            partition_key=partkey, rls=(rls, forced), options=sorted(options))
@@ -262,7 +264,7 @@ def read_catalog(conn: psycopg.Connection) -> Catalog:
             unique_sets = []
             pk_columns: list[str] = []
             fk_rows = []
-            for cname, ctype, cdef, ccomment, cols, ref_schema, ref_table, ref_cols in conn.execute(CONSTRAINTS, (oid,)).fetchall():
+            for cname, ctype, cdef, ccomment, cols, ref_schema, ref_table, ref_cols in sorted(conn.execute(CONSTRAINTS, (oid,)).fetchall()):
                 rel.constraints.append((cname, CONSTRAINT_KINDS[ctype], cdef, ccomment))
                 if ctype == "p":
                     pk_columns = list(cols)
@@ -286,14 +288,15 @@ def read_catalog(conn: psycopg.Connection) -> Catalog:
                     col = by_name[next(iter(u))]
                     if "PK" not in col.keys and "UK" not in col.keys:
                         col.keys.append("UK")
-            rel.indexes = [tuple(r) for r in conn.execute(INDEXES, (oid,)).fetchall()]
-            rel.triggers = [tuple(r) for r in conn.execute(TRIGGERS, (oid,)).fetchall()]
-            policies[rel.qualified] = [Policy(n, POLICY_COMMANDS[c], perm, list(roles), u, w)
-                                       for n, c, perm, roles, u, w in conn.execute(POLICIES, (oid,)).fetchall()]
+            rel.indexes = sorted(tuple(r) for r in conn.execute(INDEXES, (oid,)).fetchall())
+            rel.triggers = sorted(tuple(r) for r in conn.execute(TRIGGERS, (oid,)).fetchall())
+            policies[rel.qualified] = [Policy(n, POLICY_COMMANDS[c], perm, sorted(roles), u, w)
+                                       for n, c, perm, roles, u, w in sorted(conn.execute(POLICIES, (oid,)).fetchall())]
             grants[rel.qualified] = _grants(conn, oid)
             relations.append(rel)
         schemas.append(Schema(name, comment, relations))
-    roles = [(k, s, list(p)) for k, s, p in conn.execute(ROLES).fetchall()] if _has_iam(conn) else []
+    roles = sorted(((k, s, sorted(p)) for k, s, p in conn.execute(ROLES).fetchall()), key=lambda r: (r[1], -len(r[2]), r[0])) \
+        if _has_iam(conn) else []
     bypass = {r for (r,) in conn.execute("select rolname::text from pg_catalog.pg_roles where rolbypassrls and rolname = any (%s)",
                                         (list(CLIENT_ROLES) + ["platform_staff"],)).fetchall()}
     return Catalog(schemas, policies, grants, roles, bypass)
@@ -613,7 +616,7 @@ def access_page(cat: Catalog) -> str:
                 invoker = any(o == "security_invoker=true" for o in rel.options)
                 lines += [f"### {rel.qualified}", "",
                           f"View {link}" + (" (`security_invoker`: the policies of the tables it reads apply to the caller)."
-                                            if invoker else " (runs with its owner's rights)."),
+                                            if invoker else " (runs with its owner's rights)."), "",
                           grants_line(cat, rel), ""]
                 continue
             lines += [f"### {rel.qualified}", "", f"Table {link}. {grants_line(cat, rel)}", ""]
