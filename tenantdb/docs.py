@@ -408,14 +408,14 @@ def schema_page(cat: Catalog, s: Schema) -> str:
                   for r in tables]
         lines.append("")
         for r in tables:
-            lines += relation_section(r)
+            lines += relation_section(r, cat.policies.get(r.qualified, []))
     if views:
         lines += ["## Views", ""]
         lines += [f"- [`{r.qualified}`](#{anchor(r.qualified)})" + (f": {text(first_sentence(r.comment))}" if r.comment else "")
                   for r in views]
         lines.append("")
         for r in views:
-            lines += relation_section(r)
+            lines += relation_section(r, cat.policies.get(r.qualified, []))
     return "\n".join(lines)
 
 
@@ -448,7 +448,7 @@ def diagram(s: Schema, tables: list[Relation]) -> list[str]:
     return lines
 
 
-def relation_section(r: Relation) -> list[str]:
+def relation_section(r: Relation, policies: list[Policy]) -> list[str]:
     lines = [f"### {r.qualified}", ""]
     if r.comment:
         lines += [text(r.comment), ""]
@@ -484,6 +484,12 @@ def relation_section(r: Relation) -> list[str]:
     if r.triggers:
         lines += ["Triggers:", ""]
         lines += table_md(["name", "definition"], [[f"`{n}`", code(d)] for n, d in r.triggers])
+        lines.append("")
+    if policies:
+        lines += ["Policies ([who may do what](access.md#" + anchor(r.qualified) + ")):", ""]
+        lines += table_md(["name", "command", "roles", "using", "with check"],
+                          [[f"`{p.name}`", p.command + ("" if p.permissive else " (restrictive)"), ", ".join(p.roles),
+                            code(p.using), code(p.check)] for p in policies])
         lines.append("")
     return lines
 
@@ -600,7 +606,7 @@ def access_page(cat: Catalog) -> str:
              "- **Marks**: ✓ allowed (in the organizations where the member holds the role); ✗ refused, with the "
              "reason (`no grant`, `no policy`, or the permission the role lacks); ~ only some rows: `own rows` "
              "(the policy compares a column with `auth.uid()`), or `see policy` where the expression has another "
-             "shape than the policy macros write (read the policy in the table's schema page or in `policies/`).",
+             "shape than the policy macros write (the table's policies are listed on its schema page).",
              "- `service_role` bypasses row-level security: its grants are the whole story. Writes that no policy "
              "allows happen through the API functions (SECURITY DEFINER, in `private`), which check the same "
              "permissions themselves; this page does not cover functions.", "",
