@@ -96,7 +96,7 @@ $fn$;
 comment on function private.complete_onboarding is 'Definer twin of complete_onboarding.';
 {{ m.private_grants('complete_onboarding') }}
 {{ m.api_function('complete_onboarding', 'p_user_id uuid', 'void', 'p_user_id',
-   'Marks the caller''s profile onboarded. Another user''s id: 42501; no profile: P0002. Callable by authenticated users for themselves.') }}
+   'Marks the caller\'s profile onboarded. Another user\'s id: 42501; no profile: P0002. Callable by authenticated users for themselves.') }}
 
 {{ m.updated_at('identity.users') }}
 {% if target == 'postgres' %}

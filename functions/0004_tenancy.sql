@@ -323,7 +323,7 @@ $fn$;
 comment on function private.leave_organization is 'Definer twin of leave_organization.';
 {{ m.private_grants('leave_organization') }}
 {{ m.api_function('leave_organization', 'p_organization_id uuid', 'void', 'p_organization_id',
-   'Ends the caller''s membership. Not a member: P0002; personal organization: 55000; last owner: 23514. Callable by authenticated users.') }}
+   'Ends the caller\'s membership. Not a member: P0002; personal organization: 55000; last owner: 23514. Callable by authenticated users.') }}
 
 -- private.transfer_ownership(organization_id uuid, new_owner_id uuid) -> void
 -- Makes an active member the owner; the caller becomes tenant_admin.

@@ -304,12 +304,12 @@ begin
   return new_id;
 end
 $fn$;
-comment on function private.record_subscription_change is 'Definer twin of record_subscription_change (seed 003).';
+comment on function private.record_subscription_change is 'Definer twin of record_subscription_change.';
 {{ m.private_grants('record_subscription_change') }}
 {{ m.api_function('record_subscription_change',
    'p_organization_id uuid, p_old_plan_id uuid, p_new_plan_id uuid, p_change_type varchar, p_stripe_event_id varchar default null, p_amount_paid numeric default null, p_created_by uuid default null',
    'uuid', 'p_organization_id, p_old_plan_id, p_new_plan_id, p_change_type, p_stripe_event_id, p_amount_paid, p_created_by',
-   'Seed 003: records a subscription change in subscription_history and returns its id. Needs service_role or platform.billing.adjust (42501); unknown organization or plan: P0002; unknown change type: 22023.') }}
+   'Records a subscription change in subscription_history and returns its id. Needs service_role or platform.billing.adjust (42501); unknown organization or plan: P0002; unknown change type: 22023.') }}
 
 -- private.change_subscription_plan(organization_id uuid, plan_key text) -> jsonb
 -- Moves the live subscription to another active plan and returns
@@ -991,7 +991,7 @@ $fn$;
 comment on function private.calculate_application_fee is 'Definer twin of calculate_application_fee.';
 {{ m.private_grants('calculate_application_fee') }}
 {{ m.api_function('calculate_application_fee', 'p_organization_id uuid, p_amount_minor bigint', 'bigint', 'p_organization_id, p_amount_minor',
-   'Seed 003: the application fee (bps of the connected account, rounded half up) on an amount in minor units. No active account: P0002; negative amount: 22023; needs billing.view (42501).') }}
+   'The application fee (bps of the connected account, rounded half up) on an amount in minor units. No active account: P0002; negative amount: 22023; needs billing.view (42501).') }}
 
 -- private.track_platform_revenue(p_organization_id uuid, p_provider text, p_source_payment_id text,
 --   p_gross_amount_minor bigint, p_currency text, p_occurred_at timestamptz) -> uuid
@@ -1028,7 +1028,7 @@ comment on function private.track_platform_revenue is 'Definer twin of track_pla
 {{ m.api_function('track_platform_revenue',
    'p_organization_id uuid, p_provider text, p_source_payment_id text, p_gross_amount_minor bigint, p_currency text, p_occurred_at timestamptz default now()',
    'uuid', 'p_organization_id, p_provider, p_source_payment_id, p_gross_amount_minor, p_currency, p_occurred_at',
-   'Seed 003: records a connected-account payment and its application fee once per payment id. Needs service_role or platform.billing.adjust (42501).') }}
+   'Records a connected-account payment and its application fee once per payment id. Needs service_role or platform.billing.adjust (42501).') }}
 {{ m.append_only('billing.platform_revenue') }}
 
 -- Revenue summaries (seed 003), with the caller's rights: members see their
@@ -1043,7 +1043,7 @@ select r.organization_id, o.name as organization_name,
   from billing.platform_revenue r
   join tenancy.organizations o on o.id = r.organization_id
  group by r.organization_id, o.name, 3, r.currency;
-comment on view {{ api }}.organization_revenue_summary is 'Seed 003: payments, gross, fees and net per organization, UTC month and currency (caller''s rights).';
+comment on view {{ api }}.organization_revenue_summary is 'Payments, gross, fees and net per organization, UTC month and currency (caller''s rights).';
 revoke all on {{ api }}.organization_revenue_summary from public, anon;
 grant select on {{ api }}.organization_revenue_summary to authenticated, service_role;
 
@@ -1054,6 +1054,6 @@ select date_trunc('month', r.occurred_at at time zone 'UTC')::date as month, r.c
        sum(r.gross_amount_minor) as gross_amount_minor, sum(r.application_fee_minor) as application_fee_minor
   from billing.platform_revenue r
  group by 1, r.currency;
-comment on view {{ api }}.platform_revenue_summary is 'Seed 003: the platform''s earnings per UTC month and currency (rows the caller may read).';
+comment on view {{ api }}.platform_revenue_summary is 'The platform''s earnings per UTC month and currency (rows the caller may read).';
 revoke all on {{ api }}.platform_revenue_summary from public, anon;
 grant select on {{ api }}.platform_revenue_summary to authenticated, service_role;

@@ -348,7 +348,7 @@ comment on function private.record_usage_batch is 'Definer twin of record_usage_
 {{ m.private_grants('record_usage_batch') }}
 {{ m.api_function('record_usage_batch', 'p_organization_id uuid, p_events jsonb',
    'table (item integer, idempotency_key text, event_id uuid, duplicate boolean)', 'p_organization_id, p_events',
-   'Records many usage events at once, all or nothing: events is a JSON array of {meter_key (or feature_key), quantity, idempotency_key, occurred_at?, metadata?}; returns each item''s event id and whether it was a replay. Needs usage.record (42501); an invalid item or more than 10000 items: 22023, nothing written.') }}
+   'Records many usage events at once, all or nothing: events is a JSON array of {meter_key (or feature_key), quantity, idempotency_key, occurred_at?, metadata?}; returns each item\'s event id and whether it was a replay. Needs usage.record (42501); an invalid item or more than 10000 items: 22023, nothing written.') }}
 
 -- private.aggregate_usage(period_type text, start_at timestamptz, end_at timestamptz) -> integer
 -- Seed 001: recomputes the daily or monthly (UTC) rollups of every bucket
@@ -393,10 +393,10 @@ begin
   return written;
 end
 $fn$;
-comment on function private.aggregate_usage is 'Definer twin of aggregate_usage (seed 001).';
+comment on function private.aggregate_usage is 'Definer twin of aggregate_usage.';
 {{ m.private_grants('aggregate_usage') }}
 {{ m.api_function('aggregate_usage', 'p_period_type text, p_start_at timestamptz, p_end_at timestamptz', 'integer', 'p_period_type, p_start_at, p_end_at',
-   'Seed 001: recomputes daily or monthly UTC rollups for buckets starting in [start_at, end_at); re-runnable. Needs service_role (42501); bad period type or range: 22023.') }}
+   'Recomputes daily or monthly UTC rollups for buckets starting in [start_at, end_at); re-runnable. Needs service_role (42501); bad period type or range: 22023.') }}
 
 -- private.live_plan(organization_id uuid) -> catalog.plans
 -- The plan of the organization's live subscription (null when none).
@@ -611,10 +611,10 @@ begin
   return snapshot;
 end
 $fn$;
-comment on function private.record_organization_usage is 'Definer twin of record_organization_usage (seed 003).';
+comment on function private.record_organization_usage is 'Definer twin of record_organization_usage.';
 {{ m.private_grants('record_organization_usage') }}
 {{ m.api_function('record_organization_usage', 'p_organization_id uuid, p_period_start date default null', 'uuid', 'p_organization_id, p_period_start',
-   'Seed 003: snapshot of usage against limits for a billing period (default: current); returns its id. Needs billing.view (42501); not a period start: 22023; no subscription: P0002.') }}
+   'Snapshot of usage against limits for a billing period (default: current); returns its id. Needs billing.view (42501); not a period start: 22023; no subscription: P0002.') }}
 
 -- private.check_feature_access(user_id uuid, feature_key text, org_id uuid) -> jsonb
 -- Seed 001: the organization's allowance of a feature for this period:
@@ -681,10 +681,10 @@ begin
     'overage_unit_price', pf.overage_unit_price_minor);
 end
 $fn$;
-comment on function private.check_feature_access is 'Definer twin of check_feature_access (seed 001).';
+comment on function private.check_feature_access is 'Definer twin of check_feature_access.';
 {{ m.private_grants('check_feature_access') }}
 {{ m.api_function('check_feature_access', 'p_user_id uuid, p_feature_key text, p_organization_id uuid', 'jsonb', 'p_user_id, p_feature_key, p_organization_id',
-   'Seed 001: limit, used, remaining, unlimited, allowed, overage_unit_price and plan of a feature for the current period. Not a member / another user: 42501; unknown feature: 22023; no subscription: P0002.') }}
+   'Limit, used, remaining, unlimited, allowed, overage_unit_price and plan of a feature for the current period. Not a member / another user: 42501; unknown feature: 22023; no subscription: P0002.') }}
 
 -- Utilization per feature and period, with the caller's rights: one row
 -- per feature (seed 003's wide view, a column per meter, is

@@ -170,7 +170,7 @@ $fn$;
 comment on function private.generate_invoice is 'Definer twin of generate_invoice.';
 {{ m.private_grants('generate_invoice') }}
 {{ m.api_function('generate_invoice', 'p_organization_id uuid, p_period_start date', 'uuid', 'p_organization_id, p_period_start',
-   'Draft invoice of a billing period: the plan in advance, the previous period''s overage fees and upgrade prorations; idempotent per period. Needs service_role or platform.billing.adjust (42501); not a period start or currency mismatch: 22023; nothing to bill: P0002.') }}
+   'Draft invoice of a billing period: the plan in advance, the previous period\'s overage fees and upgrade prorations; idempotent per period. Needs service_role or platform.billing.adjust (42501); not a period start or currency mismatch: 22023; nothing to bill: P0002.') }}
 
 -- private.finalize_invoice(org uuid, invoice_id uuid) -> bigint
 -- Applies the organization's credit (up to the subtotal) as a credit line

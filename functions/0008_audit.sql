@@ -326,7 +326,7 @@ $fn$;
 comment on function private.activate_break_glass is 'Definer twin of activate_break_glass.';
 {{ m.private_grants('activate_break_glass') }}
 {{ m.api_function('activate_break_glass', 'p_reason text, p_minutes integer default 60', 'uuid', 'p_reason, p_minutes',
-   'Activates the caller''s break-glass grant with a critical security event. No such grant: 42501; bad input: 22023.') }}
+   'Activates the caller\'s break-glass grant with a critical security event. No such grant: 42501; bad input: 22023.') }}
 
 -- Security events from grants ---------------------------------------------------
 
@@ -414,7 +414,7 @@ $fn$;
 comment on function private.update_incident is 'Definer twin of update_incident.';
 {{ m.private_grants('update_incident') }}
 {{ m.api_function('update_incident', 'p_incident_id uuid, p_status text, p_note text', 'integer', 'p_incident_id, p_status, p_note',
-   'Appends to an incident''s timeline, status only moving forward. Needs platform.security.view (42501); unknown: P0002; step back: 22023.') }}
+   'Appends to an incident\'s timeline, status only moving forward. Needs platform.security.view (42501); unknown: P0002; step back: 22023.') }}
 
 -- The privileged tables: each change writes its audit row (macro audited).
 {{ m.audited('iam.system_role_grants', 'iam.system_role_grant') }}

@@ -375,4 +375,4 @@ $fn$;
 comment on function private.erase_user is 'Definer twin of erase_user.';
 {{ m.private_grants('erase_user') }}
 {{ m.api_function('erase_user', 'p_user_id uuid', 'uuid', 'p_user_id',
-   'Anonymizes a user''s personal data per privacy.data_inventory (CRM people linked to them included), keeps what the law requires, records the erasure; safe to run twice. Needs service_role or platform.privacy.manage (42501); unknown user: P0002.') }}
+   'Anonymizes a user\'s personal data per privacy.data_inventory (CRM people linked to them included), keeps what the law requires, records the erasure; safe to run twice. Needs service_role or platform.privacy.manage (42501); unknown user: P0002.') }}

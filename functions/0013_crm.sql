@@ -246,7 +246,7 @@ comment on function private.upsert_person is 'Definer twin of upsert_person.';
 {{ m.private_grants('upsert_person') }}
 {{ m.api_function('upsert_person', 'p_email text default null, p_phone text default null, p_first_name text default null, p_last_name text default null',
    'table (person_id uuid, is_new boolean)', 'p_email, p_phone, p_first_name, p_last_name',
-   'Seed 004''s upsert_person: finds the person by email (lower-cased) or phone (E.164), or creates them with a consent record; returns (person_id, is_new). No email and no phone, or one that cannot be normalized: 22023. Needs crm.write in some organization (42501).') }}
+   'Finds the person by email (lower-cased) or phone (E.164), or creates them with a consent record; returns (person_id, is_new). No email and no phone, or one that cannot be normalized: 22023. Needs crm.write in some organization (42501).') }}
 
 -- private.propagate_contact_update(p_person_id uuid, p_first_name text, p_last_name text, p_email text, p_phone text)
 --   -> table (success boolean, person_id uuid)
@@ -300,7 +300,7 @@ comment on function private.propagate_contact_update is 'Definer twin of propaga
 {{ m.private_grants('propagate_contact_update') }}
 {{ m.api_function('propagate_contact_update', 'p_person_id uuid, p_first_name text default null, p_last_name text default null, p_email text default null, p_phone text default null',
    'table (success boolean, person_id uuid)', 'p_person_id, p_first_name, p_last_name, p_email, p_phone',
-   'Seed 004''s propagate_contact_update: new names, and a new primary email or phone (old ones kept as non-primary), seen by every organization serving the person. Only the linked user, the back end, or the only organization serving the person, with crm.write (42501); unknown person: P0002; bad email or phone: 22023; one of another person: 23505.') }}
+   'Changes a person\'s names, primary email or primary phone (old ones kept as non-primary), seen by every organization serving the person. Only the linked user, the back end, or the only organization serving the person, with crm.write (42501); unknown person: P0002; bad email or phone: 22023; one of another person: 23505.') }}
 
 -- private.add_person_address(p_person_id uuid, p_address jsonb) -> uuid
 -- Adds an address to a person ({label, address1, address2, city, state,
@@ -384,7 +384,7 @@ comment on function private.set_marketing_consent is 'Definer twin of set_market
 {{ m.private_grants('set_marketing_consent') }}
 {{ m.api_function('set_marketing_consent', 'p_person_id uuid, p_channel text, p_opted_in boolean, p_organization_id uuid default null', 'uuid',
    'p_person_id, p_channel, p_opted_in, p_organization_id',
-   'Records a person''s email or SMS opt-in or opt-out (history kept). The linked user, or an organization with the person as client and crm.write (42501); unknown person: P0002; unknown channel: 23514.') }}
+   'Records a person\'s email or SMS opt-in or opt-out (history kept). The linked user, or an organization with the person as client and crm.write (42501); unknown person: P0002; unknown channel: 23514.') }}
 
 -- private.crm_opted_in(person_id uuid, channel text, organization_id uuid) -> boolean
 -- Whether the organization may send the person messages on the channel:
@@ -909,7 +909,7 @@ comment on function private.create_job_with_optional_new_client is 'Definer twin
 {{ m.api_function('create_job_with_optional_new_client',
    'p_organization_id uuid, p_org_client_id uuid default null, p_client jsonb default null, p_service_id uuid default null, p_start_at timestamptz default null, p_end_at timestamptz default null, p_price_cents bigint default null, p_notes text default null',
    'jsonb', 'p_organization_id, p_org_client_id, p_client, p_service_id, p_start_at, p_end_at, p_price_cents, p_notes',
-   'Seed 004''s booking: a job for an existing client (p_org_client_id) or a new one (p_client: first_name, last_name, email, phone, address), with its 24 h and 2 h reminders, all or nothing; returns {success, job}. Needs crm.write (42501); bad request: 22023; client of another organization: P0002; end before start: 23514.') }}
+   'Books a job for an existing client (p_org_client_id) or a new one (p_client: first_name, last_name, email, phone, address), with its 24 h and 2 h reminders, all or nothing; returns {success, job}. Needs crm.write (42501); bad request: 22023; client of another organization: P0002; end before start: 23514.') }}
 
 -- Reminders ---------------------------------------------------------------------------
 
@@ -1029,7 +1029,7 @@ comment on function private.claim_reminders is 'Definer twin of claim_reminders.
 {{ m.api_function('claim_reminders', "p_worker text, p_batch_size integer default 100, p_lease interval default '5 minutes'",
    'table (reminder_id uuid, organization_id uuid, org_client_id uuid, type text, slot text, send_at timestamptz, payload jsonb, attempts integer, first_name text, last_name text, email text, phone_e164 text)',
    'p_worker, p_batch_size, p_lease',
-   'A sending worker''s batch of due reminders with the contact to send to, leased to it (SKIP LOCKED: two workers never share one). Back end only (42501); bad batch or lease: 22023.') }}
+   'A sending worker\'s batch of due reminders with the contact to send to, leased to it (SKIP LOCKED: two workers never share one). Back end only (42501); bad batch or lease: 22023.') }}
 
 -- Campaigns ---------------------------------------------------------------------------
 
@@ -1076,7 +1076,7 @@ $fn$;
 comment on function private.queue_campaign_sends is 'Definer twin of queue_campaign_sends.';
 {{ m.private_grants('queue_campaign_sends') }}
 {{ m.api_function('queue_campaign_sends', 'p_campaign_id uuid', 'integer', 'p_campaign_id',
-   'One queued send per client of the campaign''s segment who opted in on its channel, once per person; returns how many were added. Unknown campaign, or not in an organization where the caller holds crm.campaigns: P0002; canceled: 55000.') }}
+   'One queued send per client of the campaign\'s segment who opted in on its channel, once per person; returns how many were added. Unknown campaign, or not in an organization where the caller holds crm.campaigns: P0002; canceled: 55000.') }}
 
 -- private.claim_campaign_sends(p_worker text, p_batch_size integer, p_lease interval)
 --   -> table (send_id, organization_id, campaign_id, channel, template, person_id, first_name, last_name, email, phone_e164, attempts)
@@ -1127,7 +1127,7 @@ comment on function private.claim_campaign_sends is 'Definer twin of claim_campa
 {{ m.api_function('claim_campaign_sends', "p_worker text, p_batch_size integer default 100, p_lease interval default '5 minutes'",
    'table (send_id uuid, organization_id uuid, campaign_id uuid, channel text, template jsonb, person_id uuid, first_name text, last_name text, email text, phone_e164 text, attempts integer)',
    'p_worker, p_batch_size, p_lease',
-   'A sending worker''s batch of queued campaign sends (SKIP LOCKED), to people still opted in. Back end only (42501); bad batch or lease: 22023.') }}
+   'A sending worker\'s batch of queued campaign sends (SKIP LOCKED), to people still opted in. Back end only (42501); bad batch or lease: 22023.') }}
 
 -- private.complete_reminder(p_reminder_id uuid, p_error text) -> void
 -- private.complete_campaign_send(p_send_id uuid, p_error text) -> void
@@ -1228,7 +1228,7 @@ comment on function private.client_timeline is 'Definer twin of client_timeline.
 {{ m.private_grants('client_timeline') }}
 {{ m.api_function('client_timeline', 'p_org_client_id uuid, p_limit integer default 100, p_before timestamptz default null',
    'table (id uuid, type text, created_at timestamptz, data jsonb)', 'p_org_client_id, p_limit, p_before',
-   'Seed 004''s client timeline: jobs, invoices, payments and notes, newest first ({id, type, created_at, data}); page with p_before. Needs crm.read in the client''s organization (else P0002, as for an unknown client); p_limit 1..1000 (22023).') }}
+   'A client\'s timeline: jobs, invoices, payments and notes, newest first ({id, type, created_at, data}); page with p_before. Needs crm.read in the client\'s organization (else P0002, as for an unknown client); p_limit 1..1000 (22023).') }}
 
 -- private.client_stats(p_org_id uuid, p_currency text) -> jsonb
 -- Seed 004's six numbers for an organization: total, active, lead and
@@ -1272,7 +1272,7 @@ $fn$;
 comment on function private.client_stats is 'Definer twin of client_stats.';
 {{ m.private_grants('client_stats') }}
 {{ m.api_function('client_stats', 'p_org_id uuid, p_currency text default null', 'jsonb', 'p_org_id, p_currency',
-   'Seed 004''s client statistics: total/active/lead/inactive clients, total and average lifetime value in minor units (and the currency). Needs crm.read (42501); clients in several currencies without p_currency: 22023.') }}
+   'An organization\'s client statistics: total/active/lead/inactive clients, total and average lifetime value in minor units (and the currency). Needs crm.read (42501); clients in several currencies without p_currency: 22023.') }}
 
 -- private.search_clients(p_query text, p_org_id uuid, p_limit integer)
 --   -> table (org_client_id, person_id, first_name, last_name, primary_email, primary_phone_e164, status, ltv_cents, tags, created_at)
@@ -1342,7 +1342,7 @@ comment on function private.search_clients is 'Definer twin of search_clients.';
 {{ m.api_function('search_clients', 'p_query text, p_org_id uuid, p_limit integer default 25',
    'table (org_client_id uuid, person_id uuid, first_name text, last_name text, primary_email text, primary_phone_e164 text, status text, ltv_cents bigint, tags text[], created_at timestamptz)',
    'p_query, p_org_id, p_limit',
-   'Seed 004''s client search by name, email or phone: partial and typo-tolerant (trigram), ranked, p_limit rows (1..100). Needs crm.read (42501); empty query: 22023.') }}
+   'Searches the organization\'s clients by name, email or phone: partial and typo-tolerant (trigram), ranked, p_limit rows (1..100). Needs crm.read (42501); empty query: 22023.') }}
 
 -- Privacy -----------------------------------------------------------------------------
 

@@ -84,6 +84,7 @@ declare
   dup text;
   definition text;
   digest text;
+  note text;
 begin
   for f in
     select ft.key, ft.meter_key, ft.counts,
@@ -125,21 +126,26 @@ begin
                            from catalog.plan_features pf where pf.plan_key = u.plan_key) lim on true$view$,
     array_to_string(cols, E',\n           '));
   digest := md5(definition);
+  note := 'Usage against limits, one row per organization and billing period (record_organization_usage snapshots), '
+    || 'a <meter>_count, <limit feature> and <meter>_utilization_pct column per limit of the catalog; rebuilt by tenantdb seed '
+    || 'when the meters or limits change. Per-feature rows: organization_feature_usage. [definition ' || digest || ']';
   if coalesce(obj_description(to_regclass('{{ api }}.organization_usage_summary'), 'pg_class'), '') like '%[definition ' || digest || ']' then
+    -- Same definition: the view stays (and views on it with it); only its
+    -- comment is brought up to date.
+    if obj_description(to_regclass('{{ api }}.organization_usage_summary'), 'pg_class') <> note then
+      execute format('comment on view {{ api }}.organization_usage_summary is %L', note);
+    end if;
     return array_length(names, 1);
   end if;
   drop view if exists {{ api }}.organization_usage_summary;
   execute definition;
-  execute format('comment on view {{ api }}.organization_usage_summary is %L',
-    'Seed 003: usage against limits, one row per organization and billing period (record_organization_usage snapshots), '
-    || 'a <meter>_count, <limit feature> and <meter>_utilization_pct column per limit of the catalog; rebuilt by tenantdb seed '
-    || 'when the meters or limits change. Per-feature rows: organization_feature_usage. [definition ' || digest || ']');
+  execute format('comment on view {{ api }}.organization_usage_summary is %L', note);
   revoke all on {{ api }}.organization_usage_summary from public, anon;
   grant select on {{ api }}.organization_usage_summary to authenticated, service_role;
   return array_length(names, 1);
 end
 $fn$;
-comment on function private.build_usage_summary_view is 'Rebuilds organization_usage_summary (seed 003''s wide view) from the catalog''s meters and limits; returns its column count.';
+comment on function private.build_usage_summary_view is 'Rebuilds organization_usage_summary (one column per meter and limit) from the catalog''s meters and limits; returns its column count.';
 {{ m.private_grants('build_usage_summary_view', 'service_role') }}
 select private.build_usage_summary_view();
 

@@ -81,8 +81,10 @@ select o.id, o.name, o.slug,
          where s.organization_id = o.id and s.status <> 'canceled') as plan_type,
        o.status, o.metadata, o.created_at, o.updated_at
   from tenancy.organizations o;
-comment on view client_services.organizations is 'Seed 000''s organizations: tenancy.organizations with plan_type = the live subscription''s plan (null without billing.view). Rows: the caller''s organizations (tenant.read). Insert: any signed-in user (becomes owner; another plan than free needs the back end); update name and slug: tenant.update; the rest: service role.';
+comment on view client_services.organizations is 'Organizations with their plan: tenancy.organizations with plan_type = the live subscription''s plan (null without billing.view). Rows: the caller''s organizations (tenant.read). Insert: any signed-in user (becomes owner; another plan than free needs the back end); update name and slug: tenant.update; the rest: service role.';
 comment on column client_services.organizations.plan_type is 'The plan key of the live (not canceled) subscription; null when the caller lacks billing.view. Written through change_subscription_plan (service role, platform.billing.adjust).';
+comment on column client_services.organizations.status is 'tenancy.organizations.status: active, suspended (read-only for members) or deleted.';
+comment on column client_services.organizations.metadata is 'tenancy.organizations.metadata: the application''s free-form JSON object.';
 revoke all on client_services.organizations from public, anon, authenticated, service_role;
 grant select, insert (name, slug, plan_type, status, metadata) on client_services.organizations to authenticated, service_role;
 grant update (name, slug) on client_services.organizations to authenticated;
@@ -96,9 +98,11 @@ select private.client_services_account_id(ms.organization_id, ms.user_id) as id,
               where rp.role_key = ms.role_key order by rp.permission_key) as permissions,
        ms.status, ms.created_at
   from tenancy.memberships ms;
-comment on view client_services.accounts is 'Seed 000''s accounts: tenancy.memberships, the role by the guide''s short name (owner, admin, member, guest) and its permissions (read-only). Rows: members of the caller''s organizations (tenant.read). Insert, update, delete: the service role; members join through invite_member / accept_invitation.';
+comment on view client_services.accounts is 'Memberships as accounts: tenancy.memberships, the role by its short name (owner, admin, member, guest) and its permissions (read-only). Rows: members of the caller''s organizations (tenant.read). Insert, update, delete: the service role; members join through invite_member / accept_invitation.';
 comment on column client_services.accounts.id is 'Derived, stable: private.client_services_account_id(organization_id, user_id); a membership''s real key is (organization_id, user_id).';
 comment on column client_services.accounts.permissions is 'The role''s permission keys (iam.role_permissions), read-only.';
+comment on column client_services.accounts.role is 'The tenant role by its short name: owner, admin, member or guest (tenant_owner, ...); viewer is accepted on write as guest.';
+comment on column client_services.accounts.status is 'tenancy.memberships.status: active, or suspended (no permissions).';
 revoke all on client_services.accounts from public, anon, authenticated, service_role;
 grant select, insert (user_id, organization_id, role, permissions, status) on client_services.accounts to authenticated, service_role;
 grant update (role, permissions, status), delete on client_services.accounts to service_role;
@@ -108,7 +112,11 @@ create or replace view client_services.usage_logs
 select e.id, e.organization_id, e.meter_key as service_name, e.metadata ->> 'usage_type' as usage_type, e.quantity,
        e.metadata - 'usage_type' as metadata, e.occurred_at as created_at
   from usage.events e;
-comment on view client_services.usage_logs is 'Seed 000''s usage_logs: usage.events (service_name = the meter, created_at = when it occurred, usage_type kept in the event''s metadata). Rows: the caller''s organizations (tenant.read). Insert: record_usage (usage.record, or the service role); append-only.';
+comment on view client_services.usage_logs is 'Usage events as a log: usage.events (service_name = the meter, created_at = when it occurred, usage_type kept in the event''s metadata). Rows: the caller''s organizations (tenant.read). Insert: record_usage (usage.record, or the service role); append-only.';
+comment on column client_services.usage_logs.service_name is 'The meter (usage.events.meter_key); on write, a meter key, alias or feature key.';
+comment on column client_services.usage_logs.usage_type is 'The event metadata''s usage_type, if any.';
+comment on column client_services.usage_logs.metadata is 'The event''s metadata (a JSON object) without usage_type.';
+comment on column client_services.usage_logs.created_at is 'When the usage occurred (usage.events.occurred_at).';
 revoke all on client_services.usage_logs from public, anon, authenticated, service_role;
 grant select, insert (organization_id, service_name, usage_type, quantity, metadata, created_at) on client_services.usage_logs to authenticated, service_role;
 
@@ -118,9 +126,12 @@ select p.id, p.organization_id,
        round(p.amount_minor / 10::numeric ^ private.currency_exponent(p.currency), private.currency_exponent(p.currency)) as amount,
        p.currency, p.provider as payment_method, p.status, p.metadata, p.created_at, p.amount_minor
   from billing.one_off_payments p;
-comment on view client_services.billing_records is 'Seed 000''s billing_records: billing.one_off_payments, amount in major units of the currency (amount_minor as stored). Rows: the caller''s organizations (billing.view). Insert: record_one_off_payment (service role or platform.billing.adjust).';
+comment on view client_services.billing_records is 'One-off payments as billing records: billing.one_off_payments, amount in major units of the currency (amount_minor as stored). Rows: the caller''s organizations (billing.view). Insert: record_one_off_payment (service role or platform.billing.adjust).';
 comment on column client_services.billing_records.amount is 'amount_minor / 10^(ISO 4217 exponent of currency); null for a currency without one.';
-comment on column client_services.billing_records.status is 'pending, succeeded, failed or refunded; the guide''s ''paid'' is written as succeeded.';
+comment on column client_services.billing_records.status is 'pending, succeeded, failed or refunded; ''paid'' is accepted on write as succeeded.';
+comment on column client_services.billing_records.payment_method is 'The payment provider (billing.one_off_payments.provider).';
+comment on column client_services.billing_records.metadata is 'What the caller attached to the payment: a JSON object (plan, billing period, provider ids, ...).';
+comment on column client_services.billing_records.amount_minor is 'The amount as stored, in minor units of currency.';
 revoke all on client_services.billing_records from public, anon, authenticated, service_role;
 grant select, insert (organization_id, amount, currency, payment_method, status, metadata) on client_services.billing_records to authenticated, service_role;
 
@@ -135,7 +146,14 @@ select p.id, p.organization_id, 'payment'::text, p.reason,
        round(p.amount_minor / 10::numeric ^ private.currency_exponent(p.currency), private.currency_exponent(p.currency)),
        p.currency, p.status, format('%s payment %s', p.provider, p.provider_payment_id), p.metadata, p.created_at, p.amount_minor
   from billing.one_off_payments p;
-comment on view client_services.transactions is 'Seed 000''s transactions, read-only: the credit ledger (kind credit: + granted, - spent; type = its source) and the one-off payments (kind payment; type = topup or addon) as one list, amounts in major units. A succeeded top-up appears as its payment and as the credit it posted. Rows: the caller''s organizations (billing.view). Credits are posted with post_credit, payments recorded with record_one_off_payment.';
+comment on view client_services.transactions is 'Credits and payments as one list, read-only: the credit ledger (kind credit: + granted, - spent; type = its source) and the one-off payments (kind payment; type = topup or addon) as one list, amounts in major units. A succeeded top-up appears as its payment and as the credit it posted. Rows: the caller''s organizations (billing.view). Credits are posted with post_credit, payments recorded with record_one_off_payment.';
+comment on column client_services.transactions.kind is 'credit (a credit ledger entry) or payment (a one-off payment).';
+comment on column client_services.transactions.type is 'For a credit, its source (topup, admin, promo, proration, invoice, refund); for a payment, its reason (topup, addon).';
+comment on column client_services.transactions.amount is 'amount_minor in major units of currency (+ granted, - spent for credits); null for a currency without an exponent.';
+comment on column client_services.transactions.status is 'posted for a credit; a payment''s status (pending, succeeded, failed, refunded).';
+comment on column client_services.transactions.description is 'A credit''s reason, or "<provider> payment <provider_payment_id>".';
+comment on column client_services.transactions.metadata is 'A credit''s reference, or the payment''s metadata (JSON objects).';
+comment on column client_services.transactions.amount_minor is 'The amount as stored, in minor units of currency.';
 revoke all on client_services.transactions from public, anon, authenticated, service_role;
 grant select on client_services.transactions to authenticated, service_role;
 

@@ -381,6 +381,18 @@ def adopt(c: Context, to: str | None, dry_run: bool, lock_timeout: float) -> Non
                        f"{report.source}): status, verify, seed and migrate now work on it")
 
 
+@cli.command("docs")
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@global_options
+@pass_ctx
+def docs_cmd(c: Context, out: Path) -> None:
+    """Markdown pages of the live schema in OUT: diagrams, tables, who may do what."""
+    from tenantdb import docs
+
+    written = docs.write(resolve_dsn(c.dsn_option), out)
+    click.echo(f"wrote {len(written)} files to {out}")
+
+
 def main() -> None:
     debug = "--debug" in sys.argv
     try:

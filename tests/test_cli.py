@@ -17,7 +17,7 @@ from tenantdb.render import Renderer, Target
 CLI = [sys.executable, str(ROOT / "cli.py")]
 CHANGE_IDS = [c.id for c in Renderer(Target()).changes()]
 COMMANDS = ["up", "down", "migrate", "status", "rollback", "seed", "verify", "render", "export", "export sqitch", "export supabase",
-            "new", "reset", "adopt"]
+            "new", "reset", "adopt", "docs"]
 
 
 def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -504,5 +504,8 @@ def test_the_change_is_optional_and_its_rollback_leaves_what_was_there(empty_db_
     with psycopg.connect(rolled_back) as c:
         assert c.execute("select count(*) from pg_proc where pronamespace = 'private'::regnamespace "
                          "and (proname like 'client_services%' or proname = 'currency_exponent')").fetchone()[0] > 0
-    assert full.rollback(steps=1) == 1
+    later = [c.id for c in Renderer(Target()).changes()]
+    later = later[later.index("0016_client_services"):]
+    assert full.rollback(to="0015_seed_contract") == len(later)
+    Engine(rolled_back, without, echo=lambda _line: None).migrate()  # the changes after 0016 come back without it
     assert schema_dump(rolled_back) == schema_dump(never)
