@@ -336,7 +336,9 @@ def _repeatables(engine: Engine, conn: psycopg.Connection, selected: list[Change
 
 
 def _guess_to(conn: psycopg.Connection, selection: list[Change]) -> str | None:
-    """Without a registry: the last change whose objects all exist, if every later one lacks some."""
+    """Without a registry: the last change whose objects all exist, if every later one lacks some.
+    Changes that create no object of their own (comments only) tell nothing and are left out."""
+    selection = [c for c in selection if export.change_objects(c)]
     complete = [all(_exists(conn, kind, name) for kind, name, _ in export.change_objects(c)) for c in selection]
     for i in range(len(selection) - 1, -1, -1):
         if all(complete[: i + 1]) and not any(complete[i + 1:]):

@@ -171,7 +171,7 @@ def test_ddl_waits_no_longer_than_lock_timeout_and_names_the_holder(empty_db: st
     assert proc.returncode == 4, proc.stderr
     assert "0016_client_services.sql" in proc.stderr and f"pid {pid}" in proc.stderr and "billing.one_off_payments" in proc.stderr
     assert elapsed < 20
-    assert scalar(empty_db, "select count(*) from tenantdb.changes") == len(CHANGE_IDS) - 1
+    assert scalar(empty_db, "select count(*) from tenantdb.changes") == CHANGE_IDS.index("0016_client_services")
 
 
 def test_ctrl_c_exits_130(empty_db: str) -> None:
