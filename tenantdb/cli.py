@@ -70,7 +70,7 @@ class Context:
 
 
 pass_ctx = click.make_pass_decorator(Context)
-lock_option = click.option("--lock-timeout", default=60.0, show_default=True, type=float,
+lock_option = click.option("--lock-timeout", default=60.0, show_default=True, type=click.FloatRange(min=0.001),
                            help="Seconds to wait for a lock: tenantdb's own, and each one its DDL takes.")
 
 
@@ -339,8 +339,12 @@ def reset(c: Context, yes: bool) -> None:
     """Drop the database and make it again: migrate, seed. For development databases."""
     from tenantdb import devdb
 
+    if c.target.name == "supabase":
+        raise click.UsageError("tenantdb reset drops the database, and with it Supabase's own auth schema: "
+                               "use `supabase db reset` for a Supabase database")
     dsn = resolve_dsn(c.dsn_option)
     name = devdb.database_name(dsn)
+    devdb.check_resettable(name)
     if not yes:
         click.confirm(f"drop database {name} with all its data, and make it again?", abort=True)
     devdb.recreate(dsn)

@@ -31,9 +31,9 @@ def dotenv_value(name: str, path: Path = Path(".env")) -> str | None:
         key, sep, value = line.partition("=")
         if sep and key.strip() == name and not line.startswith("#"):
             value = value.strip()
-            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-                value = value[1:-1]
-            return value
+            if value[:1] in ("'", '"') and value[0] in value[1:]:
+                return value[1:value.index(value[0], 1)]  # quoted: up to the closing quote
+            return value.split(" #", 1)[0].strip()  # unquoted: an inline comment ends it
     return None
 
 
@@ -53,17 +53,25 @@ def resolve_dsn(dsn: str | None, data_dir: Path | None = None) -> str:
     try:
         conninfo_to_dict(chosen)
     except psycopg.ProgrammingError as exc:
-        raise UsageProblem(f"{source} is not a connection string ({exc}); expected {DSN_FORMS}") from exc
+        raise UsageProblem(f"{source} is not a connection string ({' '.join(str(exc).split())}); expected {DSN_FORMS}") from exc
     return chosen
 
 
 def connect(dsn: str, autocommit: bool = False) -> psycopg.Connection:
     """A connection; PGCONNECT_TIMEOUT (seconds) bounds the wait, 10 s by default."""
     timeout = os.environ.get("PGCONNECT_TIMEOUT", "10")
+    if not timeout.isdigit():
+        raise UsageProblem(f"PGCONNECT_TIMEOUT={timeout!r}: a whole number of seconds")
     try:
-        return psycopg.connect(dsn, autocommit=autocommit, connect_timeout=int(timeout) if timeout.isdigit() else 10)
+        given = "connect_timeout" in conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as exc:
-        raise UsageProblem(f"not a connection string ({exc}); expected {DSN_FORMS}") from exc
+        raise UsageProblem(f"not a connection string ({' '.join(str(exc).split())}); expected {DSN_FORMS}") from exc
+    try:
+        if given:
+            return psycopg.connect(dsn, autocommit=autocommit)
+        return psycopg.connect(dsn, autocommit=autocommit, connect_timeout=int(timeout))
+    except psycopg.ProgrammingError as exc:
+        raise UsageProblem(f"not a connection string ({' '.join(str(exc).split())}); expected {DSN_FORMS}") from exc
     except psycopg.OperationalError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "connection failed"
         raise ConnectError(f"cannot connect to the database: {first}") from exc

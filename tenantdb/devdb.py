@@ -17,12 +17,16 @@ def database_name(dsn: str) -> str:
         return conn.info.dbname
 
 
+def check_resettable(name: str) -> None:
+    if name in PROTECTED:
+        raise UsageProblem(f"tenantdb reset refuses database {name}: point it at a database of its own")
+
+
 def recreate(dsn: str) -> None:
     """Drop the DSN's database (closing its sessions) and create it empty,
     from the maintenance database postgres. Refuses postgres and templates."""
     name = database_name(dsn)
-    if name in PROTECTED:
-        raise UsageProblem(f"tenantdb reset refuses database {name}: point it at a database of its own")
+    check_resettable(name)
     params = conninfo_to_dict(dsn)
     admin = make_conninfo(dsn, dbname="postgres") if params else "dbname=postgres"
     with connect(admin, autocommit=True) as conn:

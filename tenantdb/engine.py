@@ -41,6 +41,8 @@ create table if not exists tenantdb.changes (
   duration_ms integer not null
 );
 comment on table tenantdb.changes is 'One row per applied versioned migration, with the sha256 of the SQL as rendered when applied.';
+alter table tenantdb.changes add column if not exists api_schema text;
+comment on column tenantdb.changes.api_schema is 'The --api-schema the change was rendered with (null: recorded before tenantdb kept it).';
 create table if not exists tenantdb.repeatables (
   path text primary key,
   change_id text not null references tenantdb.changes (change_id) on delete cascade,
@@ -147,12 +149,14 @@ class Engine:
             return {}, {}
         targets = [r[0] for r in conn.execute("select distinct target from tenantdb.changes").fetchall()]
         if targets and targets != [self.renderer.target.name]:
-            raise TenantdbError(
+            raise UsageProblem(
                 f"this database was migrated with --target {', '.join(targets)}, not {self.renderer.target.name}; "
                 "pass the same --target (and --api-schema) it was installed with"
             )
         api = conn.execute(
-            "select n.nspname from pg_catalog.pg_proc p join pg_catalog.pg_namespace n on n.oid = p.pronamespace "
+            "select to_jsonb(c) ->> 'api_schema' from tenantdb.changes c where to_jsonb(c) ->> 'api_schema' is not null "
+            "union all "
+            "select n.nspname::text from pg_catalog.pg_proc p join pg_catalog.pg_namespace n on n.oid = p.pronamespace "
             "where p.proname = 'check_username_available' and n.nspname <> 'private' limit 1").fetchone()
         if api and api[0] != self.renderer.target.api:
             raise UsageProblem(
@@ -327,8 +331,8 @@ class Engine:
             self._execute(
                 backend,
                 change.path,
-                "insert into tenantdb.changes (change_id, checksum, target, duration_ms) values (%s, %s, %s, %s)",
-                (change.id, change.checksum, self.renderer.target.name, duration),
+                "insert into tenantdb.changes (change_id, checksum, target, duration_ms, api_schema) values (%s, %s, %s, %s, %s)",
+                (change.id, change.checksum, self.renderer.target.name, duration, self.renderer.target.api),
             )
             for rep in change.repeatables:
                 self._apply_repeatable(backend, change, rep, quiet=True)
@@ -478,16 +482,17 @@ class Engine:
                             except psycopg.errors.LockNotAvailable as exc:
                                 raise self._lock_waited(rollback_path, str(statement)) from exc
                             except psycopg.Error as exc:
-                                raise StatementError(rollback_path, str(statement), exc) from exc
+                                raise StatementError(rollback_path, str(statement), exc, note="nothing was reverted") from exc
                         if change.functions:
                             self._execute(backend, change.path, drop_functions_sql(change.functions))
                         backend.unmark_one(migration, log=False)
                         self._execute(backend, change.path, "delete from tenantdb.changes where change_id = %s", (change.id,))
                         ms = int((time.perf_counter() - started) * 1000)
                         self.log.append({"change": change.id, "action": "reverted", "duration_ms": ms})
-                        self.echo(f"reverted {change.id} ({ms} ms)")
+                        self.echo(f"undid {change.id} ({ms} ms; committed with the rest, or not at all)")
                 for change in reversed(victims):
                     backend.log_migration(migrations[change.id], "rollback")
+                    self.echo(f"reverted {change.id}")
             finally:
                 backend.connection.close()
         return len(victims)

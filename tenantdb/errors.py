@@ -38,7 +38,7 @@ class EditedChange(TenantdbError):
 class StatementError(TenantdbError):
     """A SQL statement failed: names the file, the statement and the SQLSTATE."""
 
-    def __init__(self, source: str, statement: str, error: Exception, line: int | None = None) -> None:
+    def __init__(self, source: str, statement: str, error: Exception, line: int | None = None, note: str = "") -> None:
         diag = getattr(error, "diag", None)
         sqlstate = getattr(diag, "sqlstate", None) or "?????"
         primary = getattr(diag, "message_primary", None) or str(error).strip()
@@ -55,6 +55,6 @@ class StatementError(TenantdbError):
             where = f" at line {line_no} of the rendered SQL: {line_text[:120]}"
         else:
             where = f" [in: {' '.join(statement.split())[:120]}]"
-        super().__init__(f"{source}: SQLSTATE {sqlstate}: {primary}{where}")
+        super().__init__(f"{source}: SQLSTATE {sqlstate}: {primary}{where}" + (f" ({note})" if note else ""))
         self.sqlstate = sqlstate
         self.source = source

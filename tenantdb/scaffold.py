@@ -21,6 +21,8 @@ def _numbers(root: Path) -> list[int]:
 def new_migration(root: Path, name: str) -> list[Path]:
     """migrations/NNNN_name.sql and NNNN_name.rollback.sql, NNNN one after the last."""
     _check(name)
+    if list((root / "migrations").glob(f"[0-9][0-9][0-9][0-9]_{name}.sql")):
+        raise ValueError(f"a migration named {name} exists already; choose another name")
     number = f"{(_numbers(root) or [0])[-1] + 1:04d}"
     change = f"{number}_{name}"
     forward = root / "migrations" / f"{change}.sql"
@@ -58,7 +60,7 @@ def new_repeatable(root: Path, folder: str, name: str) -> Path:
                       "-- What it refuses (SQLSTATE) and who may call it.\n"),
         "policies": ("row-level security policies",
                      "-- One macro call per table, e.g.:\n"
-                     "-- {{ m.tenant_policies('app.bookings', 'booking.read', 'booking.write') }}\n"),
+                     "{# {{ m.tenant_policies('app.bookings', 'booking.read', 'booking.write') }} #}\n"),
     }[folder]
     path.write_text(
         f"-- {number}_{name}: {what[0]} of change {number}; applied with it and\n"

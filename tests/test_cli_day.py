@@ -119,6 +119,9 @@ def test_the_checkout_sql_is_used_and_new_migration_is_seen(empty_db: str, sql_c
     (sql_copy / "migrations" / f"{number}_add_bookings.rollback.sql").write_text("drop table app.bookings;\n")
     function = run("new", "function", "bookings", cwd=sql_copy / "migrations")  # from a subdirectory too
     assert function.returncode == 0 and (sql_copy / "functions" / f"{number}_bookings.sql").is_file()
+    assert run("new", "policy", "bookings", cwd=sql_copy).returncode == 0, "the policy template renders (its example is a jinja comment)"
+    again = run("new", "migration", "add_bookings", cwd=sql_copy)
+    assert again.returncode == 2 and "exists already" in again.stderr
     status = run("status", "--dsn", empty_db, cwd=sql_copy)
     assert status.stdout.splitlines()[0] == f"SQL from {sql_copy} (the project checkout)"
     assert f"pending  {number}_add_bookings" in status.stdout
@@ -154,7 +157,8 @@ def test_rollback_all_with_audit_records_changes_nothing(dsn: str) -> None:
         conn.execute("update catalog.plans set name = 'Free plan' where key = 'free'")  # audited
         assert conn.execute("select count(*) from audit.platform_actions").fetchone()[0] > 0
     proc = run("rollback", "--dsn", dsn, "--all")
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr and "nothing was reverted" in proc.stderr
+    assert not [l for l in proc.stdout.splitlines() if l.startswith("reverted ")], "no change is said to be reverted"
     assert scalar(dsn, "select count(*) from tenantdb.changes") == len(CHANGE_IDS), "nothing was reverted"
     assert scalar(dsn, "select to_regclass('client_services.organizations') is not null") is True
 
@@ -215,3 +219,41 @@ def test_a_run_time_error_names_its_statement(empty_db: str, sql_copy: Path) -> 
     assert "SQLSTATE 23514" in proc.stderr and "at line 4" in proc.stderr
     assert "alter table app.t1 add constraint t1_big check (id > 5);" in proc.stderr
     assert scalar(empty_db, "select to_regclass('app.t1') is null") is True, "nothing of the change stayed"
+
+
+def test_a_database_remembers_its_api_schema_and_target(empty_db: str) -> None:
+    assert run("migrate", "--dsn", empty_db, "--api-schema", "api", "--to", "0001_foundation").returncode == 0
+    proc = run("migrate", "--dsn", empty_db)
+    assert proc.returncode == 2 and "API schema is api, not public" in proc.stderr, proc.stderr
+    wrong_target = run("status", "--dsn", empty_db, "--api-schema", "api", "--target", "supabase")
+    assert wrong_target.returncode == 2 and "--target postgres" in wrong_target.stderr
+
+
+def test_reset_refuses_before_dropping_anything(dsn: str) -> None:
+    supabase = run("reset", "--dsn", dsn, "--yes", "--target", "supabase")
+    assert supabase.returncode == 2 and "supabase db reset" in supabase.stderr
+    assert scalar(dsn, "select count(*) from tenantdb.changes") == len(CHANGE_IDS)
+    from psycopg.conninfo import make_conninfo
+
+    protected = subprocess.run(CLI + ["reset", "--dsn", make_conninfo(dsn, dbname="postgres")], input="", capture_output=True,
+                               text=True, cwd=ROOT, timeout=60)
+    assert protected.returncode == 2 and "refuses database postgres" in protected.stderr and "drop database" not in protected.stdout
+
+
+def test_docs_refuses_a_database_without_tenantdb(empty_db: str, tmp_path: Path) -> None:
+    out = tmp_path / "schema"
+    shutil.copytree(ROOT / "docs" / "schema", out)
+    before = sorted(p.name for p in out.iterdir())
+    proc = run("docs", "--dsn", empty_db, str(out))
+    assert proc.returncode == 1 and "no tenantdb changes" in proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == before
+
+
+def test_argument_checks(empty_db: str, tmp_path: Path) -> None:
+    """--lock-timeout 0 would wait forever: refused. A .env value may carry an inline comment."""
+    assert run("migrate", "--dsn", empty_db, "--lock-timeout", "0").returncode == 2
+    parts = dict(kv.split("=", 1) for kv in empty_db.split())
+    uri = f"postgresql://{parts['user']}@{parts['host']}:{parts['port']}/{parts['dbname']}"
+    (tmp_path / ".env").write_text(f"DATABASE_URL={uri}  # the dev database\n")
+    proc = run("status", "--sql-dir", str(ROOT), cwd=tmp_path, env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"})
+    assert proc.returncode == 0 and "pending  0001_foundation" in proc.stdout, proc.stderr
