@@ -1044,8 +1044,7 @@ select r.organization_id, o.name as organization_name,
   join tenancy.organizations o on o.id = r.organization_id
  group by r.organization_id, o.name, 3, r.currency;
 comment on view {{ api }}.organization_revenue_summary is 'Payments, gross, fees and net per organization, UTC month and currency (caller''s rights).';
-revoke all on {{ api }}.organization_revenue_summary from public, anon;
-grant select on {{ api }}.organization_revenue_summary to authenticated, service_role;
+{{ m.view_grants(api ~ '.organization_revenue_summary') }}
 
 create or replace view {{ api }}.platform_revenue_summary
   with (security_invoker = true) as
@@ -1055,5 +1054,4 @@ select date_trunc('month', r.occurred_at at time zone 'UTC')::date as month, r.c
   from billing.platform_revenue r
  group by 1, r.currency;
 comment on view {{ api }}.platform_revenue_summary is 'The platform''s earnings per UTC month and currency (rows the caller may read).';
-revoke all on {{ api }}.platform_revenue_summary from public, anon;
-grant select on {{ api }}.platform_revenue_summary to authenticated, service_role;
+{{ m.view_grants(api ~ '.platform_revenue_summary') }}

@@ -702,7 +702,6 @@ select s.organization_id, o.name as organization_name, s.period_start, s.period_
   left join usage.overage_fees f
     on f.organization_id = s.organization_id and f.feature_key = s.feature_key and f.period_start = s.period_start;
 comment on view {{ api }}.organization_feature_usage is 'Usage against limits, one row per organization, billing period and limit feature; period_end is the period''s last day; utilization_pct is null for unlimited (-1) and zero limits.';
-revoke all on {{ api }}.organization_feature_usage from public, anon;
-grant select on {{ api }}.organization_feature_usage to authenticated, service_role;
+{{ m.view_grants(api ~ '.organization_feature_usage') }}
 
 {{ m.updated_at('usage.organization_usage') }}

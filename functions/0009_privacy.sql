@@ -57,8 +57,7 @@ select distinct on (c.user_id, c.purpose) c.user_id, c.purpose, c.status = 'gran
   from privacy.consents c
  order by c.user_id, c.purpose, c.occurred_at desc, c.id;
 comment on view {{ api }}.current_consents is 'The current consent per user and purpose: the latest decision in privacy.consents (caller''s rights).';
-revoke all on {{ api }}.current_consents from public, anon;
-grant select on {{ api }}.current_consents to authenticated, service_role;
+{{ m.view_grants(api ~ '.current_consents') }}
 
 -- Subject requests ---------------------------------------------------------------
 

@@ -140,7 +140,7 @@ begin
   drop view if exists {{ api }}.organization_usage_summary;
   execute definition;
   execute format('comment on view {{ api }}.organization_usage_summary is %L', note);
-  revoke all on {{ api }}.organization_usage_summary from public, anon;
+  revoke all on {{ api }}.organization_usage_summary from public, anon, authenticated, service_role;
   grant select on {{ api }}.organization_usage_summary to authenticated, service_role;
   return array_length(names, 1);
 end

@@ -4,7 +4,7 @@
 drop view if exists {{ api }}.organization_usage_summary;
 create view {{ api }}.organization_usage_summary with (security_invoker = true) as
   select * from {{ api }}.organization_feature_usage;
-revoke all on {{ api }}.organization_usage_summary from public, anon;
+revoke all on {{ api }}.organization_usage_summary from public, anon, authenticated, service_role;
 grant select on {{ api }}.organization_usage_summary to authenticated, service_role;
 alter table usage.organization_usage drop constraint if exists organization_usage_period_end_inclusive;
 update usage.organization_usage set period_end = period_end + 1;

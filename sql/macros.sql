@@ -169,6 +169,15 @@ revoke all on function {{ api }}.{{ name }} from public, anon;
 grant execute on function {{ api }}.{{ name }} to authenticated, service_role;
 {%- endmacro %}
 
+{#- view_grants: an API view is read by authenticated and service_role, and
+    by nobody else, whatever default privileges the database has (Supabase
+    grants ALL on new tables and views in public to anon, authenticated and
+    service_role). -#}
+{% macro view_grants(view) -%}
+revoke all on {{ view }} from public, anon, authenticated, service_role;
+grant select on {{ view }} to authenticated, service_role;
+{%- endmacro %}
+
 {#- instead_of: an INSTEAD OF trigger on a view (what makes it writable),
     its trigger function executable by no client. -#}
 {% macro instead_of(view, name, events, function) -%}

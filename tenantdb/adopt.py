@@ -29,9 +29,12 @@ What "matches" means, for the changes being adopted (all of them, or up to
   function in private and no overload of a package function that no
   adopted file defines.
 
-Without a registry (psql), the check is the objects and repeatables only: a
-change that created a table whose columns were later altered by hand is
-not seen.
+- the reference: the catalog (columns, defaults, constraints, indexes,
+  privileges, owners, policies, triggers, functions) equals that of a
+  scratch database migrated from the package with the same changes, target
+  and API schema, made for the comparison and dropped (the role needs
+  CREATEDB). Comments, the auth schema, usage partitions, default
+  privileges and the catalog-built usage view are not compared.
 
 The checks run under tenantdb's migration lock in a transaction that is
 rolled back; when they pass, they run again in the transaction that records
@@ -42,9 +45,13 @@ nothing is recorded, exit 1, the differences listed.
 
 from __future__ import annotations
 
+import re
+import uuid
 from dataclasses import dataclass, field
 
 import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from . import export
 from .db import connect
@@ -102,6 +109,28 @@ select 'column ' || rel.oid::regclass::text || '.' || quote_ident(att.attname), 
                              ('comment', coalesce(pg_catalog.col_description(rel.oid, att.attnum), ''))) a (aspect, value)
  where rel.relkind in ('r', 'p', 'v', 'm', 'f')
    and (att.attacl is not null or pg_catalog.col_description(rel.oid, att.attnum) is not null)
+union all
+select 'column ' || rel.oid::regclass::text || '.' || quote_ident(att.attname), 'shape',
+       concat_ws(' ', pg_catalog.format_type(att.atttypid, att.atttypmod), case when att.attnotnull then 'not null' end,
+                 'default ' || pg_catalog.pg_get_expr(def.adbin, def.adrelid), case when att.attgenerated <> '' then 'generated' end)
+  from rel join pg_catalog.pg_attribute att on att.attrelid = rel.oid and att.attnum > 0 and not att.attisdropped
+  left join pg_catalog.pg_attrdef def on def.adrelid = rel.oid and def.adnum = att.attnum
+ where rel.relkind in ('r', 'p', 'f') and not rel.relispartition
+union all
+select case when rel.relkind in ('v', 'm') then 'view ' else 'table ' end || rel.oid::regclass::text, 'owner',
+       case when rel.relowner = (select oid from pg_catalog.pg_roles where rolname = current_user) then 'the adopting role'
+            else rel.relowner::regrole::text end
+  from rel where rel.relkind in ('r', 'p', 'v', 'm') and not rel.relispartition
+union all
+select 'function ' || p.oid::regprocedure::text, 'owner',
+       case when p.proowner = (select oid from pg_catalog.pg_roles where rolname = current_user) then 'the adopting role'
+            else p.proowner::regrole::text end || case when p.prosecdef then ' security definer' else '' end
+  from pg_catalog.pg_proc p join ns on ns.oid = p.pronamespace
+ where not exists (select from ext where ext.classid = 'pg_catalog.pg_proc'::regclass and ext.objid = p.oid)
+union all
+select 'default privileges in ' || coalesce(d.defaclnamespace::regnamespace::text, 'the database'), d.defaclobjtype::text,
+       d.defaclacl::text
+  from pg_catalog.pg_default_acl d
 union all
 select 'constraint ' || con.conname || ' on ' || con.conrelid::regclass::text, 'definition',
        pg_catalog.pg_get_constraintdef(con.oid)
@@ -335,6 +364,70 @@ def _repeatables(engine: Engine, conn: psycopg.Connection, selected: list[Change
         found.append(Difference(what, f"differs from {_owner(what, selected)} ({', '.join(aspects)})"))
 
 
+# Left out of the comparison with the reference: what legitimately differs
+# between two databases migrated from the same package — the auth schema
+# (Supabase's own, or the shim), usage partitions (named by month, made when
+# first needed), and the wide usage view (rebuilt from the catalog by seed).
+_NOT_COMPARED = re.compile(r"^(\w+ )?(auth\.|usage\.events_y|public\.organization_usage_summary|schema auth$|schema public$)")
+
+
+def _comparable(fingerprint: dict[tuple[str, str], str]) -> dict[tuple[str, str], str]:
+    out = {}
+    for (what, aspect), value in fingerprint.items():
+        name = what.split(" ", 1)[1] if " " in what else what
+        if _NOT_COMPARED.match(what) or name.startswith(("auth.", "usage.events_y")) or " on auth." in what \
+           or " on usage.events_y" in what or "public.organization_usage_summary" in what or aspect == "comment" \
+           or what.startswith("default privileges"):
+            continue
+        out[(what, aspect)] = value
+    return out
+
+
+def _reference(engine: Engine, conn: psycopg.Connection, selected: list[Change], found: list[Difference]) -> None:
+    """Compare the database with a scratch database migrated from the package
+    (the same changes, target and API schema): columns, defaults,
+    constraints, indexes, privileges, owners, policies, triggers, functions.
+    What the repeatables check cannot see (a dropped unique constraint, a
+    grant to anon, a new column, a changed owner) shows here."""
+    scratch = f"tenantdb_adopt_{uuid.uuid4().hex[:12]}"
+    try:
+        with connect(engine.dsn, autocommit=True) as admin:
+            admin.execute(sql.SQL("create database {}").format(sql.Identifier(scratch)))
+    except psycopg.Error as exc:
+        found.append(Difference("reference", f"cannot create a scratch database to compare with ({exc.diag.message_primary}); "
+                                "adopt needs a role with CREATEDB"))
+        return
+    try:
+        scratch_dsn = make_conninfo(engine.dsn, dbname=scratch)
+        with connect(scratch_dsn, autocommit=True) as c:
+            if engine.renderer.target.name == "supabase":
+                # Supabase's auth stands in: the postgres target's shim, with
+                # the columns the adopted database's auth.users has.
+                c.execute((engine.renderer.root / "sql" / "targets" / "postgres_auth_shim.sql").read_text().encode())
+                for column in conn.execute(
+                        "select format('%I %s', a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod)) "
+                        "from pg_catalog.pg_attribute a where a.attrelid = to_regclass('auth.users') "
+                        "and a.attnum > 0 and not a.attisdropped order by a.attnum").fetchall():
+                    c.execute(f"alter table auth.users add column if not exists {column[0]}".encode())
+        Engine(scratch_dsn, engine.renderer, echo=lambda _line: None, lock_timeout=engine.lock_timeout).migrate(to=selected[-1].id)
+        with connect(scratch_dsn, autocommit=True) as c:
+            c.execute("drop schema tenantdb cascade")  # the bookkeeping is not part of the comparison
+            c.execute("set search_path = tenantdb")  # names print as on the adopted database's connection
+            wanted = _comparable(_fingerprint(c))
+        have = _comparable(_fingerprint(conn))
+    finally:
+        with connect(engine.dsn, autocommit=True) as admin:
+            admin.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(scratch)))
+    for key in sorted(set(wanted) | set(have)):
+        what, aspect = key
+        if key not in have:
+            found.append(Difference(what, f"missing (a database migrated from the package has it: {aspect} {wanted[key][:120]})"))
+        elif key not in wanted:
+            found.append(Difference(what, f"not in the package ({aspect} {have[key][:120]})"))
+        elif have[key] != wanted[key]:
+            found.append(Difference(what, f"{aspect} differs: {have[key][:120]!r}, the package's: {wanted[key][:120]!r}"))
+
+
 def _guess_to(conn: psycopg.Connection, selection: list[Change]) -> str | None:
     """Without a registry: the last change whose objects all exist, if every later one lacks some.
     Changes that create no object of their own (comments only) tell nothing and are left out."""
@@ -387,6 +480,8 @@ def inspect(engine: Engine, conn: psycopg.Connection, to: str | None) -> Report:
         return report
     _objects(conn, selected, others, found)
     _repeatables(engine, conn, selected, found)
+    if not found:
+        _reference(engine, conn, selected, found)
     if found and deployed is None and to is None:
         guess = _guess_to(conn, selection)
         if guess:

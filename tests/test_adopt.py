@@ -308,3 +308,36 @@ def test_nothing_deployed_is_not_adopted(empty_db: str) -> None:
     proc = run("--dsn", empty_db, "adopt")
     assert proc.returncode == 1 and "nothing to adopt" in proc.stderr, proc.stderr
     assert recorded_nothing(empty_db)
+
+
+@pytest.mark.parametrize(("tamper", "difference"), [
+    ("alter table tenancy.organizations drop constraint organizations_slug_unique",
+     "constraint organizations_slug_unique on tenancy.organizations: missing"),
+    ("grant all on tenancy.organizations to anon",
+     "table tenancy.organizations: privileges differs"),
+    ("alter table tenancy.organizations add column notes text",
+     "column tenancy.organizations.notes: not in the package"),
+    ("alter table tenancy.organizations alter column settings drop not null",
+     "column tenancy.organizations.settings: shape differs"),
+    ("create role adopt_evil; alter function private.username_is_reserved(text) owner to adopt_evil",
+     "function private.username_is_reserved(text): owner differs"),
+    ("drop index identity.users_username_unique_ci; create index users_username_unique_ci on identity.users (username)",
+     "index identity.users_username_unique_ci: definition differs"),
+])
+def test_what_the_migrations_make_is_compared_with_a_fresh_install(deployed: str, tamper: str, difference: str) -> None:
+    """Columns, defaults, constraints, indexes, privileges and owners are
+    compared with a scratch database migrated from the package: a change
+    by hand to what a migration made is refused too."""
+    with psycopg.connect(deployed, autocommit=True) as conn:
+        conn.execute(tamper)
+    try:
+        proc = run("--dsn", deployed, "adopt")
+        assert proc.returncode == 1 and f"  {difference}" in proc.stderr, proc.stderr
+        assert recorded_nothing(deployed)
+        with psycopg.connect(deployed, autocommit=True) as conn:
+            assert conn.execute("select count(*) from pg_database where datname like 'tenantdb_adopt_%'").fetchone()[0] == 0, \
+                "the scratch database is dropped"
+    finally:
+        if "adopt_evil" in tamper:
+            with psycopg.connect(deployed, autocommit=True) as conn:
+                conn.execute("alter function private.username_is_reserved(text) owner to current_user; drop role adopt_evil")
