@@ -571,8 +571,9 @@ class Engine:
                     for change in changes:
                         backend.mark_one(migrations[change.id], log=True)
                         self._execute(backend, change.path,
-                                      "insert into tenantdb.changes (change_id, checksum, target, duration_ms) values (%s, %s, %s, 0)",
-                                      (change.id, change.checksum, self.renderer.target.name))
+                                      "insert into tenantdb.changes (change_id, checksum, target, duration_ms, api_schema) "
+                                      "values (%s, %s, %s, 0, %s)",
+                                      (change.id, change.checksum, self.renderer.target.name, self.renderer.target.api))
                         for rep in change.repeatables:
                             self._execute(backend, rep.path,
                                           "insert into tenantdb.repeatables (path, change_id, checksum) values (%s, %s, %s)",

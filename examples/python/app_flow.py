@@ -20,7 +20,6 @@ The last line of output is a JSON summary (ids, answers).
 from __future__ import annotations
 
 import json
-import sys
 import uuid
 from datetime import datetime, timezone
 
@@ -29,7 +28,7 @@ from feature_access import check_feature_access
 from invitations import accept_invitation, invite_member
 from invoices import bill_current_period, list_invoices
 from payment_webhook import ingest_payment_event, process_payment_events, subscription_updated
-from postgrest import connect, sign_up
+from postgrest import connect, sign_up, run_example
 from record_usage import record_usage
 
 FEATURE = "max_api_calls_per_month"  # measured by meter api_call
@@ -85,6 +84,4 @@ def main(dsn: str) -> dict:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit(__doc__)
-    main(sys.argv[1])
+    run_example(main, __doc__)

@@ -6,12 +6,11 @@
 from __future__ import annotations
 
 import json
-import sys
 import uuid
 
 import psycopg
 
-from postgrest import as_user, connect, sign_up
+from postgrest import as_user, connect, sign_up, run_example
 
 
 def create_organization(conn: psycopg.Connection, user_id: str, name: str, slug: str) -> str:
@@ -33,6 +32,4 @@ def main(dsn: str) -> dict:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit(__doc__)
-    main(sys.argv[1])
+    run_example(main, __doc__)

@@ -7,13 +7,12 @@ and whether the next unit is allowed.
 from __future__ import annotations
 
 import json
-import sys
 import uuid
 
 import psycopg
 
 from create_organization import create_organization
-from postgrest import as_user, connect, sign_up
+from postgrest import as_user, connect, sign_up, run_example
 
 
 def check_feature_access(conn: psycopg.Connection, user_id: str, feature_key: str, organization_id: str) -> dict:
@@ -40,6 +39,4 @@ def main(dsn: str) -> dict:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit(__doc__)
-    main(sys.argv[1])
+    run_example(main, __doc__)

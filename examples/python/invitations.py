@@ -10,13 +10,12 @@ accepts it, which makes the membership.
 from __future__ import annotations
 
 import json
-import sys
 import uuid
 
 import psycopg
 
 from create_organization import create_organization
-from postgrest import as_user, connect, sign_up
+from postgrest import as_user, connect, sign_up, run_example
 
 
 def invite_member(conn: psycopg.Connection, user_id: str, organization_id: str, email: str,
@@ -54,6 +53,4 @@ def main(dsn: str) -> dict:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit(__doc__)
-    main(sys.argv[1])
+    run_example(main, __doc__)

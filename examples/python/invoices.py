@@ -17,14 +17,13 @@ the `billing` schema must be exposed (see examples/README.md).
 from __future__ import annotations
 
 import json
-import sys
 import uuid
 
 import psycopg
 from psycopg.rows import dict_row
 
 from create_organization import create_organization
-from postgrest import as_service, as_user, connect, sign_up
+from postgrest import as_service, as_user, connect, sign_up, run_example
 
 INVOICE_COLUMNS = "id, period_start, period_end, status, currency, total_minor, finalized_at"
 
@@ -84,6 +83,4 @@ def main(dsn: str) -> dict:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit(__doc__)
-    main(sys.argv[1])
+    run_example(main, __doc__)

@@ -14,7 +14,6 @@ events with `process_payment_events` (or `claim_payment_events` +
 from __future__ import annotations
 
 import json
-import sys
 import uuid
 from datetime import datetime, timezone
 
@@ -22,7 +21,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from create_organization import create_organization
-from postgrest import as_service, connect, sign_up
+from postgrest import as_service, connect, sign_up, run_example
 
 
 def ingest_payment_event(conn: psycopg.Connection, provider: str, provider_event_id: str, event_type: str,
@@ -69,6 +68,4 @@ def main(dsn: str) -> dict:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit(__doc__)
-    main(sys.argv[1])
+    run_example(main, __doc__)

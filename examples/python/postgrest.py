@@ -19,6 +19,7 @@ The connection must be in autocommit mode (`connect` below), so that each
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 
@@ -58,3 +59,10 @@ def sign_up(conn: psycopg.Connection, email: str) -> str:
     DSN's own role. Triggers make the profile and the personal organization.
     A real app signs users up through Supabase Auth (or its own auth)."""
     return str(conn.execute("insert into auth.users (email) values (%s) returning id", (email,)).fetchone()[0])
+
+
+def run_example(main, doc: str | None) -> None:
+    """The command line of every example: one argument, the DSN."""
+    if len(sys.argv) != 2:
+        sys.exit(doc)
+    main(sys.argv[1])

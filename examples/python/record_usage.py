@@ -11,13 +11,12 @@ whose role holds `usage.record` may record for their own organization too
 from __future__ import annotations
 
 import json
-import sys
 import uuid
 
 import psycopg
 
 from create_organization import create_organization
-from postgrest import as_service, as_user, connect, sign_up
+from postgrest import as_service, as_user, connect, sign_up, run_example
 
 
 def record_usage(conn: psycopg.Connection, organization_id: str, meter_key: str, quantity: int,
@@ -48,6 +47,4 @@ def main(dsn: str) -> dict:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit(__doc__)
-    main(sys.argv[1])
+    run_example(main, __doc__)
