@@ -510,6 +510,7 @@ def adopt(engine: Engine, to: str | None = None, dry_run: bool = False) -> Repor
             managed = _managed(conn)
             if managed:
                 conn.rollback()
+                engine.status()  # refuses (exit 2) a --target or --api-schema the database was not installed with
                 return Report(managed=managed, source="tenantdb.changes")
             report = inspect(engine, conn, to)
             conn.rollback()

@@ -48,13 +48,22 @@ def resolve_dsn(dsn: str | None, data_dir: Path | None = None) -> str:
     else:
         from . import embedded  # no import of the optional wheel: reading the record needs none
 
-        server = embedded.recorded((data_dir or embedded.DEFAULT_DATA_DIR).resolve())
+        directory = (data_dir or embedded.DEFAULT_DATA_DIR).resolve()
+        server = embedded.recorded(directory)
+        if server is None and (directory / embedded.RECORD).is_file():
+            raise ConnectError(f"the server `tenantdb up` started in {directory} is stopped: `tenantdb up` starts it again "
+                               "(or give --dsn / DATABASE_URL)")
         return server.dsn if server else ""
     try:
         conninfo_to_dict(chosen)
     except psycopg.ProgrammingError as exc:
-        raise UsageProblem(f"{source} is not a connection string ({' '.join(str(exc).split())}); expected {DSN_FORMS}") from exc
+        raise UsageProblem(f"{source} is not a connection string ({_redacted(exc, chosen)}); expected {DSN_FORMS}") from exc
     return chosen
+
+
+def _redacted(exc: Exception, dsn: str) -> str:
+    """libpq's message without the connection string itself (it may hold a password)."""
+    return " ".join(str(exc).replace(dsn, "<the connection string>").split())
 
 
 def connect(dsn: str, autocommit: bool = False) -> psycopg.Connection:
@@ -65,13 +74,15 @@ def connect(dsn: str, autocommit: bool = False) -> psycopg.Connection:
     try:
         given = "connect_timeout" in conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as exc:
-        raise UsageProblem(f"not a connection string ({' '.join(str(exc).split())}); expected {DSN_FORMS}") from exc
+        raise UsageProblem(f"not a connection string ({_redacted(exc, dsn)}); expected {DSN_FORMS}") from exc
     try:
         if given:
             return psycopg.connect(dsn, autocommit=autocommit)
         return psycopg.connect(dsn, autocommit=autocommit, connect_timeout=int(timeout))
     except psycopg.ProgrammingError as exc:
-        raise UsageProblem(f"not a connection string ({' '.join(str(exc).split())}); expected {DSN_FORMS}") from exc
+        raise UsageProblem(f"not a connection string ({_redacted(exc, dsn)}); expected {DSN_FORMS}") from exc
     except psycopg.OperationalError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "connection failed"
+        if first.removeprefix("connection is bad: ").startswith("invalid "):  # an option's value (sslmode=bogus): the DSN's fault
+            raise UsageProblem(f"{_redacted(first, dsn)}; expected {DSN_FORMS}") from exc
         raise ConnectError(f"cannot connect to the database: {first}") from exc

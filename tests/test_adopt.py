@@ -256,6 +256,8 @@ def test_adopting_twice_says_it_is_already_managed(deployed: str) -> None:
     proc = run("--dsn", deployed, "adopt")
     assert proc.returncode == 0 and "already managed by tenantdb (%d change(s) recorded)" % len(CHANGES) in proc.stdout, proc.stdout
     assert_adopted(deployed, CHANGES, "postgres")  # one 'mark' per change: nothing recorded twice
+    wrong = run("--dsn", deployed, "--target", "supabase", "adopt")
+    assert wrong.returncode == 2 and "--target postgres" in wrong.stderr, "a managed database still refuses another target"
 
 
 def test_registries_are_cross_checked(deployed: str) -> None:

@@ -82,6 +82,10 @@ def test_json_results_of_migrate_status_seed(empty_db: str) -> None:
 def test_malformed_dsn_is_a_usage_error_showing_the_form() -> None:
     proc = run("status", "--dsn", "host=localhost port=5432 nonsense")
     assert proc.returncode == 2 and "expected postgresql://" in proc.stderr and "Traceback" not in proc.stderr
+    uri = run("status", "--dsn", "postgresql://app:s3cret@[::1:5432/db")
+    assert uri.returncode == 2 and "s3cret" not in uri.stderr, "the message does not echo the password"
+    bad_value = run("status", "--dsn", "host=127.0.0.1 port=1 dbname=x sslmode=bogus")
+    assert bad_value.returncode == 2 and "sslmode" in bad_value.stderr
 
 
 def test_pgconnect_timeout_is_honoured(tmp_path: Path) -> None:

@@ -61,4 +61,4 @@ def test_after_up_the_other_commands_find_the_server_and_tcp_works(tmp_path: Pat
     finally:
         subprocess.run(CLI + ["down"], capture_output=True, text=True, cwd=tmp_path, timeout=60)
     gone = subprocess.run(CLI + ["status"], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60)
-    assert gone.returncode == 3, "a stopped server is not used"
+    assert gone.returncode == 3 and "is stopped: `tenantdb up` starts it again" in gone.stderr, gone.stderr
