@@ -33,11 +33,7 @@ begin
 end
 $fn$;
 comment on function private.users_username_rules is 'Trigger on identity.users: refuses reserved user names (23514, users_username_not_reserved).';
-revoke all on function private.users_username_rules from public;
-drop trigger if exists users_username_not_reserved on identity.users;
-create trigger users_username_not_reserved
-  before insert or update of username on identity.users
-  for each row execute function private.users_username_rules();
+{{ m.row_trigger('identity.users', 'users_username_not_reserved', 'before insert or update of username', 'private.users_username_rules') }}
 
 -- private.check_username_available(username text) -> boolean
 -- Returns true when the name is well formed (3-30 characters, a letter

@@ -387,11 +387,7 @@ begin
 end
 $fn$;
 comment on function private.memberships_follow_organization_status is 'Trigger: memberships of a suspended or deleted organization do not change (55000), except from the back end and by cascade.';
-revoke all on function private.memberships_follow_organization_status from public, anon, authenticated;
-drop trigger if exists follow_organization_status on tenancy.memberships;
-create trigger follow_organization_status
-  before insert or update or delete on tenancy.memberships
-  for each row execute function private.memberships_follow_organization_status();
+{{ m.row_trigger('tenancy.memberships', 'follow_organization_status', 'before insert or update or delete', 'private.memberships_follow_organization_status') }}
 
 {{ m.updated_at('tenancy.organizations') }}
 {{ m.updated_at('tenancy.memberships') }}

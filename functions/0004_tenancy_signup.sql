@@ -73,11 +73,7 @@ begin
 end
 $fn$;
 comment on function private.handle_new_user is 'Trigger on auth.users: profile, personal organization and owner membership in the signup transaction.';
-revoke all on function private.handle_new_user from public, anon, authenticated;
-drop trigger if exists on_auth_user_created on auth.users;
-create trigger on_auth_user_created
-  after insert on auth.users
-  for each row execute function private.handle_new_user();
+{{ m.row_trigger('auth.users', 'on_auth_user_created', 'after insert', 'private.handle_new_user') }}
 
 -- private.sync_user_email() -> trigger
 -- AFTER UPDATE OF email on auth.users: keeps the profile's copy current, so
@@ -93,11 +89,7 @@ begin
 end
 $fn$;
 comment on function private.sync_user_email is 'Trigger on auth.users: copies a changed email into identity.users.';
-revoke all on function private.sync_user_email from public, anon, authenticated;
-drop trigger if exists on_auth_user_email_changed on auth.users;
-create trigger on_auth_user_email_changed
-  after update of email on auth.users
-  for each row execute function private.sync_user_email();
+{{ m.row_trigger('auth.users', 'on_auth_user_email_changed', 'after update of email', 'private.sync_user_email') }}
 
 -- Backfill: users that signed up before tenantdb was installed. Switching
 -- the owner check to immediate afterwards runs its pending checks now, so no

@@ -138,11 +138,7 @@ begin
 end
 $fn$;
 comment on function private.role_permissions_keep_tenant_access is 'Trigger: a permission added to a tenant role reaches every active member holding it.';
-revoke all on function private.role_permissions_keep_tenant_access from public, anon, authenticated;
-drop trigger if exists keep_tenant_access on iam.role_permissions;
-create trigger keep_tenant_access
-  after insert on iam.role_permissions
-  for each row execute function private.role_permissions_keep_tenant_access();
+{{ m.row_trigger('iam.role_permissions', 'keep_tenant_access', 'after insert', 'private.role_permissions_keep_tenant_access') }}
 
 -- Backfill: every membership as it stands.
 insert into private.tenant_access (user_id, permission_key, organization_id, role_key, organization_status)

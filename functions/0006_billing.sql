@@ -115,11 +115,7 @@ begin
 end
 $fn$;
 comment on function private.subscriptions_status_transition is 'Trigger: the subscription status state machine (23514 on an illegal move).';
-revoke all on function private.subscriptions_status_transition from public;
-drop trigger if exists subscriptions_status_transition on billing.subscriptions;
-create trigger subscriptions_status_transition
-  before update of status on billing.subscriptions
-  for each row execute function private.subscriptions_status_transition();
+{{ m.row_trigger('billing.subscriptions', 'subscriptions_status_transition', 'before update of status', 'private.subscriptions_status_transition') }}
 
 -- private.subscriptions_record_history() -> trigger
 -- AFTER INSERT OR UPDATE: writes a subscription_history row for every new
@@ -171,11 +167,7 @@ begin
 end
 $fn$;
 comment on function private.subscriptions_record_history is 'Trigger: every new subscription and plan/status change gets a subscription_history row.';
-revoke all on function private.subscriptions_record_history from public, anon, authenticated;
-drop trigger if exists subscriptions_record_history on billing.subscriptions;
-create trigger subscriptions_record_history
-  after insert or update on billing.subscriptions
-  for each row execute function private.subscriptions_record_history();
+{{ m.row_trigger('billing.subscriptions', 'subscriptions_record_history', 'after insert or update', 'private.subscriptions_record_history') }}
 
 {{ m.append_only('billing.subscription_history') }}
 
@@ -203,11 +195,7 @@ begin
 end
 $fn$;
 comment on function private.start_free_subscription is 'Trigger on tenancy.organizations: the free plan''s subscription for every new organization (the signup hook of DESIGN.md).';
-revoke all on function private.start_free_subscription from public, anon, authenticated;
-drop trigger if exists organizations_start_free_subscription on tenancy.organizations;
-create trigger organizations_start_free_subscription
-  after insert on tenancy.organizations
-  for each row execute function private.start_free_subscription();
+{{ m.row_trigger('tenancy.organizations', 'organizations_start_free_subscription', 'after insert', 'private.start_free_subscription') }}
 
 -- private.has_financial_records(organization_id uuid) -> boolean
 -- Whether the organization has records the law asks to keep: finalized
@@ -250,11 +238,7 @@ begin
 end
 $fn$;
 comment on function private.organizations_keep_financial_records is 'Trigger: an organization with invoices, ledger entries, payments or revenue is never hard-deleted (55000).';
-revoke all on function private.organizations_keep_financial_records from public, anon, authenticated;
-drop trigger if exists organizations_keep_financial_records on tenancy.organizations;
-create trigger organizations_keep_financial_records
-  before delete on tenancy.organizations
-  for each row execute function private.organizations_keep_financial_records();
+{{ m.row_trigger('tenancy.organizations', 'organizations_keep_financial_records', 'before delete', 'private.organizations_keep_financial_records') }}
 
 -- private.record_subscription_change(p_organization_id uuid, p_old_plan_id uuid, p_new_plan_id uuid,
 --   p_change_type varchar, p_stripe_event_id varchar, p_amount_paid numeric, p_created_by uuid) -> uuid
@@ -485,11 +469,7 @@ begin
 end
 $fn$;
 comment on function private.credit_ledger_guard is 'Trigger: keeps billing.credit_balances, whose CHECK keeps every balance >= 0 (23514).';
-revoke all on function private.credit_ledger_guard from public, anon, authenticated;
-drop trigger if exists credit_ledger_guard on billing.credit_ledger;
-create trigger credit_ledger_guard
-  after insert on billing.credit_ledger
-  for each row execute function private.credit_ledger_guard();
+{{ m.row_trigger('billing.credit_ledger', 'credit_ledger_guard', 'after insert', 'private.credit_ledger_guard') }}
 {{ m.append_only('billing.credit_ledger') }}
 
 -- private.ledger_balance(organization_id uuid, currency text) -> bigint
@@ -628,11 +608,7 @@ begin
 end
 $fn$;
 comment on function private.one_off_payments_lifecycle is 'Trigger: one-off payment state machine and frozen amounts.';
-revoke all on function private.one_off_payments_lifecycle from public;
-drop trigger if exists one_off_payments_lifecycle on billing.one_off_payments;
-create trigger one_off_payments_lifecycle
-  before update on billing.one_off_payments
-  for each row execute function private.one_off_payments_lifecycle();
+{{ m.row_trigger('billing.one_off_payments', 'one_off_payments_lifecycle', 'before update', 'private.one_off_payments_lifecycle') }}
 
 -- private.one_off_payments_post_topup() -> trigger
 -- AFTER INSERT OR UPDATE OF status: a top-up that is (now) succeeded posts
@@ -668,11 +644,7 @@ begin
 end
 $fn$;
 comment on function private.one_off_payments_post_topup is 'Trigger: a succeeded top-up posts its credits once (key topup:<id>).';
-revoke all on function private.one_off_payments_post_topup from public, anon, authenticated;
-drop trigger if exists one_off_payments_post_topup on billing.one_off_payments;
-create trigger one_off_payments_post_topup
-  after insert or update of status on billing.one_off_payments
-  for each row execute function private.one_off_payments_post_topup();
+{{ m.row_trigger('billing.one_off_payments', 'one_off_payments_post_topup', 'after insert or update of status', 'private.one_off_payments_post_topup') }}
 
 -- private.record_one_off_payment(organization_id uuid, provider text, provider_payment_id text,
 --   amount_minor bigint, currency text, reason text, status text) -> uuid

@@ -39,11 +39,7 @@ begin
 end
 $fn$;
 comment on function private.invoices_lifecycle is 'Trigger: invoice state machine; finalized invoices are frozen.';
-revoke all on function private.invoices_lifecycle from public;
-drop trigger if exists invoices_lifecycle on billing.invoices;
-create trigger invoices_lifecycle
-  before update or delete on billing.invoices
-  for each row execute function private.invoices_lifecycle();
+{{ m.row_trigger('billing.invoices', 'invoices_lifecycle', 'before update or delete', 'private.invoices_lifecycle') }}
 
 -- private.invoice_lines_frozen() -> trigger
 -- BEFORE INSERT, UPDATE or DELETE on billing.invoice_lines: refuses any
@@ -65,11 +61,7 @@ begin
 end
 $fn$;
 comment on function private.invoice_lines_frozen is 'Trigger: the lines of a finalized invoice never change (55000).';
-revoke all on function private.invoice_lines_frozen from public, anon, authenticated;
-drop trigger if exists invoice_lines_frozen on billing.invoice_lines;
-create trigger invoice_lines_frozen
-  before insert or update or delete on billing.invoice_lines
-  for each row execute function private.invoice_lines_frozen();
+{{ m.row_trigger('billing.invoice_lines', 'invoice_lines_frozen', 'before insert or update or delete', 'private.invoice_lines_frozen') }}
 
 -- private.generate_invoice(org uuid, period_start date) -> uuid
 -- The draft invoice of the billing period P starting on period_start,

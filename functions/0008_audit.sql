@@ -344,11 +344,7 @@ begin
 end
 $fn$;
 comment on function private.system_role_granted_event is 'Trigger: a security event for every system role granted.';
-revoke all on function private.system_role_granted_event from public, anon, authenticated;
-drop trigger if exists system_role_granted_event on iam.system_role_grants;
-create trigger system_role_granted_event
-  after insert on iam.system_role_grants
-  for each row execute function private.system_role_granted_event();
+{{ m.row_trigger('iam.system_role_grants', 'system_role_granted_event', 'after insert', 'private.system_role_granted_event') }}
 
 -- Incidents ---------------------------------------------------------------------
 

@@ -89,11 +89,7 @@ begin
 end
 $fn$;
 comment on function private.subject_requests_transition is 'Trigger: subject requests only move forward (23514).';
-revoke all on function private.subject_requests_transition from public;
-drop trigger if exists subject_requests_transition on privacy.subject_requests;
-create trigger subject_requests_transition
-  before update on privacy.subject_requests
-  for each row execute function private.subject_requests_transition();
+{{ m.row_trigger('privacy.subject_requests', 'subject_requests_transition', 'before update', 'private.subject_requests_transition') }}
 
 -- private.submit_subject_request(request_type text, notes text) -> uuid
 -- The caller asks for access, erasure, rectification, portability,

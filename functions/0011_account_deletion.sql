@@ -24,8 +24,4 @@ begin
 end
 $fn$;
 comment on function private.users_keep_financial_organizations is 'Trigger: a deleted user''s personal organization with financial records is kept, deleted and ownerless.';
-revoke all on function private.users_keep_financial_organizations from public, anon, authenticated;
-drop trigger if exists keep_financial_organizations on identity.users;
-create trigger keep_financial_organizations
-  before delete on identity.users
-  for each row execute function private.users_keep_financial_organizations();
+{{ m.row_trigger('identity.users', 'keep_financial_organizations', 'before delete', 'private.users_keep_financial_organizations') }}

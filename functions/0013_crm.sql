@@ -441,11 +441,7 @@ begin
 end
 $fn$;
 comment on function private.link_user_to_person is 'Trigger on identity.users and auth.users: links a user with a confirmed email to the CRM person with that email.';
-revoke all on function private.link_user_to_person from public, anon, authenticated;
-drop trigger if exists link_user_to_person_trigger on identity.users;
-create trigger link_user_to_person_trigger
-  after insert on identity.users
-  for each row execute function private.link_user_to_person();
+{{ m.row_trigger('identity.users', 'link_user_to_person_trigger', 'after insert', 'private.link_user_to_person') }}
 drop trigger if exists link_user_to_person_trigger on auth.users;
 create trigger link_user_to_person_trigger
   after update of email, email_confirmed_at on auth.users
@@ -509,11 +505,7 @@ begin
 end
 $fn$;
 comment on function private.org_clients_guard is 'Trigger: org_clients'' derived columns (search text, lifetime value), fixed person, normalized notes.';
-revoke all on function private.org_clients_guard from public, anon;
-drop trigger if exists guard on crm.org_clients;
-create trigger guard
-  before insert or update on crm.org_clients
-  for each row execute function private.org_clients_guard();
+{{ m.row_trigger('crm.org_clients', 'guard', 'before insert or update', 'private.org_clients_guard') }}
 
 -- private.jobs_guard() -> trigger
 -- BEFORE INSERT or UPDATE on jobs: the person is the client's; a missing
@@ -551,11 +543,7 @@ begin
 end
 $fn$;
 comment on function private.jobs_guard is 'Trigger: a job''s person from its client, default price from its service.';
-revoke all on function private.jobs_guard from public, anon;
-drop trigger if exists guard on crm.jobs;
-create trigger guard
-  before insert or update on crm.jobs
-  for each row execute function private.jobs_guard();
+{{ m.row_trigger('crm.jobs', 'guard', 'before insert or update', 'private.jobs_guard') }}
 -- Jobs: scheduled -> in_progress -> completed, any of them to canceled,
 -- scheduled and in_progress <-> blocked; completed and canceled are final.
 {{ m.status_transitions('crm.jobs', [('scheduled', 'in_progress'), ('scheduled', 'canceled'), ('scheduled', 'blocked'),
@@ -608,11 +596,7 @@ begin
 end
 $fn$;
 comment on function private.invoices_guard is 'Trigger: CRM invoice state machine, frozen once issued, paid only in full.';
-revoke all on function private.invoices_guard from public, anon;
-drop trigger if exists guard on crm.invoices;
-create trigger guard
-  before update or delete on crm.invoices
-  for each row execute function private.invoices_guard();
+{{ m.row_trigger('crm.invoices', 'guard', 'before update or delete', 'private.invoices_guard') }}
 {{ m.status_transitions('crm.invoices', [('draft', 'open'), ('draft', 'void'), ('open', 'paid'), ('open', 'void')]) }}
 
 -- private.crm_reminders_wanted: the one statement of when reminders go
@@ -705,12 +689,8 @@ begin
 end
 $fn$;
 comment on function private.invoice_lines_total is 'Trigger: lines of draft invoices only; the invoice total is the sum of its lines.';
-revoke all on function private.invoice_lines_total from public, anon;
 drop trigger if exists draft_only on crm.invoice_lines;
-drop trigger if exists total on crm.invoice_lines;
-create trigger total
-  after insert or update or delete on crm.invoice_lines
-  for each row execute function private.invoice_lines_total();
+{{ m.row_trigger('crm.invoice_lines', 'total', 'after insert or update or delete', 'private.invoice_lines_total') }}
 
 -- private.payments_guard() -> trigger
 -- BEFORE INSERT, UPDATE or DELETE on payments. Insert: pending, succeeded
@@ -745,11 +725,7 @@ begin
 end
 $fn$;
 comment on function private.payments_guard is 'Trigger: payments only on open invoices, never over the open amount; their state machine.';
-revoke all on function private.payments_guard from public, anon;
-drop trigger if exists guard on crm.payments;
-create trigger guard
-  before insert or update or delete on crm.payments
-  for each row execute function private.payments_guard();
+{{ m.row_trigger('crm.payments', 'guard', 'before insert or update or delete', 'private.payments_guard') }}
 {{ m.status_transitions('crm.payments', [('pending', 'succeeded'), ('pending', 'failed'), ('succeeded', 'refunded')]) }}
 
 -- private.payments_effects() -> trigger
@@ -802,11 +778,7 @@ begin
 end
 $fn$;
 comment on function private.payments_effects is 'Trigger: lifetime value from succeeded payments; an invoice paid in full becomes paid.';
-revoke all on function private.payments_effects from public, anon;
-drop trigger if exists effects on crm.payments;
-create trigger effects
-  after insert or update of status on crm.payments
-  for each row execute function private.payments_effects();
+{{ m.row_trigger('crm.payments', 'effects', 'after insert or update of status', 'private.payments_effects') }}
 
 -- private.campaign_sends_opted_in() -> trigger
 -- BEFORE INSERT on campaign_sends: the person has opted in on the
@@ -828,11 +800,7 @@ begin
 end
 $fn$;
 comment on function private.campaign_sends_opted_in is 'Trigger: a campaign send only to a person opted in on its channel.';
-revoke all on function private.campaign_sends_opted_in from public, anon;
-drop trigger if exists opted_in on crm.campaign_sends;
-create trigger opted_in
-  before insert on crm.campaign_sends
-  for each row execute function private.campaign_sends_opted_in();
+{{ m.row_trigger('crm.campaign_sends', 'opted_in', 'before insert', 'private.campaign_sends_opted_in') }}
 
 -- Campaigns: draft -> queued -> canceled (and draft -> canceled).
 {{ m.status_transitions('crm.campaigns', [('draft', 'queued'), ('draft', 'canceled'), ('queued', 'canceled')]) }}

@@ -35,11 +35,7 @@ begin
 end
 $fn$;
 comment on function private.catalog_names_distinct is 'Trigger: meter keys, feature keys and meter aliases never share a name (22023).';
-revoke all on function private.catalog_names_distinct from public, anon, authenticated;
-drop trigger if exists alias_not_a_key on catalog.meter_aliases;
-create trigger alias_not_a_key
-  before insert or update of alias on catalog.meter_aliases
-  for each row execute function private.catalog_names_distinct();
+{{ m.row_trigger('catalog.meter_aliases', 'alias_not_a_key', 'before insert or update of alias', 'private.catalog_names_distinct') }}
 drop trigger if exists key_not_an_alias on catalog.meters;
 create trigger key_not_an_alias
   before insert or update of key on catalog.meters
@@ -177,11 +173,7 @@ begin
 end
 $fn$;
 comment on function private.subscription_history_plan_ids is 'Trigger: subscription_history carries plan ids and keys in step, and the provider subscription id.';
-revoke all on function private.subscription_history_plan_ids from public, anon, authenticated;
-drop trigger if exists subscription_history_plan_ids on billing.subscription_history;
-create trigger subscription_history_plan_ids
-  before insert on billing.subscription_history
-  for each row execute function private.subscription_history_plan_ids();
+{{ m.row_trigger('billing.subscription_history', 'subscription_history_plan_ids', 'before insert', 'private.subscription_history_plan_ids') }}
 
 {{ m.updated_at('catalog.plan_features') }}
 {{ m.updated_at('usage.rollups') }}

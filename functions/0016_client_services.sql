@@ -221,7 +221,7 @@ begin
 end
 $fn$;
 comment on function private.client_services_organizations_insert is 'INSTEAD OF INSERT on client_services.organizations: create_organization (caller = owner), metadata, and a plan other than free only for the service role or platform.billing.adjust (42501).';
-{{ m.instead_of('client_services.organizations', 'instead_of_insert', 'insert', 'private.client_services_organizations_insert') }}
+{{ m.row_trigger('client_services.organizations', 'instead_of_insert', 'instead of insert', 'private.client_services_organizations_insert') }}
 
 -- private.client_services_organizations_change() -> trigger
 -- INSTEAD OF UPDATE and DELETE on client_services.organizations, with the
@@ -284,7 +284,7 @@ begin
 end
 $fn$;
 comment on function private.client_services_organizations_change is 'INSTEAD OF UPDATE/DELETE on client_services.organizations, with the caller''s rights: the table''s privileges and RLS decide; plan_type through change_subscription_plan.';
-{{ m.instead_of('client_services.organizations', 'instead_of_change', 'update or delete', 'private.client_services_organizations_change') }}
+{{ m.row_trigger('client_services.organizations', 'instead_of_change', 'instead of update or delete', 'private.client_services_organizations_change') }}
 
 -- private.client_services_accounts_write() -> trigger
 -- INSTEAD OF INSERT, UPDATE and DELETE on client_services.accounts (the
@@ -378,7 +378,7 @@ begin
 end
 $fn$;
 comment on function private.client_services_accounts_write is 'INSTEAD OF INSERT/UPDATE/DELETE on client_services.accounts, with the caller''s rights: memberships written directly by the back end only (members: 42501, use invite_member); short role names; permissions read-only (22023 beyond the role).';
-{{ m.instead_of('client_services.accounts', 'instead_of_write', 'insert or update or delete', 'private.client_services_accounts_write') }}
+{{ m.row_trigger('client_services.accounts', 'instead_of_write', 'instead of insert or update or delete', 'private.client_services_accounts_write') }}
 
 -- private.client_services_usage_logs_insert() -> trigger
 -- INSTEAD OF INSERT on client_services.usage_logs (the guide's step 3),
@@ -420,7 +420,7 @@ begin
 end
 $fn$;
 comment on function private.client_services_usage_logs_insert is 'INSTEAD OF INSERT on client_services.usage_logs, with the caller''s rights: record_usage (usage.record or the service role), key from metadata.idempotency_key or a new uuid.';
-{{ m.instead_of('client_services.usage_logs', 'instead_of_insert', 'insert', 'private.client_services_usage_logs_insert') }}
+{{ m.row_trigger('client_services.usage_logs', 'instead_of_insert', 'instead of insert', 'private.client_services_usage_logs_insert') }}
 
 -- private.client_services_billing_records_insert() -> trigger
 -- INSTEAD OF INSERT on client_services.billing_records (the guide's step
@@ -499,7 +499,7 @@ begin
 end
 $fn$;
 comment on function private.client_services_billing_records_insert is 'INSTEAD OF INSERT on client_services.billing_records: record_one_off_payment (service role or platform.billing.adjust) with the amount in minor units by ISO 4217 exponent (22023 when it does not fit), ''paid'' = succeeded, metadata merged into the payment''s.';
-{{ m.instead_of('client_services.billing_records', 'instead_of_insert', 'insert', 'private.client_services_billing_records_insert') }}
+{{ m.row_trigger('client_services.billing_records', 'instead_of_insert', 'instead of insert', 'private.client_services_billing_records_insert') }}
 
 -- private.client_services_read_only() -> trigger
 -- INSTEAD OF INSERT, UPDATE and DELETE on client_services.transactions:
@@ -519,4 +519,4 @@ begin
 end
 $fn$;
 comment on function private.client_services_read_only is 'INSTEAD OF trigger on client_services.transactions: every write refused (0A000).';
-{{ m.instead_of('client_services.transactions', 'read_only', 'insert or update or delete', 'private.client_services_read_only') }}
+{{ m.row_trigger('client_services.transactions', 'read_only', 'instead of insert or update or delete', 'private.client_services_read_only') }}

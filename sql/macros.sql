@@ -178,13 +178,15 @@ revoke all on {{ view }} from public, anon, authenticated, service_role;
 grant select on {{ view }} to authenticated, service_role;
 {%- endmacro %}
 
-{#- instead_of: an INSTEAD OF trigger on a view (what makes it writable),
-    its trigger function executable by no client. -#}
-{% macro instead_of(view, name, events, function) -%}
+{#- row_trigger: a row trigger and its trigger function, which no client may
+    execute (a trigger fires whatever its function's grants). `when` is the
+    timing and events: 'before insert', 'after update of status',
+    'instead of insert or update or delete' (what makes a view writable). -#}
+{% macro row_trigger(table, name, when, function) -%}
 revoke all on function {{ function }} from public, anon, authenticated, service_role;
-drop trigger if exists {{ name }} on {{ view }};
+drop trigger if exists {{ name }} on {{ table }};
 create trigger {{ name }}
-  instead of {{ events }} on {{ view }}
+  {{ when }} on {{ table }}
   for each row execute function {{ function }}();
 {%- endmacro %}
 
