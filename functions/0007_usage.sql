@@ -235,6 +235,7 @@ declare
   bad record;
   month date;
   calendar boolean;
+  meters jsonb;  -- each name the items use -> its meter key (resolved once per name, not per item)
 begin
   if not (private.has_permission(org_id, 'usage.record') or private.is_trusted_caller()) then
     raise exception 'record_usage_batch: permission usage.record is required in organization %', org_id using errcode = '42501';
@@ -247,10 +248,14 @@ begin
       using errcode = '22023', hint = 'Split the batch.';
   end if;
 
+  select coalesce(jsonb_object_agg(n.name, private.meter_for(n.name)) filter (where n.name is not null), '{}') into meters
+    from (select distinct coalesce(e.v ->> 'meter_key', e.v ->> 'feature_key') as name
+            from jsonb_array_elements(events) as e (v) where jsonb_typeof(e.v) = 'object') n;
+
   -- The first invalid item, if any (occurred_at is checked by its cast below).
   select e.i, problem into bad
     from jsonb_array_elements(events) with ordinality as e (v, i)
-    left join catalog.meters mt on mt.key = private.meter_for(coalesce(e.v ->> 'meter_key', e.v ->> 'feature_key'))
+    left join catalog.meters mt on mt.key = meters ->> coalesce(e.v ->> 'meter_key', e.v ->> 'feature_key')
    cross join lateral (select case
             when jsonb_typeof(e.v) <> 'object' then 'is not a JSON object'
             when jsonb_typeof(e.v -> 'quantity') is distinct from 'number' or (e.v ->> 'quantity') !~ '^[0-9]{1,13}$'
@@ -298,7 +303,7 @@ begin
 
   return query
   with items as (
-    select e.i::integer as i, e.v ->> 'idempotency_key' as key, private.meter_for(coalesce(e.v ->> 'meter_key', e.v ->> 'feature_key')) as meter,
+    select e.i::integer as i, e.v ->> 'idempotency_key' as key, meters ->> coalesce(e.v ->> 'meter_key', e.v ->> 'feature_key') as meter,
            (e.v ->> 'quantity')::bigint as quantity, coalesce((e.v ->> 'occurred_at')::timestamptz, now()) as at,
            coalesce(e.v -> 'metadata', '{}') as metadata
       from jsonb_array_elements(events) with ordinality as e (v, i)
