@@ -383,12 +383,19 @@ def _comparable(fingerprint: dict[tuple[str, str], str]) -> dict[tuple[str, str]
     return out
 
 
-def _reference(engine: Engine, conn: psycopg.Connection, selected: list[Change], found: list[Difference]) -> None:
+def _reference(engine: Engine, conn: psycopg.Connection, selected: list[Change], found: list[Difference],
+               cache: dict[str, dict[tuple[str, str], str]]) -> None:
     """Compare the database with a scratch database migrated from the package
     (the same changes, target and API schema): columns, defaults,
     constraints, indexes, privileges, owners, policies, triggers, functions.
     What the repeatables check cannot see (a dropped unique constraint, a
-    grant to anon, a new column, a changed owner) shows here."""
+    grant to anon, a new column, a changed owner) shows here. The scratch
+    database is made once per adopt: cache holds its fingerprint for the
+    check that runs again when recording."""
+    have = _comparable(_fingerprint(conn))
+    if selected[-1].id in cache:
+        _differences(cache[selected[-1].id], have, found)
+        return
     scratch = f"tenantdb_adopt_{uuid.uuid4().hex[:12]}"
     try:
         with connect(engine.dsn, autocommit=True) as admin:
@@ -414,10 +421,14 @@ def _reference(engine: Engine, conn: psycopg.Connection, selected: list[Change],
             c.execute("drop schema tenantdb cascade")  # the bookkeeping is not part of the comparison
             c.execute("set search_path = tenantdb")  # names print as on the adopted database's connection
             wanted = _comparable(_fingerprint(c))
-        have = _comparable(_fingerprint(conn))
     finally:
         with connect(engine.dsn, autocommit=True) as admin:
             admin.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(scratch)))
+    cache[selected[-1].id] = wanted
+    _differences(wanted, have, found)
+
+
+def _differences(wanted: dict[tuple[str, str], str], have: dict[tuple[str, str], str], found: list[Difference]) -> None:
     for key in sorted(set(wanted) | set(have)):
         what, aspect = key
         if key not in have:
@@ -439,7 +450,8 @@ def _guess_to(conn: psycopg.Connection, selection: list[Change]) -> str | None:
     return None
 
 
-def inspect(engine: Engine, conn: psycopg.Connection, to: str | None) -> Report:
+def inspect(engine: Engine, conn: psycopg.Connection, to: str | None,
+            cache: dict[str, dict[tuple[str, str], str]] | None = None) -> Report:
     """Which changes would be adopted, and how the database differs from them.
     conn is in a transaction; the caller rolls it back (or commits the
     bookkeeping recorded after it)."""
@@ -481,7 +493,7 @@ def inspect(engine: Engine, conn: psycopg.Connection, to: str | None) -> Report:
     _objects(conn, selected, others, found)
     _repeatables(engine, conn, selected, found)
     if not found:
-        _reference(engine, conn, selected, found)
+        _reference(engine, conn, selected, found, {} if cache is None else cache)
     if found and deployed is None and to is None:
         guess = _guess_to(conn, selection)
         if guess:
@@ -512,7 +524,8 @@ def adopt(engine: Engine, to: str | None = None, dry_run: bool = False) -> Repor
                 conn.rollback()
                 engine.status()  # refuses (exit 2) a --target or --api-schema the database was not installed with
                 return Report(managed=managed, source="tenantdb.changes")
-            report = inspect(engine, conn, to)
+            reference: dict[str, dict[tuple[str, str], str]] = {}
+            report = inspect(engine, conn, to, reference)
             conn.rollback()
         if report.differences:
             raise _refusal(report)
@@ -522,7 +535,7 @@ def adopt(engine: Engine, to: str | None = None, dry_run: bool = False) -> Repor
         def recheck(conn: psycopg.Connection) -> None:
             if _managed(conn):
                 raise TenantdbError("another run recorded changes meanwhile; nothing was recorded")
-            again = inspect(engine, conn, to)
+            again = inspect(engine, conn, to, reference)
             if again.differences:
                 raise _refusal(again)
             if [c.id for c in again.changes] != [c.id for c in report.changes]:
