@@ -45,7 +45,6 @@ nothing is recorded, exit 1, the differences listed.
 
 from __future__ import annotations
 
-import re
 import uuid
 from dataclasses import dataclass, field
 
@@ -367,20 +366,18 @@ def _repeatables(engine: Engine, conn: psycopg.Connection, selected: list[Change
 # Left out of the comparison with the reference: what legitimately differs
 # between two databases migrated from the same package — the auth schema
 # (Supabase's own, or the shim), usage partitions (named by month, made when
-# first needed), and the wide usage view (rebuilt from the catalog by seed).
-_NOT_COMPARED = re.compile(r"^(\w+ )?(auth\.|usage\.events_y|public\.organization_usage_summary|schema auth$|schema public$)")
+# first needed), the wide usage view (rebuilt from the catalog by seed),
+# comments, and the database's default privileges (Supabase sets its own).
+_NOT_COMPARED = ("auth.", "usage.events_y", "public.organization_usage_summary")
 
 
 def _comparable(fingerprint: dict[tuple[str, str], str]) -> dict[tuple[str, str], str]:
-    out = {}
-    for (what, aspect), value in fingerprint.items():
-        name = what.split(" ", 1)[1] if " " in what else what
-        if _NOT_COMPARED.match(what) or name.startswith(("auth.", "usage.events_y")) or " on auth." in what \
-           or " on usage.events_y" in what or "public.organization_usage_summary" in what or aspect == "comment" \
-           or what.startswith("default privileges"):
-            continue
-        out[(what, aspect)] = value
-    return out
+    def compared(what: str, aspect: str) -> bool:
+        kind, _, name = what.partition(" ")
+        table = name.split(" on ", 1)[-1]  # a trigger, policy or constraint: its table
+        return (aspect != "comment" and kind != "default" and name != "auth"
+                and not name.startswith(_NOT_COMPARED) and not table.startswith(_NOT_COMPARED))
+    return {key: value for key, value in fingerprint.items() if compared(*key)}
 
 
 def _reference(engine: Engine, conn: psycopg.Connection, selected: list[Change], found: list[Difference],
