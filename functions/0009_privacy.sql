@@ -208,11 +208,16 @@ $fn$;
 comment on function private.linked_people is 'The CRM people linked to a user.';
 {{ m.private_grants('linked_people', 'service_role') }}
 
--- private.export_subject(user_id uuid, email text, people uuid[]) -> jsonb
+-- private.export_subject(user_id uuid, email text, people uuid[], org_records boolean) -> jsonb
 -- The inventoried columns of every row of the subject (a user, their email,
 -- CRM people): {"schema.table": [rows]} for each table with rows, and the
--- people's marketing consents. The callers check who asks. Refuses nothing.
-create or replace function private.export_subject(user_id uuid, email text, people uuid[])
+-- people's marketing consents. Without org_records, what organizations
+-- recorded about the people (the CRM tables with an organization_id: a
+-- provider's notes, custom fields, its record of the client) is left out,
+-- and so are the consent records an organization made and who made them:
+-- those are the organization's records, released by it or by privacy staff
+-- (export_person_data). The callers check who asks. Refuses nothing.
+create or replace function private.export_subject(user_id uuid, email text, people uuid[], org_records boolean default true)
   returns jsonb
   language plpgsql
   stable
@@ -227,6 +232,10 @@ begin
                   string_agg(format('%L, t.%I', i.column_name, i.column_name), ', ' order by i.column_name) as pairs
              from privacy.data_inventory i
             where to_regclass(format('%I.%I', i.schema_name, i.table_name)) is not null and i.exported
+              and (org_records or i.subject_match not in ('person_id', 'org_client_id')
+                   or not exists (select from pg_catalog.pg_attribute a
+                                   where a.attrelid = to_regclass(format('%I.%I', i.schema_name, i.table_name))
+                                     and a.attname = 'organization_id' and not a.attisdropped))
             group by i.schema_name, i.table_name, i.subject_column, i.subject_match loop
     execute format('select jsonb_agg(jsonb_build_object(%s)) from %I.%I t where %s',
                    t.pairs, t.schema_name, t.table_name, private.subject_rows(t.subject_column, t.subject_match))
@@ -236,8 +245,9 @@ begin
     end if;
   end loop;
   if cardinality(people) > 0 then
-    execute 'select coalesce(jsonb_agg(to_jsonb(c) order by c.occurred_at), ''[]'') from crm.marketing_consents c where c.person_id = any ($1)'
-      into rows using people;
+    execute 'select coalesce(jsonb_agg(to_jsonb(c) order by c.occurred_at), ''[]'') from crm.marketing_consents c
+              where c.person_id = any ($1) and ($2 or c.source = ''person'')'
+      into rows using people, org_records;
     result := result || jsonb_build_object('crm.marketing_consents', rows);
   end if;
   return result;
@@ -248,8 +258,12 @@ comment on function private.export_subject is 'Everything privacy.data_inventory
 
 -- private.export_user_data(user_id uuid) -> jsonb
 -- Everything the inventory lists about the user: {"schema.table": [rows of
--- the inventoried columns]} for each table with rows of theirs (the CRM
--- people linked to them included), and the consents and requests.
+-- the inventoried columns]} for each table with rows of theirs (the own
+-- record of the CRM people linked to them included), the consents and
+-- requests, and what their providers share with them (crm.service_history,
+-- the client portal). What a provider recorded about them for itself
+-- (notes, custom fields) is the provider's: export_person_data, by privacy
+-- staff on a request.
 -- Refuses: not the user and no platform.privacy.manage (42501); unknown
 -- user (P0002).
 create or replace function private.export_user_data(user_id uuid)
@@ -260,10 +274,16 @@ create or replace function private.export_user_data(user_id uuid)
 as $fn$
 declare
   email text;
+  history jsonb := '[]';
 begin
   perform private.require_subject_or_privacy_staff(user_id);
   select u.email into email from identity.users u where u.id = export_user_data.user_id;
-  return private.export_subject(user_id, email, private.linked_people(user_id))
+  if to_regprocedure('private.crm_service_history(uuid[], integer, timestamptz)') is not null then
+    execute 'select coalesce(jsonb_agg(to_jsonb(h) order by h.created_at desc), ''[]'') from private.crm_service_history($1, 100000, null) h'
+      into history using private.linked_people(user_id);
+  end if;
+  return private.export_subject(user_id, email, private.linked_people(user_id), false)
+    || case when cardinality(private.linked_people(user_id)) > 0 then jsonb_build_object('crm.service_history', history) else '{}' end
     || jsonb_build_object('privacy.consents', (select coalesce(jsonb_agg(to_jsonb(c) order by c.occurred_at), '[]')
                                                  from privacy.consents c where c.user_id = export_user_data.user_id))
     || jsonb_build_object('privacy.subject_requests', (select coalesce(jsonb_agg(to_jsonb(r) order by r.received_at), '[]')

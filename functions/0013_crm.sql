@@ -10,16 +10,13 @@
 -- a trusted caller, a member with the permission, or platform staff with
 -- platform.tenant.read for reads (none for writes).
 
--- private.crm_require_person(what text, person_id uuid, alone boolean) -> void
+-- private.crm_require_person(what text, person_id uuid) -> void
 -- Refuses (P0002) an unknown person, and (42501) a caller who may not
--- change their shared record: allowed are a trusted caller, the user
--- linked to the person, and a member with crm.write in an organization
--- that has the person as a client — with alone, the only such
--- organization. Replacing what every organization sees (names, primary
--- email and phone) takes alone: otherwise any user could add someone as a
--- client and redirect another business's messages to them. Adding (an
--- address) does not.
-create or replace function private.crm_require_person(what text, person_id uuid, alone boolean)
+-- change the person's own record: that is the user linked to the person
+-- (who proved one of its email or phone) and the back end (a trusted
+-- caller), nobody else. An organization changes its own record of its
+-- client (crm.org_clients, crm.client_addresses), never the person's.
+create or replace function private.crm_require_person(what text, person_id uuid)
   returns void
   language plpgsql
   stable
@@ -30,19 +27,14 @@ begin
     raise exception '%: no person %', what, person_id using errcode = 'P0002';
   end if;
   if not (private.is_trusted_caller()
-          or exists (select from crm.user_person_links l where l.person_id = crm_require_person.person_id and l.user_id = auth.uid())
-          or (select bool_or(oc.organization_id = any (private.org_ids_with_permission('crm.write')))
-                     and (not alone or count(*) = 1)
-                from crm.org_clients oc
-               where oc.person_id = crm_require_person.person_id)) then
-    raise exception '%: person % is not %', what, person_id,
-      case when alone then 'a client of yours alone: only the person or the back end changes a shared record'
-           else 'a client of an organization where you hold crm.write' end
-      using errcode = '42501';
+          or exists (select from crm.user_person_links l where l.person_id = crm_require_person.person_id and l.user_id = auth.uid())) then
+    raise exception '%: only the person (the user linked to them) or the back end changes a person''s own record', what
+      using errcode = '42501',
+            hint = 'An organization changes its own record of its client: crm.org_clients (names, email, phone) and crm.client_addresses.';
   end if;
 end
 $fn$;
-comment on function private.crm_require_person is 'Raises P0002 for an unknown person and 42501 unless the caller may change their shared record (alone: as the only organization serving them).';
+comment on function private.crm_require_person is 'Raises P0002 for an unknown person and 42501 unless the caller is the linked user or the back end.';
 {{ m.private_grants('crm_require_person', 'service_role') }}
 
 -- Normalization -------------------------------------------------------------------------
@@ -161,45 +153,26 @@ create trigger primary_contact
   for each row execute function private.crm_primary_contact();
 {% endfor %}
 
--- private.crm_people_search_sync() -> trigger
--- AFTER UPDATE of a person's names, email or phone: every organization's
--- client row of that person gets the new search text.
-create or replace function private.crm_people_search_sync()
-  returns trigger
-  language plpgsql
-  {{ m.definer() }}
-as $fn$
-begin
-  update crm.org_clients oc
-     set search_name = private.crm_search_name(new.first_name, new.last_name),
-         search_contact = private.crm_search_contact(new.primary_email, new.primary_phone_e164)
-   where oc.person_id = new.id;
-  return null;
-end
-$fn$;
-comment on function private.crm_people_search_sync is 'Trigger: a changed name, email or phone reaches every organization''s search text.';
-revoke all on function private.crm_people_search_sync from public, anon, authenticated;
-drop trigger if exists search_sync on crm.people;
-create trigger search_sync
-  after update of first_name, last_name, primary_email, primary_phone_e164 on crm.people
-  for each row
-  when ((old.first_name, old.last_name, old.primary_email, old.primary_phone_e164)
-        is distinct from (new.first_name, new.last_name, new.primary_email, new.primary_phone_e164))
-  execute function private.crm_people_search_sync();
 {{ m.updated_at('crm.people') }}
 {{ m.append_only('crm.marketing_consents') }}
 {{ m.append_only('privacy.person_erasures') }}
 
 -- private.upsert_person(p_email text, p_phone text, p_first_name text, p_last_name text)
 --   -> table (person_id uuid, is_new boolean)
--- Finds the person with this email (else this phone) or creates one with
--- the email and phone as primary contacts and a consent record (not opted
--- in, on either channel). An existing person is returned unchanged (use
--- propagate_contact_update to change them). Concurrent calls with the same
--- new email or phone make one person (a transaction lock per email and
--- phone, taken in a fixed order). Refuses: neither email nor phone
--- (22023); an email or phone that cannot be normalized (22023); a caller
--- that is neither trusted nor holds crm.write in some organization (42501).
+-- The key of a client-to-be: the person of the caller's own client (in an
+-- organization where they hold crm.write) whose record has this email,
+-- else this phone, else a key the caller got earlier for it and has not
+-- made a client yet (is_new false); else a new key that holds what was
+-- typed until it is made a client (is_new true): inserting the client
+-- with it copies the names, email and phone into the organization's
+-- record. Nobody else's records are searched: the answer is the same
+-- whether or not another organization or a user has the email or phone,
+-- and a client is tied to another organization's only through an email
+-- or phone the person verified (org_clients_guard). Refuses: neither
+-- email nor phone (22023); an email or phone that cannot be normalized
+-- (22023); a caller that is neither trusted nor holds crm.write in some
+-- organization (42501); more new keys than catalog.limits
+-- crm.people.per_user_per_day in 24 hours (54000).
 create or replace function private.upsert_person(p_email text, p_phone text, p_first_name text, p_last_name text)
   returns table (person_id uuid, is_new boolean)
   language plpgsql
@@ -208,37 +181,43 @@ as $fn$
 declare
   v_email text := private.crm_normalize_email(p_email);
   v_phone text := private.crm_normalize_phone(p_phone);
+  orgs uuid[] := private.org_ids_with_permission('crm.write');
   found uuid;
-  k text;
 begin
-  if not (private.is_trusted_caller() or cardinality(private.org_ids_with_permission('crm.write')) > 0) then
+  if not (private.is_trusted_caller() or cardinality(orgs) > 0) then
     raise exception 'upsert_person: crm.write in an organization is required' using errcode = '42501';
   end if;
   if v_email is null and v_phone is null then
     raise exception 'upsert_person: an email or a phone is required' using errcode = '22023';
   end if;
-  for k in select x from unnest(array['email:' || v_email, 'phone:' || v_phone]) as x where x is not null order by x loop
-    perform pg_advisory_xact_lock(hashtextextended('crm.person ' || k, 0));
-  end loop;
-  select e.person_id into found from crm.person_emails e where e.email = v_email;
+  -- One call of a user at a time: concurrent calls with one new email make one key.
+  if auth.uid() is not null then
+    perform pg_advisory_xact_lock(hashtextextended('crm.people ' || auth.uid()::text, 0));
+  end if;
+  select oc.person_id into found from crm.org_clients oc
+   where oc.email = v_email and oc.organization_id = any (orgs) order by oc.created_at limit 1;
   if found is null then
-    select f.person_id into found from crm.person_phones f where f.phone_e164 = v_phone;
+    select oc.person_id into found from crm.org_clients oc
+     where oc.phone_e164 = v_phone and oc.organization_id = any (orgs) order by oc.created_at limit 1;
+  end if;
+  if found is null and auth.uid() is not null then
+    -- A key this caller got earlier and has not made a client yet.
+    select p.id into found from crm.people p
+     where p.created_by = auth.uid() and p.verified_at is null
+       and (p.primary_email = v_email or (p.primary_phone_e164 = v_phone and (v_email is null or p.primary_email is null)))
+     order by p.created_at limit 1;
   end if;
   if found is not null then
     return query select found, false;
     return;
   end if;
-  insert into crm.people (first_name, last_name)
-  values (nullif(btrim(p_first_name), ''), nullif(btrim(p_last_name), ''))
+  if not private.is_trusted_caller() then
+    perform private.require_under_limit('crm.people.per_user_per_day', auth.uid(),
+      (select count(*) from crm.people p where p.created_by = auth.uid() and p.created_at > now() - interval '1 day'));
+  end if;
+  insert into crm.people (first_name, last_name, primary_email, primary_phone_e164, created_by)
+  values (left(nullif(btrim(p_first_name), ''), 200), left(nullif(btrim(p_last_name), ''), 200), v_email, v_phone, auth.uid())
   returning id into found;
-  if v_email is not null then
-    insert into crm.person_emails (person_id, email, is_primary) values (found, v_email, true);
-  end if;
-  if v_phone is not null then
-    insert into crm.person_phones (person_id, phone_e164, is_primary) values (found, v_phone, true);
-  end if;
-  insert into crm.marketing_consents (person_id, channel, opted_in, source, recorded_by)
-  values (found, 'email', false, 'default', auth.uid()), (found, 'sms', false, 'default', auth.uid());
   return query select found, true;
 end
 $fn$;
@@ -246,17 +225,21 @@ comment on function private.upsert_person is 'Definer twin of upsert_person.';
 {{ m.private_grants('upsert_person') }}
 {{ m.api_function('upsert_person', 'p_email text default null, p_phone text default null, p_first_name text default null, p_last_name text default null',
    'table (person_id uuid, is_new boolean)', 'p_email, p_phone, p_first_name, p_last_name',
-   'Finds the person by email (lower-cased) or phone (E.164), or creates them with a consent record; returns (person_id, is_new). No email and no phone, or one that cannot be normalized: 22023. Needs crm.write in some organization (42501).') }}
+   'The person of your own organization\'s client with this email (lower-cased) or phone (E.164), else a new key carrying what you typed (insert the client with it); returns (person_id, is_new). Never looks at other organizations\' records. No email and no phone, or one that cannot be normalized: 22023. Needs crm.write in some organization (42501); 54000 past catalog.limits crm.people.per_user_per_day.') }}
 
 -- private.propagate_contact_update(p_person_id uuid, p_first_name text, p_last_name text, p_email text, p_phone text)
 --   -> table (success boolean, person_id uuid)
--- Changes the shared record: given names replace the old ones; a given
--- email or phone becomes the primary one (the old ones stay, not primary).
--- Every organization sees the change through its client row. Refuses: an
--- unknown person (P0002); a caller that is not trusted, not the linked
--- user and not in the only organization with the person as client (with
--- crm.write) (42501); an email or phone that cannot be normalized (22023)
--- or that belongs to another person (23505).
+-- Corrects a person's names, email or phone where the caller may:
+--   * the user linked to the person, or the back end: the person's own
+--     record (crm.people); what organizations recorded stays theirs (they
+--     see the change through client_account and may take it over);
+--   * a member with crm.write in organizations with the person as client:
+--     those organizations' own records of the client (crm.org_clients),
+--     never anyone else's. A changed email or phone may tie the client to
+--     the person who verified it, or untie it (org_clients_guard).
+-- Given values replace the old ones; null keeps them. Refuses: an unknown
+-- person (P0002); a caller who is none of these (42501); an email or phone
+-- that cannot be normalized (22023).
 create or replace function private.propagate_contact_update(p_person_id uuid, p_first_name text, p_last_name text, p_email text, p_phone text)
   returns table (success boolean, person_id uuid)
   language plpgsql
@@ -265,33 +248,27 @@ as $fn$
 declare
   v_email text := private.crm_normalize_email(p_email);
   v_phone text := private.crm_normalize_phone(p_phone);
-  owner uuid;
+  v_first text := left(nullif(btrim(p_first_name), ''), 200);
+  v_last text := left(nullif(btrim(p_last_name), ''), 200);
 begin
-  perform private.crm_require_person('propagate_contact_update', p_person_id, true);
-  perform from crm.people p where p.id = p_person_id for no key update;
-  update crm.people p
-     set first_name = coalesce(nullif(btrim(p_first_name), ''), p.first_name),
-         last_name = coalesce(nullif(btrim(p_last_name), ''), p.last_name)
-   where p.id = p_person_id;
-  if v_email is not null then
-    select e.person_id into owner from crm.person_emails e where e.email = v_email;
-    if owner is not null and owner <> p_person_id then
-      raise exception 'email % belongs to another person', v_email
-        using errcode = '23505', constraint = 'person_emails_email_unique';
-    end if;
-    update crm.person_emails e set is_primary = false where e.person_id = p_person_id and e.is_primary and e.email <> v_email;
-    insert into crm.person_emails (person_id, email, is_primary) values (p_person_id, v_email, true)
-    on conflict on constraint person_emails_email_unique do update set is_primary = true;
+  if not exists (select from crm.people p where p.id = p_person_id) then
+    raise exception 'propagate_contact_update: no person %', p_person_id using errcode = 'P0002';
   end if;
-  if v_phone is not null then
-    select f.person_id into owner from crm.person_phones f where f.phone_e164 = v_phone;
-    if owner is not null and owner <> p_person_id then
-      raise exception 'phone % belongs to another person', v_phone
-        using errcode = '23505', constraint = 'person_phones_phone_unique';
+  if private.is_trusted_caller()
+     or exists (select from crm.user_person_links l where l.person_id = p_person_id and l.user_id = auth.uid()) then
+    update crm.people p
+       set first_name = coalesce(v_first, p.first_name), last_name = coalesce(v_last, p.last_name),
+           primary_email = coalesce(v_email, p.primary_email), primary_phone_e164 = coalesce(v_phone, p.primary_phone_e164)
+     where p.id = p_person_id;
+  else
+    update crm.org_clients oc
+       set first_name = coalesce(v_first, oc.first_name), last_name = coalesce(v_last, oc.last_name),
+           email = coalesce(v_email, oc.email), phone_e164 = coalesce(v_phone, oc.phone_e164)
+     where oc.person_id = p_person_id and oc.organization_id = any (private.org_ids_with_permission('crm.write'));
+    if not found then
+      raise exception 'propagate_contact_update: person % is not a client of an organization where you hold crm.write', p_person_id
+        using errcode = '42501';
     end if;
-    update crm.person_phones f set is_primary = false where f.person_id = p_person_id and f.is_primary and f.phone_e164 <> v_phone;
-    insert into crm.person_phones (person_id, phone_e164, is_primary) values (p_person_id, v_phone, true)
-    on conflict on constraint person_phones_phone_unique do update set is_primary = true;
   end if;
   return query select true, p_person_id;
 end
@@ -300,23 +277,20 @@ comment on function private.propagate_contact_update is 'Definer twin of propaga
 {{ m.private_grants('propagate_contact_update') }}
 {{ m.api_function('propagate_contact_update', 'p_person_id uuid, p_first_name text default null, p_last_name text default null, p_email text default null, p_phone text default null',
    'table (success boolean, person_id uuid)', 'p_person_id, p_first_name, p_last_name, p_email, p_phone',
-   'Changes a person\'s names, primary email or primary phone (old ones kept as non-primary), seen by every organization serving the person. Only the linked user, the back end, or the only organization serving the person, with crm.write (42501); unknown person: P0002; bad email or phone: 22023; one of another person: 23505.') }}
+   'Corrects names, email or phone: the linked user (or the back end) their own record; a member with crm.write their organizations\' own records of that client, never another organization\'s. Unknown person: P0002; none of these: 42501; bad email or phone: 22023.') }}
 
--- private.add_person_address(p_person_id uuid, p_address jsonb) -> uuid
--- Adds an address to a person ({label, address1, address2, city, state,
--- postal, country, lat, lng}); returns its id. Refuses: an unknown person
--- (P0002); a caller who is not trusted, not the linked user and not in an
--- organization with the person as client and crm.write (42501); no
--- address1, unknown keys or a value out of range (22023, 23514).
-create or replace function private.add_person_address(p_person_id uuid, p_address jsonb)
-  returns uuid
+-- private.crm_check_address(p_address jsonb) -> jsonb
+-- An address as given ({label, address1, address2, city, state, postal,
+-- country, lat, lng}), trimmed, country upper-cased (default US). Refuses
+-- (22023) what is not an object, unknown keys, no address1, and numbers
+-- that are not numbers.
+create or replace function private.crm_check_address(p_address jsonb)
+  returns jsonb
   language plpgsql
-  {{ m.definer() }}
+  immutable
+  {{ m.pinned() }}
 as $fn$
-declare
-  new_id uuid;
 begin
-  perform private.crm_require_person('add_person_address', p_person_id, false);
   if jsonb_typeof(p_address) is distinct from 'object'
      or p_address - array['label', 'address1', 'address2', 'city', 'state', 'postal', 'country', 'lat', 'lng'] <> '{}'::jsonb
      or coalesce(btrim(p_address ->> 'address1'), '') = '' then
@@ -324,21 +298,48 @@ begin
       using errcode = '22023';
   end if;
   begin
-    insert into crm.addresses (person_id, label, address1, address2, city, state, postal, country, lat, lng)
-    values (p_person_id, p_address ->> 'label', btrim(p_address ->> 'address1'), p_address ->> 'address2', p_address ->> 'city',
-            p_address ->> 'state', p_address ->> 'postal', upper(coalesce(p_address ->> 'country', 'US')),
-            (p_address ->> 'lat')::numeric, (p_address ->> 'lng')::numeric)
-    returning id into new_id;
-  exception when invalid_text_representation or numeric_value_out_of_range or string_data_right_truncation then
-    raise exception 'address: %', sqlerrm using errcode = '22023';
+    perform (p_address ->> 'lat')::numeric, (p_address ->> 'lng')::numeric;
+  exception when invalid_text_representation then
+    raise exception 'address: lat and lng are numbers' using errcode = '22023';
   end;
+  return p_address || jsonb_build_object('address1', btrim(p_address ->> 'address1'),
+                                         'country', upper(coalesce(p_address ->> 'country', 'US')));
+end
+$fn$;
+comment on function private.crm_check_address is 'An address object checked and normalized (22023 for a bad one).';
+{{ m.private_grants('crm_check_address', 'service_role') }}
+
+-- private.add_person_address(p_person_id uuid, p_address jsonb) -> uuid
+-- Adds an address to a person's own record ({label, address1, address2,
+-- city, state, postal, country, lat, lng}); returns its id. Only the linked
+-- user or the back end: an organization records its client's addresses in
+-- crm.client_addresses, its own. Refuses: an unknown person (P0002);
+-- anyone else (42501); no address1, unknown keys or a value out of range
+-- (22023, 23514).
+create or replace function private.add_person_address(p_person_id uuid, p_address jsonb)
+  returns uuid
+  language plpgsql
+  {{ m.definer() }}
+as $fn$
+declare
+  a jsonb;
+  new_id uuid;
+begin
+  perform private.crm_require_person('add_person_address', p_person_id);
+  a := private.crm_check_address(p_address);
+  insert into crm.addresses (person_id, label, address1, address2, city, state, postal, country, lat, lng)
+  select p_person_id, r.label, r.address1, r.address2, r.city, r.state, r.postal, r.country, r.lat, r.lng
+    from jsonb_populate_record(null::crm.addresses, a) r
+  returning id into new_id;
   return new_id;
+exception when numeric_value_out_of_range or string_data_right_truncation then
+  raise exception 'address: %', sqlerrm using errcode = '22023';
 end
 $fn$;
 comment on function private.add_person_address is 'Definer twin of add_person_address.';
 {{ m.private_grants('add_person_address') }}
 {{ m.api_function('add_person_address', 'p_person_id uuid, p_address jsonb', 'uuid', 'p_person_id, p_address',
-   'Adds an address ({label, address1, address2, city, state, postal, country, lat, lng}) to a person; returns its id. The linked user, the back end, or an organization with the person as client and crm.write (42501); unknown person: P0002; bad address: 22023/23514.') }}
+   'Adds an address ({label, address1, address2, city, state, postal, country, lat, lng}) to a person\'s own record; returns its id. Only the linked user or the back end (42501: an organization inserts into crm.client_addresses); unknown person: P0002; bad address: 22023/23514.') }}
 
 -- private.set_marketing_consent(p_person_id uuid, p_channel text, p_opted_in boolean, p_organization_id uuid) -> uuid
 -- Records an email or SMS opt-in or opt-out (history kept); returns the
@@ -413,48 +414,183 @@ $fn$;
 comment on function private.crm_opted_in is 'Whether an organization may message a person on a channel: the person''s own opt-out wins, else the latest decision of the person or that organization (none: false).';
 {{ m.private_grants('crm_opted_in', 'service_role') }}
 
+-- Verified identifiers ------------------------------------------------------------------
+
+-- private.crm_verified_person(email text, phone text) -> uuid
+-- The person who verified this email, else this phone; null when nobody
+-- did. Refuses nothing.
+create or replace function private.crm_verified_person(email text, phone text)
+  returns uuid
+  language plpgsql
+  stable
+  {{ m.definer() }}
+as $fn$
+begin
+  return coalesce((select e.person_id from crm.person_emails e where e.email = crm_verified_person.email and e.verified_at is not null),
+                  (select f.person_id from crm.person_phones f where f.phone_e164 = crm_verified_person.phone and f.verified_at is not null));
+end
+$fn$;
+comment on function private.crm_verified_person is 'The person who verified an email (else a phone), or null.';
+{{ m.private_grants('crm_verified_person', 'service_role') }}
+
+-- private.crm_client_person(organization_id uuid, client_id uuid, current uuid, email text, phone text) -> uuid
+-- The person an organization's client is, from the organization's own
+-- record: the person who verified its email (else its phone) unless the
+-- organization already has another client tied to that person; else the
+-- current key when nobody verified it; else a new key of its own. So a
+-- client is tied to another organization's clients only through an
+-- identifier the person proved, and a planted person pulls nobody in.
+-- Refuses nothing.
+create or replace function private.crm_client_person(organization_id uuid, client_id uuid, current uuid, email text, phone text)
+  returns uuid
+  language plpgsql
+  {{ m.definer() }}
+as $fn$
+declare
+  v uuid := private.crm_verified_person(email, phone);
+  k uuid;
+begin
+  if v is not null and (v = current or not exists (select from crm.org_clients oc
+                                                     where oc.organization_id = crm_client_person.organization_id and oc.person_id = v
+                                                       and oc.id is distinct from client_id)) then
+    return v;
+  end if;
+  if current is not null and exists (select from crm.people p where p.id = current and p.verified_at is null) then
+    return current;
+  end if;
+  insert into crm.people default values returning id into k;
+  return k;
+end
+$fn$;
+comment on function private.crm_client_person is 'The person of a client from its own record: the verified owner of its email or phone, else a key of its own.';
+{{ m.private_grants('crm_client_person', 'service_role') }}
+
+-- private.crm_verify_identifier(user_id uuid, kind text, value text, via text) -> uuid
+-- A user confirmed an email or phone (kind 'email' / 'phone'): it becomes a
+-- verified identifier of their person — the person who verified it
+-- already, else the person the user is linked to, else the oldest client
+-- key carrying it that nobody verified (the homeowner who was a client
+-- first keeps that record's id), else a new person — and the user is
+-- linked to that person. Then every organization's client whose own record
+-- carries the identifier is tied to the person (one per organization),
+-- and a client of the person whose record carries none of its verified
+-- identifiers gets a key of its own. Returns the person. Refuses nothing.
+create or replace function private.crm_verify_identifier(user_id uuid, kind text, value text, via text)
+  returns uuid
+  language plpgsql
+  {{ m.definer() }}
+as $fn$
+declare
+  tbl text := case kind when 'email' then 'person_emails' else 'person_phones' end;
+  col text := case kind when 'email' then 'email' else 'phone_e164' end;
+  v uuid;
+  c record;
+begin
+  perform pg_advisory_xact_lock(hashtextextended('crm.verify ' || kind || ' ' || value, 0));
+  execute format('select x.person_id from crm.%I x where x.%I = $1 and x.verified_at is not null', tbl, col) into v using value;
+  if v is null then
+    select l.person_id into v from crm.user_person_links l join crm.people p on p.id = l.person_id
+     where l.user_id = crm_verify_identifier.user_id and p.verified_at is not null order by l.linked_at limit 1;
+  end if;
+  if v is null then
+    execute format('select oc.person_id from crm.org_clients oc join crm.people p on p.id = oc.person_id
+                     where oc.%I = $1 and p.verified_at is null order by oc.created_at limit 1', col) into v using value;
+  end if;
+  if v is null then
+    insert into crm.people default values returning id into v;
+  end if;
+  -- The person's own record starts from their profile.
+  update crm.people p
+     set verified_at = coalesce(p.verified_at, now()),
+         first_name = case when p.verified_at is null then u.first_name else p.first_name end,
+         last_name = case when p.verified_at is null then u.last_name else p.last_name end,
+         primary_email = case when p.verified_at is null then null else p.primary_email end,
+         primary_phone_e164 = case when p.verified_at is null then null else p.primary_phone_e164 end,
+         created_by = null
+    from identity.users u
+   where p.id = v and u.id = crm_verify_identifier.user_id;
+  execute format('insert into crm.%I (person_id, %I, is_primary, verified_at)
+                  values ($1, $2, not exists (select from crm.%I x where x.person_id = $1 and x.is_primary), now())
+                  on conflict (person_id, %I) do update set verified_at = coalesce(excluded.verified_at, now())', tbl, col, tbl, col)
+    using v, value;
+  insert into crm.user_person_links (user_id, person_id, linked_via) values (crm_verify_identifier.user_id, v, via)
+  on conflict do nothing;
+  -- Clients whose own record carries the identifier: this person's (the
+  -- oldest one in an organization that has none tied to it yet).
+  execute format('update crm.org_clients oc set person_id = $1
+                    from (select distinct on (x.organization_id) x.organization_id, x.id from crm.org_clients x
+                           where x.%I = $2 and x.person_id <> $1
+                             and not exists (select from crm.org_clients y where y.organization_id = x.organization_id and y.person_id = $1)
+                           order by x.organization_id, x.created_at) pick
+                   where oc.organization_id = pick.organization_id and oc.id = pick.id', col)
+    using v, value;
+  -- Clients of the person whose record carries none of its verified
+  -- identifiers (a key shared before it was verified): keys of their own.
+  for c in select oc.organization_id, oc.id from crm.org_clients oc
+            where oc.person_id = v and private.crm_verified_person(oc.email, oc.phone_e164) is distinct from v loop
+    update crm.org_clients oc set person_id = private.crm_client_person(c.organization_id, c.id, null, null, null)
+     where oc.organization_id = c.organization_id and oc.id = c.id;
+  end loop;
+  return v;
+end
+$fn$;
+comment on function private.crm_verify_identifier is 'A user confirmed an email or phone: it verifies their person, links them, and ties the clients whose records carry it.';
+{{ m.private_grants('crm_verify_identifier', 'service_role') }}
+
 -- private.link_user_to_person() -> trigger
--- Seed 004's homeowner onboarding: AFTER INSERT on identity.users (the
--- profile, seed 004's profiles) and AFTER UPDATE OF email,
--- email_confirmed_at on auth.users: a user whose email is confirmed is
--- linked to the person with that email. An unconfirmed email links nothing.
+-- Homeowner onboarding: AFTER INSERT on identity.users (the profile) and
+-- AFTER UPDATE of the email or phone or their confirmation on auth.users
+-- (that trigger: functions/0018_crm_trust.sql): the user's confirmed email
+-- and confirmed phone are verified identifiers of their person
+-- (crm_verify_identifier). What is not confirmed links nothing.
 create or replace function private.link_user_to_person()
   returns trigger
   language plpgsql
   {{ m.definer() }}
 as $fn$
 declare
-  confirmed_email text;
+  a record;
+  signup boolean := tg_table_schema = 'identity';
 begin
-  select lower(btrim(a.email)) into confirmed_email
-    from auth.users a
-   where a.id = new.id and a.email_confirmed_at is not null
-     and exists (select from identity.users u where u.id = a.id);
-  if confirmed_email is not null then
-    insert into crm.user_person_links (user_id, person_id, linked_via)
-    select new.id, e.person_id, case when tg_table_schema = 'identity' then 'signup' else 'email_confirmed' end
-      from crm.person_emails e
-     where e.email = confirmed_email
-    on conflict do nothing;
+  select case when x.email_confirmed_at is not null then lower(btrim(x.email)) end as email,
+         case when (to_jsonb(x) ->> 'phone_confirmed_at') is not null then x.phone end as phone
+    into a
+    from auth.users x
+   where x.id = new.id and exists (select from identity.users u where u.id = x.id);
+  if a.email ~ '^[^@[:space:]]+@[^@[:space:]]+\.[^@[:space:]]+$' and length(a.email) <= 254 then
+    perform private.crm_verify_identifier(new.id, 'email', a.email, case when signup then 'signup' else 'email_confirmed' end);
+  end if;
+  if a.phone is not null then
+    begin
+      a.phone := private.crm_normalize_phone(a.phone);
+    exception when invalid_parameter_value then
+      a.phone := null;  -- a number that is not E.164 verifies nothing
+    end;
+    if a.phone is not null then
+      perform private.crm_verify_identifier(new.id, 'phone', a.phone, case when signup then 'signup' else 'phone_confirmed' end);
+    end if;
   end if;
   return null;
 end
 $fn$;
-comment on function private.link_user_to_person is 'Trigger on identity.users and auth.users: links a user with a confirmed email to the CRM person with that email.';
+comment on function private.link_user_to_person is 'Trigger on identity.users and auth.users: a user''s confirmed email and phone verify their CRM person and link them.';
 {{ m.row_trigger('identity.users', 'link_user_to_person_trigger', 'after insert', 'private.link_user_to_person') }}
-drop trigger if exists link_user_to_person_trigger on auth.users;
-create trigger link_user_to_person_trigger
-  after update of email, email_confirmed_at on auth.users
-  for each row execute function private.link_user_to_person();
 
 -- Organization data -------------------------------------------------------------------
 
 -- private.org_clients_guard() -> trigger
--- BEFORE INSERT or UPDATE on org_clients: the search columns come from the
--- person; lifetime value starts at 0 and changes only by the payments
--- trigger; the person never changes; notes are a JSON array whose entries
--- ({text} or a string) get an id, created_at and author_id: a new note's
--- from the database, an existing note (same id) keeps its own.
+-- BEFORE INSERT or UPDATE on org_clients. The organization's own record:
+-- names trimmed, email lower-cased, phone in E.164 (22023 otherwise). A
+-- client inserted with a key its caller got from upsert_person (and no
+-- names or contact of its own) takes what was typed there, and the key
+-- forgets it. The person follows the record (crm_client_person) on insert
+-- and when the email or phone changes; moving, the organization's own
+-- consent records go along. Search text from the record; lifetime value
+-- starts at 0 and changes only by the payments trigger; nobody else sets
+-- the person, the search text or the lifetime value (23514). Notes are a
+-- JSON array whose entries ({text} or a string) get an id, created_at and
+-- author_id: a new note's from the database, an existing note (same id)
+-- keeps its own.
 create or replace function private.org_clients_guard()
   returns trigger
   language plpgsql
@@ -464,20 +600,39 @@ declare
   p record;
 begin
   if tg_op = 'INSERT' then
-    select * into p from crm.people where id = new.person_id;
-    new.search_name := coalesce(private.crm_search_name(p.first_name, p.last_name), '');
-    new.search_contact := coalesce(private.crm_search_contact(p.primary_email, p.primary_phone_e164), '');
+    if (new.first_name, new.last_name, new.email, new.phone_e164) is not distinct from (null, null, null, null) then
+      update crm.people k
+         set first_name = null, last_name = null, primary_email = null, primary_phone_e164 = null
+        from crm.people typed
+       where k.id = new.person_id and typed.id = k.id and k.verified_at is null
+         and (k.created_by = auth.uid() or private.is_trusted_caller())
+      returning typed.first_name, typed.last_name, typed.primary_email, typed.primary_phone_e164
+        into new.first_name, new.last_name, new.email, new.phone_e164;
+    end if;
     new.ltv_cents := 0;
   elsif pg_trigger_depth() = 1 then
-    if new.person_id <> old.person_id then
-      raise exception 'org client %: the person of a client does not change', old.id
-        using errcode = '23514', constraint = 'org_clients_person_fixed';
-    end if;
-    if (new.ltv_cents, new.search_name, new.search_contact) is distinct from (old.ltv_cents, old.search_name, old.search_contact) then
-      raise exception 'org client %: lifetime value and search text are kept by the database', old.id
+    if new.person_id <> old.person_id
+       or (new.ltv_cents, new.search_name, new.search_contact) is distinct from (old.ltv_cents, old.search_name, old.search_contact) then
+      raise exception 'org client %: its person, lifetime value and search text are kept by the database', old.id
         using errcode = '23514', constraint = 'org_clients_derived_columns';
     end if;
   end if;
+  new.first_name := left(nullif(btrim(new.first_name), ''), 200);
+  new.last_name := left(nullif(btrim(new.last_name), ''), 200);
+  new.email := private.crm_normalize_email(new.email);
+  new.phone_e164 := private.crm_normalize_phone(new.phone_e164);
+  if tg_op = 'INSERT' or (new.email, new.phone_e164) is distinct from (old.email, old.phone_e164) then
+    new.person_id := private.crm_client_person(new.organization_id, new.id, new.person_id, new.email, new.phone_e164);
+  end if;
+  if tg_op = 'UPDATE' and new.person_id <> old.person_id then
+    insert into crm.marketing_consents (person_id, channel, opted_in, source, recorded_by_organization_id, recorded_by, occurred_at)
+    select distinct on (c.channel) new.person_id, c.channel, c.opted_in, c.source, c.recorded_by_organization_id, c.recorded_by, c.occurred_at
+      from crm.marketing_consents c
+     where c.person_id = old.person_id and c.recorded_by_organization_id = new.organization_id
+     order by c.channel, c.occurred_at desc, c.id desc;
+  end if;
+  new.search_name := coalesce(private.crm_search_name(new.first_name, new.last_name), '');
+  new.search_contact := coalesce(private.crm_search_contact(new.email, new.phone_e164), '');
   if tg_op = 'INSERT' or new.notes is distinct from old.notes then
     if jsonb_typeof(new.notes) = 'array' then
       if exists (select from jsonb_array_elements(new.notes) n
@@ -504,7 +659,7 @@ begin
   return new;
 end
 $fn$;
-comment on function private.org_clients_guard is 'Trigger: org_clients'' derived columns (search text, lifetime value), fixed person, normalized notes.';
+comment on function private.org_clients_guard is 'Trigger: org_clients'' own record normalized, its person, search text and lifetime value kept by the database, notes stamped.';
 {{ m.row_trigger('crm.org_clients', 'guard', 'before insert or update', 'private.org_clients_guard') }}
 
 -- private.jobs_guard() -> trigger
@@ -816,15 +971,19 @@ comment on function private.campaign_sends_opted_in is 'Trigger: a campaign send
 --   p_price_cents bigint, p_notes text) -> jsonb
 -- Seed 004's booking: with p_org_client_id, the job is for that client at
 -- its default address; with p_client ({first_name, last_name, email,
--- phone, address: {...}}), the person is found or created (upsert_person),
--- the address added, and the person made an active client. Then the job,
--- and its 24 h and 2 h reminders. All or nothing. Returns
--- {"success": true, "job": {...}}. Refuses: no crm.write in the
+-- phone, address: {...}}), the organization's own client with that email
+-- (else that phone) is made active, or a new active client is recorded
+-- with what was given (its person: org_clients_guard), and the address is
+-- added to the organization's own record of the client
+-- (crm.client_addresses). Only the organization's own records are looked
+-- at: booking never merges into, reads or changes another organization's
+-- client. Then the job, and its 24 h and 2 h reminders. All or nothing.
+-- Returns {"success": true, "job": {...}}. Refuses: no crm.write in the
 -- organization (42501); neither or both of p_org_client_id and p_client,
--- no p_start_at, a client without email or phone, bad email or phone
--- (22023); a client of another organization (P0002); an end before the
--- start (23514, jobs_end_after_start); a service of another organization
--- (23503).
+-- no p_start_at, a client without email or phone, bad email, phone or
+-- address (22023); a client of another organization (P0002); an end before
+-- the start (23514, jobs_end_after_start); a service of another
+-- organization (23503).
 create or replace function private.create_job_with_optional_new_client(p_organization_id uuid, p_org_client_id uuid, p_client jsonb,
   p_service_id uuid, p_start_at timestamptz, p_end_at timestamptz, p_price_cents bigint, p_notes text)
   returns jsonb
@@ -833,8 +992,10 @@ create or replace function private.create_job_with_optional_new_client(p_organiz
 as $fn$
 declare
   client_id uuid := p_org_client_id;
-  person uuid;
+  v_email text;
+  v_phone text;
   address uuid;
+  person uuid;
   job crm.jobs;
 begin
   perform private.require_member_or_platform(p_organization_id, 'crm.write', null);
@@ -848,14 +1009,33 @@ begin
     if jsonb_typeof(p_client) <> 'object' or p_client - array['first_name', 'last_name', 'email', 'phone', 'address'] <> '{}'::jsonb then
       raise exception 'p_client is an object with first_name, last_name, email, phone and address' using errcode = '22023';
     end if;
-    select u.person_id into person
-      from private.upsert_person(p_client ->> 'email', p_client ->> 'phone', p_client ->> 'first_name', p_client ->> 'last_name') u;
-    insert into crm.org_clients (organization_id, person_id, status)
-    values (p_organization_id, person, 'active')
-    on conflict (organization_id, person_id) do update set status = 'active'
-    returning id into client_id;
+    v_email := private.crm_normalize_email(p_client ->> 'email');
+    v_phone := private.crm_normalize_phone(p_client ->> 'phone');
+    if v_email is null and v_phone is null then
+      raise exception 'create_job_with_optional_new_client: a new client needs an email or a phone' using errcode = '22023';
+    end if;
+    select oc.id into client_id from crm.org_clients oc
+     where oc.organization_id = p_organization_id and oc.email = v_email order by oc.created_at limit 1;
+    if client_id is null then
+      select oc.id into client_id from crm.org_clients oc
+       where oc.organization_id = p_organization_id and oc.phone_e164 = v_phone order by oc.created_at limit 1;
+    end if;
+    if client_id is null then
+      insert into crm.org_clients (organization_id, status, first_name, last_name, email, phone_e164)
+      values (p_organization_id, 'active', p_client ->> 'first_name', p_client ->> 'last_name', v_email, v_phone)
+      returning id into client_id;
+    else
+      update crm.org_clients oc set status = 'active' where oc.organization_id = p_organization_id and oc.id = client_id;
+    end if;
     if p_client ? 'address' and jsonb_typeof(p_client -> 'address') <> 'null' then
-      address := private.add_person_address(person, p_client -> 'address');
+      begin
+        insert into crm.client_addresses (organization_id, org_client_id, label, address1, address2, city, state, postal, country, lat, lng)
+        select p_organization_id, client_id, r.label, r.address1, r.address2, r.city, r.state, r.postal, r.country, r.lat, r.lng
+          from jsonb_populate_record(null::crm.client_addresses, private.crm_check_address(p_client -> 'address')) r
+        returning id into address;
+      exception when numeric_value_out_of_range or string_data_right_truncation then
+        raise exception 'address: %', sqlerrm using errcode = '22023';
+      end;
       update crm.org_clients oc set default_address_id = address
        where oc.organization_id = p_organization_id and oc.id = client_id and oc.default_address_id is null;
     end if;
@@ -951,7 +1131,8 @@ comment on function private.schedule_reminders is 'Definer twin of schedule_remi
 --             first_name, last_name, email, phone_e164)
 -- A sending worker's batch: due, pending reminders nobody holds (FOR
 -- UPDATE SKIP LOCKED, so two workers never claim the same one), oldest
--- first, with the contact to send to; each is leased to the worker for
+-- first, with the contact to send to (the organization's own record of
+-- its client); each is leased to the worker for
 -- p_lease (a worker that dies lets them go). A reminder whose job is not
 -- scheduled or whose invoice is not open is never claimed. Refuses: a
 -- caller that is not trusted (42501); a batch outside 1..1000, a lease
@@ -985,10 +1166,9 @@ begin
     returning r.*
   )
   select c.id, c.organization_id, c.org_client_id, c.type, c.slot, c.send_at, c.payload, c.attempts,
-         p.first_name, p.last_name, p.primary_email, p.primary_phone_e164
+         oc.first_name, oc.last_name, oc.email, oc.phone_e164
     from claimed c
     join crm.org_clients oc on oc.organization_id = c.organization_id and oc.id = c.org_client_id
-    join crm.people p on p.id = oc.person_id
    order by c.send_at;
 end
 $fn$;
@@ -1050,7 +1230,7 @@ comment on function private.queue_campaign_sends is 'Definer twin of queue_campa
 --   -> table (send_id, organization_id, campaign_id, channel, template, person_id, first_name, last_name, email, phone_e164, attempts)
 -- A sending worker's batch, like claim_reminders: queued sends of queued
 -- campaigns whose time has come, not held by another worker, with the
--- address to send to. A person who opted out since the send was queued is
+-- address to send to (the organization's own record of its client). A person who opted out since the send was queued is
 -- not sent to: that send is marked failed ('opted out') instead.
 -- Refuses: not trusted (42501); bad batch or lease (22023).
 create or replace function private.claim_campaign_sends(p_worker text, p_batch_size integer, p_lease interval)
@@ -1082,10 +1262,10 @@ begin
     returning s.*
   )
   select s.id, s.organization_id, s.campaign_id, c.channel, c.template, s.person_id,
-         p.first_name, p.last_name, p.primary_email, p.primary_phone_e164, s.attempts
+         oc.first_name, oc.last_name, oc.email, oc.phone_e164, s.attempts
     from claimed s
     join crm.campaigns c on c.organization_id = s.organization_id and c.id = s.campaign_id
-    join crm.people p on p.id = s.person_id
+    join crm.org_clients oc on oc.organization_id = s.organization_id and oc.id = s.org_client_id
    where s.status = 'queued'
    order by s.created_at;
 end
@@ -1097,34 +1277,48 @@ comment on function private.claim_campaign_sends is 'Definer twin of claim_campa
    'p_worker, p_batch_size, p_lease',
    'A sending worker\'s batch of queued campaign sends (SKIP LOCKED), to people still opted in. Back end only (42501); bad batch or lease: 22023.') }}
 
--- private.complete_reminder(p_reminder_id uuid, p_error text) -> void
--- private.complete_campaign_send(p_send_id uuid, p_error text) -> void
+-- private.complete_reminder(p_reminder_id uuid, p_worker text, p_error text) -> void
+-- private.complete_campaign_send(p_send_id uuid, p_worker text, p_error text) -> void
 -- The sending worker's report on what it claimed: sent (p_error null) or
--- failed with the error. Refuses: not trusted (42501); unknown, or no
--- longer waiting (pending reminder, queued send) (P0002).
+-- failed with the error. Only the worker holding the current lease
+-- reports: a slow worker whose lease ran out (and was perhaps taken over
+-- by another) cannot report twice. Refuses: not trusted (42501); no worker
+-- name (22023); unknown, or no longer waiting (pending reminder, queued
+-- send) (P0002); nobody claimed it, another worker holds it, or the lease
+-- ran out (55000: claim it again).
 {% for name, param, tbl, waiting, what in [('complete_reminder', 'p_reminder_id', 'crm.reminders', 'pending', 'reminder'),
                                             ('complete_campaign_send', 'p_send_id', 'crm.campaign_sends', 'queued', 'campaign send')] %}
-create or replace function private.{{ name }}({{ param }} uuid, p_error text)
+create or replace function private.{{ name }}({{ param }} uuid, p_worker text, p_error text)
   returns void
   language plpgsql
   {{ m.definer() }}
 as $fn$
+declare
+  held record;
 begin
-  perform private.crm_require_worker('{{ name }}', 'worker', 1, interval '1 minute');
+  perform private.crm_require_worker('{{ name }}', p_worker, 1, interval '1 minute');
   update {{ tbl }} t
      set status = case when p_error is null then 'sent' else 'failed' end,
          sent_at = case when p_error is null then now() end,
          error = left(p_error, 10000), lease_until = null
-   where t.id = {{ param }} and t.status = '{{ waiting }}';
+   where t.id = {{ param }} and t.status = '{{ waiting }}' and t.claimed_by = p_worker and t.lease_until > now();
   if not found then
-    raise exception '{{ name }}: no {{ waiting }} {{ what }} %', {{ param }} using errcode = 'P0002';
+    select t.status, t.claimed_by, t.lease_until into held from {{ tbl }} t where t.id = {{ param }} limit 1;
+    if held.status is distinct from '{{ waiting }}' then
+      raise exception '{{ name }}: no {{ waiting }} {{ what }} %', {{ param }} using errcode = 'P0002';
+    end if;
+    raise exception '{{ name }}: {{ what }} % is not leased to %: %', {{ param }}, p_worker,
+      case when held.lease_until is null then 'nobody holds it'
+           when held.claimed_by <> p_worker then 'another worker claimed it'
+           else format('its lease ran out at %s', held.lease_until) end
+      using errcode = '55000', hint = 'Claim it again before reporting on it.';
   end if;
 end
 $fn$;
 comment on function private.{{ name }} is 'Definer twin of {{ name }}.';
 {{ m.private_grants(name) }}
-{{ m.api_function(name, param ~ ' uuid, p_error text default null', 'void', param ~ ', p_error',
-   'Marks a claimed ' ~ what ~ ' sent (no p_error) or failed with the error. Back end only (42501); unknown or not ' ~ waiting ~ ': P0002.') }}
+{{ m.api_function(name, param ~ ' uuid, p_worker text, p_error text default null', 'void', param ~ ', p_worker, p_error',
+   'Marks a claimed ' ~ what ~ ' sent (no p_error) or failed with the error; only the worker (p_worker) holding its current lease. Back end only (42501); unknown or not ' ~ waiting ~ ': P0002; not leased to this worker, or the lease ran out: 55000.') }}
 {% endfor %}
 
 -- Reading -------------------------------------------------------------------------------
@@ -1244,11 +1438,16 @@ comment on function private.client_stats is 'Definer twin of client_stats.';
 
 -- private.search_clients(p_query text, p_org_id uuid, p_limit integer)
 --   -> table (org_client_id, person_id, first_name, last_name, primary_email, primary_phone_e164, status, ltv_cents, tags, created_at)
--- Seed 004's client search, as the user types: the organization's clients
--- that match, best first, p_limit rows (1..100).
---   * an email fragment (has @) or a phone number as typed (3 digits or
---     more, and only phone characters): the fragment anywhere in the
---     primary email or phone digits, earliest first;
+-- Seed 004's client search, as the user types, over the organization's own
+-- records of its clients: those that match, best first, p_limit rows
+-- (1..100). The shape of the query picks the index:
+--   * a whole email address: that email (an index lookup);
+--   * @ and a domain (@gmail.com): the emails at that domain, by address;
+--   * a whole phone number (10 digits or more, as typed): that number in
+--     E.164 (an index lookup);
+--   * another email fragment (has @) or phone fragment (3 digits or more,
+--     and only phone characters): the fragment anywhere in the email or
+--     phone digits, earliest first;
 --   * one or two characters: names starting with them, in name order;
 --   * else names by trigram word similarity, nearest first, down to 0.3 —
 --     typo-tolerant ("smtih" finds Smith, "jonh" John).
@@ -1266,41 +1465,58 @@ create or replace function private.search_clients(p_query text, p_org_id uuid, p
 as $fn$
 declare
   q text := left(lower(btrim(p_query)), 200);
+  digits text := regexp_replace(q, '[^0-9]', '', 'g');
   needle text;
 begin
   perform private.require_member_or_platform(p_org_id, 'crm.read', 'platform.tenant.read');
   if coalesce(q, '') = '' or p_limit is null or p_limit not between 1 and 100 then
     raise exception 'search_clients: a query and a limit of 1 to 100' using errcode = '22023';
   end if;
-  if q ~ '@' or (q ~ '^\+?[0-9 ().-]+$' and length(regexp_replace(q, '[^0-9]', '', 'g')) >= 3) then
-    needle := case when q ~ '@' then q else regexp_replace(q, '[^0-9]', '', 'g') end;
+  if q ~ '^[^@[:space:]]+@[^@[:space:]]+\.[^@[:space:]]+$' then
     return query
-    select oc.id, oc.person_id, p.first_name, p.last_name, p.primary_email, p.primary_phone_e164, oc.status, oc.ltv_cents, oc.tags, oc.created_at
-      from (select c.* from crm.org_clients c
-             where c.organization_id = p_org_id
-               and c.search_contact like '%' || replace(replace(replace(needle, '\', '\\'), '%', '\%'), '_', '\_') || '%'
-             order by strpos(c.search_contact, needle), c.search_contact, c.id
-             limit p_limit) oc
-      join crm.people p on p.id = oc.person_id
-     order by strpos(oc.search_contact, needle), oc.search_contact, oc.id;
+    select c.id, c.person_id, c.first_name, c.last_name, c.email, c.phone_e164, c.status, c.ltv_cents, c.tags, c.created_at
+      from crm.org_clients c
+     where c.email = q and c.organization_id = p_org_id
+     order by c.created_at, c.id
+     limit p_limit;
+  elsif q ~ '^@[^@[:space:]]+\.[^@[:space:]]+$' then
+    return query
+    select c.id, c.person_id, c.first_name, c.last_name, c.email, c.phone_e164, c.status, c.ltv_cents, c.tags, c.created_at
+      from crm.org_clients c
+     where c.organization_id = p_org_id and split_part(c.email, '@', 2) = substr(q, 2)
+     order by c.email, c.id
+     limit p_limit;
+  elsif q ~ '^\+?[0-9 ().-]+$' and length(digits) between 10 and 15 then
+    return query
+    select c.id, c.person_id, c.first_name, c.last_name, c.email, c.phone_e164, c.status, c.ltv_cents, c.tags, c.created_at
+      from crm.org_clients c
+     where c.phone_e164 = private.crm_normalize_phone(q) and c.organization_id = p_org_id
+     order by c.created_at, c.id
+     limit p_limit;
+  elsif q ~ '@' or (q ~ '^\+?[0-9 ().-]+$' and length(digits) >= 3) then
+    needle := case when q ~ '@' then q else digits end;
+    return query
+    select c.id, c.person_id, c.first_name, c.last_name, c.email, c.phone_e164, c.status, c.ltv_cents, c.tags, c.created_at
+      from crm.org_clients c
+     where c.organization_id = p_org_id
+       and c.search_contact like '%' || replace(replace(replace(needle, '\', '\\'), '%', '\%'), '_', '\_') || '%'
+     order by strpos(c.search_contact, needle), c.search_contact, c.id
+     limit p_limit;
   elsif length(q) < 3 then
     return query
-    select oc.id, oc.person_id, p.first_name, p.last_name, p.primary_email, p.primary_phone_e164, oc.status, oc.ltv_cents, oc.tags, oc.created_at
-      from (select c.* from crm.org_clients c
-             where c.organization_id = p_org_id
-               and c.search_name operator(pg_catalog.~>=~) q and c.search_name operator(pg_catalog.~<~) (q || chr(1114111))
-             order by c.search_name using operator(pg_catalog.~<~), c.id
-             limit p_limit) oc
-      join crm.people p on p.id = oc.person_id
-     order by oc.search_name using operator(pg_catalog.~<~), oc.id;
+    select c.id, c.person_id, c.first_name, c.last_name, c.email, c.phone_e164, c.status, c.ltv_cents, c.tags, c.created_at
+      from crm.org_clients c
+     where c.organization_id = p_org_id
+       and c.search_name operator(pg_catalog.~>=~) q and c.search_name operator(pg_catalog.~<~) (q || chr(1114111))
+     order by c.search_name using operator(pg_catalog.~<~), c.id
+     limit p_limit;
   else
     return query
-    select oc.id, oc.person_id, p.first_name, p.last_name, p.primary_email, p.primary_phone_e164, oc.status, oc.ltv_cents, oc.tags, oc.created_at
+    select oc.id, oc.person_id, oc.first_name, oc.last_name, oc.email, oc.phone_e164, oc.status, oc.ltv_cents, oc.tags, oc.created_at
       from (select c.*, q operator(extensions.<<->) c.search_name as distance from crm.org_clients c
              where c.organization_id = p_org_id and q operator(extensions.<%) c.search_name
              order by q operator(extensions.<<->) c.search_name  -- the GiST index's order: no tie-breaker here
              limit p_limit) oc
-      join crm.people p on p.id = oc.person_id
      order by oc.distance, oc.id;
   end if;
 end
@@ -1310,7 +1526,7 @@ comment on function private.search_clients is 'Definer twin of search_clients.';
 {{ m.api_function('search_clients', 'p_query text, p_org_id uuid, p_limit integer default 25',
    'table (org_client_id uuid, person_id uuid, first_name text, last_name text, primary_email text, primary_phone_e164 text, status text, ltv_cents bigint, tags text[], created_at timestamptz)',
    'p_query, p_org_id, p_limit',
-   'Searches the organization\'s clients by name, email or phone: partial and typo-tolerant (trigram), ranked, p_limit rows (1..100). Needs crm.read (42501); empty query: 22023.') }}
+   'Searches the organization\'s own records of its clients by name, email or phone: a whole email or phone, or @domain, by index; fragments and names partial and typo-tolerant (trigram), ranked, p_limit rows (1..100). Needs crm.read (42501); empty query: 22023.') }}
 
 -- Privacy -----------------------------------------------------------------------------
 
@@ -1331,7 +1547,7 @@ begin
   if not exists (select from crm.people p where p.id = p_person_id) then
     raise exception 'export_person_data: no person %', p_person_id using errcode = 'P0002';
   end if;
-  return private.export_subject(null, null, array[p_person_id]);
+  return private.export_subject(null, null, array[p_person_id], true);
 end
 $fn$;
 comment on function private.export_person_data is 'Definer twin of export_person_data.';

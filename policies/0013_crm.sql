@@ -1,18 +1,14 @@
--- crm: a person's shared record is seen while the person is a client of one
--- of the caller's organizations (crm.read) or linked to the caller, and
--- changed only through functions. Organization data follows the tenant
--- policy set: crm.read to see it; crm.write for clients, settings, services
--- and jobs; crm.billing for invoices, lines and payments; crm.campaigns for
--- campaigns. Sends and reminders are written by functions only. Platform
--- staff read it with platform.tenant.read, people with platform.privacy.manage.
+-- crm: organization data follows the tenant policy set: crm.read to see
+-- it; crm.write for clients, settings, services and jobs; crm.billing for
+-- invoices, lines and payments; crm.campaigns for campaigns. Sends and
+-- reminders are written by functions only. Platform staff read it with
+-- platform.tenant.read, people with platform.privacy.manage. A person's own
+-- record (people, verified emails and phones, own addresses, own consents)
+-- is the linked user's: its policies are in policies/0018_crm_trust.sql,
+-- with those of crm.client_addresses.
 {% import 'sql/macros.sql' as m with context %}
-{{ m.person_policies('crm.people', column='id') }}
-{% for t in ['person_emails', 'person_phones', 'addresses'] %}
-{{ m.person_policies('crm.' ~ t) }}
-{% endfor %}
-{#- A consent recorded by another organization says who else serves the person: not shown. -#}
-{{ m.person_policies('crm.marketing_consents', only='recorded_by_organization_id is null or ' ~ m.in_orgs_with('crm.read', 'recorded_by_organization_id')) }}
 {% for t in ['people', 'person_emails', 'person_phones', 'addresses', 'marketing_consents', 'user_person_links'] %}
+{{ m.rls_on('crm.' ~ t) }}
 {{ m.platform_read('crm.' ~ t, 'platform.privacy.manage') }}
 {% endfor %}
 {{ m.personal_policies('crm.user_person_links') }}

@@ -77,17 +77,18 @@ drop policy if exists owner_update on {{ table }};
 {%- endif %}
 {%- endmacro %}
 
-{#- person_policies: a CRM person's shared record (people, contact points,
-    addresses, consents), seen by an organization only while the person is
-    its client (crm.read there), and by the user linked to the person;
-    only: a further condition on the rows. Written only by functions. -#}
-{% macro person_policies(table, column='person_id', only=none) -%}
-{%- set col = table.split('.')[1] ~ '.' ~ column %}
-{%- set visible = 'exists (select from crm.org_clients oc where oc.person_id = ' ~ col ~ ' and '
-          ~ in_orgs_with('crm.read', 'oc.organization_id') ~ ') or exists (select from crm.user_person_links l where l.person_id = '
-          ~ col ~ ' and l.user_id = (select auth.uid()))' %}
+{#- linked_person_policies: a CRM person's own record (people, verified
+    identifiers, own addresses, own consents): seen by the users linked to
+    the person and by nobody else — no organization, whatever it serves.
+    The linked people are an InitPlan (index on the person column); or: an
+    organization-owned part of the same table, seen with crm.read there
+    (marketing_consents: each organization its own records). Written only
+    by functions. -#}
+{% macro linked_person_policies(table, column='person_id', own=none, or_orgs=none) -%}
+{%- set linked = column ~ ' = any (array(select l.person_id from crm.user_person_links l where l.user_id = (select auth.uid())))' %}
+{%- set mine = '(' ~ linked ~ ' and ' ~ own ~ ')' if own else linked %}
 {{ rls_on(table) }}
-{{ policy(table, 'person_select', 'select', using=('(' ~ visible ~ ') and (' ~ only ~ ')') if only else visible) }}
+{{ policy(table, 'person_select', 'select', using=(mine ~ ' or ' ~ in_orgs_with('crm.read', or_orgs)) if or_orgs else mine) }}
 {%- endmacro %}
 
 {#- platform_read: platform staff holding a platform permission read every

@@ -103,7 +103,7 @@ def test_eight_sessions_upserting_one_new_person_make_one(dsn: str) -> None:
     assert len({r[0] for r in results}) == 1, results
     assert sorted(r[1] for r in results) == [False] * (SESSIONS - 1) + [True]
     with psycopg.connect(dsn) as conn:
-        assert conn.execute("select count(*) from crm.person_emails where email = 'new.client@example.com'").fetchone()[0] == 1
+        assert conn.execute("select count(*) from crm.people where primary_email = 'new.client@example.com'").fetchone()[0] == 1
         assert conn.execute("select count(*) from crm.people").fetchone()[0] == 1
 
 

@@ -1,10 +1,13 @@
 """The isolation matrix, generated from the catalog.
 
-For every table of every tenantdb domain schema, three attackers try to
+For every table of every tenantdb domain schema, four attackers try to
 select, insert, update and delete the victim's rows (organization A's, or
-Alice's own), through the same role switch and request.jwt.claims PostgREST
-uses: a member of another organization, an anonymous caller, and a member
-of organization A whose role carries no permission. Each attempt must see
+Alice's own, or a CRM person's own record), through the same role switch and
+request.jwt.claims PostgREST uses: a member of another organization, an
+anonymous caller, a member of organization A whose role carries no
+permission, and the owner of an organization that serves the same CRM
+person as A (the shared record: it must reach none of A's records of that
+client, nor the person's own). Each attempt must see
 or change nothing. A new table is covered without editing this file; one
 with no victim row in the fixture fails until the fixture gets one.
 """
@@ -18,7 +21,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-ACTORS = ("outsider", "anon", "no_permission_member")
+# co_provider: a member (the owner) of another organization that serves the
+# same person (verified) with a record of its own: the shared record's test.
+ACTORS = ("outsider", "anon", "no_permission_member", "co_provider")
 # The pricing page (seed 001): anon reads the public, active catalog and
 # nothing else. For these tables anon's victims are the other rows.
 ANON_PUBLIC = {
@@ -145,11 +150,24 @@ def world(dsn: str) -> dict[str, str]:
         # a payment, a campaign with its send; Alice linked to the person with her
         # email; a person erased.
         person = conn.execute("select person_id from public.upsert_person('carl@client.test', '+15550001111', 'Carl', 'Client')").fetchone()[0]
-        conn.execute("select public.set_marketing_consent(%s, 'email', true)", (person,))
-        address = conn.execute("select public.add_person_address(%s, '{\"address1\": \"1 Elm St\", \"city\": \"Springfield\"}')",
-                               (person,)).fetchone()[0]
-        client = conn.execute("insert into crm.org_clients (organization_id, person_id, status, tags, default_address_id) "
-                              "values (%s, %s, 'active', '{vip}', %s) returning id", (org_a, person, address)).fetchone()[0]
+        client = conn.execute("insert into crm.org_clients (organization_id, person_id, status, tags) "
+                              "values (%s, %s, 'active', '{vip}') returning id", (org_a, person)).fetchone()[0]
+        address = conn.execute("insert into crm.client_addresses (organization_id, org_client_id, address1, city) "
+                               "values (%s, %s, '1 Elm St', 'Springfield') returning id", (org_a, client)).fetchone()[0]
+        conn.execute("update crm.org_clients set default_address_id = %s where id = %s", (address, client))
+        # Carl verifies his email: A's client is his person, and he keeps his
+        # own record (an address, an opt-in). Dave's organization D serves
+        # him too, with a record of its own: the co-provider.
+        ids["carl"] = str(conn.execute("insert into auth.users (email, email_confirmed_at, phone, phone_confirmed_at) "
+                                       "values ('carl@client.test', now(), '+15550003333', now()) returning id").fetchone()[0])
+        as_user(ids["carl"], "select public.add_person_address(%s, '{\"address1\": \"9 Home Rd\"}')", (person,))
+        as_user(ids["carl"], "select public.set_marketing_consent(%s, 'email', true)", (person,))
+        conn.execute("select public.set_marketing_consent(%s, 'sms', true, %s)", (person, org_a))
+        ids["dave"] = user("dave@d.test")
+        ids["org_d"] = str(as_user(ids["dave"], "select public.create_organization('Org D', 'org-d')"))
+        as_user(ids["dave"], "select public.create_job_with_optional_new_client(%s, p_client => %s, p_start_at => now() + interval '2 days')",
+                (ids["org_d"], json.dumps({"first_name": "Carlos", "email": "carl@client.test", "address": {"address1": "5 Dock St"}})))
+        assert conn.execute("select count(distinct person_id) from crm.org_clients where person_id = %s", (person,)).fetchone()[0] == 1
         conn.execute("insert into crm.org_client_settings (organization_id, org_client_id, pricing_tier) values (%s, %s, 'gold')", (org_a, client))
         service = conn.execute("insert into crm.services (organization_id, name, default_price_cents) values (%s, 'Lawn mowing', 5000) "
                                "returning id", (org_a,)).fetchone()[0]
@@ -187,7 +205,7 @@ def act(conn: psycopg.Connection, actor: str, ids: dict[str, str]) -> None:
     if actor == "anon":
         claims, role = {"role": "anon"}, "anon"
     else:
-        uid = ids["bob"] if actor == "outsider" else ids["nina"]
+        uid = {"outsider": ids["bob"], "co_provider": ids["dave"]}.get(actor, ids["nina"])
         claims, role = {"sub": uid, "role": "authenticated"}, "authenticated"
     conn.execute("select set_config('request.jwt.claims', %s, true), set_config('role', %s, true)", (json.dumps(claims), role))
 
@@ -240,6 +258,7 @@ def attack(conn: psycopg.Connection, table: Table, actor: str, operation: str, w
         return []  # catalog rows are readable by every signed-in user by design
     payload = attack_copy(conn, table) if operation == "insert" else None
     column = writable_column(conn, table, actor)
+    aim = sql.SQL("where {}").format(table.victim_filter) if actor == "co_provider" else sql.SQL("")
     conn.execute("savepoint attack")
     try:
         act(conn, actor, world)
@@ -258,9 +277,10 @@ def attack(conn: psycopg.Connection, table: Table, actor: str, operation: str, w
             failures.append(f"{table}: {actor} inserted {cur.rowcount} row(s) into the victim's tenancy")
         elif operation == "update":
             # SET col = DEFAULT reads nothing, so no SELECT policy hides the rows.
-            conn.execute(sql.SQL("update {} set {} = default").format(table.ident, sql.Identifier(column)))
+            # The co-provider has rows of its own: it aims at the victim's.
+            conn.execute(sql.SQL("update {} set {} = default {}").format(table.ident, sql.Identifier(column), aim))
         else:
-            conn.execute(sql.SQL("delete from {}").format(table.ident))
+            conn.execute(sql.SQL("delete from {} {}").format(table.ident, aim))
         # The attempt went through: back to the test's role, still inside
         # the attack, and look at what it did to the victim's rows.
         conn.execute("reset role")
@@ -419,3 +439,86 @@ def test_a_revoked_membership_or_permission_stops_reading_in_the_next_statement(
                       (world["org_a"], world["bob"]))
         admin.execute("update tenancy.organizations set status = 'deleted' where id = %s", (world["org_a"],))
         assert seen() == 0, "a deleted organization still reads"
+
+
+# -- The shared record, function by function --------------------------------
+# Dave's organization serves Carl (verified) as organization A does. Every
+# API function that reads or writes the CRM is called by Dave with A's and
+# Carl's ids: none may show him A's records of Carl or Carl's own record,
+# nor change them. A CRM function missing here fails the test.
+
+def co_provider_calls(w: dict[str, str]) -> dict[str, tuple[str, tuple]]:
+    p, client, org_a = w["carl_person"], w["client_a"], w["org_a"]
+    return {
+        "upsert_person": ("select * from public.upsert_person('carl@client.test', '+15550001111', 'X', 'Y')", ()),
+        "propagate_contact_update": ("select * from public.propagate_contact_update(%s, 'X', 'Y', 'x@y.test', '+15550002222')", (p,)),
+        "add_person_address": ("select public.add_person_address(%s, '{\"address1\": \"2 Spy Lane\"}')", (p,)),
+        "set_marketing_consent": ("select public.set_marketing_consent(%s, 'sms', false, %s)", (p, org_a)),
+        "create_job_with_optional_new_client": ("select public.create_job_with_optional_new_client(%s, %s, p_start_at => now())", (org_a, client)),
+        "schedule_reminders": ("select public.schedule_reminders()", ()),
+        "claim_reminders": ("select * from public.claim_reminders('w')", ()),
+        "claim_campaign_sends": ("select * from public.claim_campaign_sends('w')", ()),
+        "complete_reminder": ("select public.complete_reminder((select id from crm.reminders limit 1), 'w')", ()),
+        "complete_campaign_send": ("select public.complete_campaign_send((select id from crm.campaign_sends limit 1), 'w')", ()),
+        "queue_campaign_sends": ("select public.queue_campaign_sends(%s)", (w["campaign_a"],)),
+        "client_timeline": ("select * from public.client_timeline(%s)", (client,)),
+        "client_stats": ("select public.client_stats(%s)", (org_a,)),
+        "search_clients": ("select * from public.search_clients('carl', %s)", (org_a,)),
+        "client_account": ("select public.client_account(%s)", (client,)),
+        "my_service_history": ("select * from public.my_service_history()", ()),
+        "export_person_data": ("select public.export_person_data(%s)", (p,)),
+        "erase_person": ("select public.erase_person(%s)", (p,)),
+        "export_user_data": ("select public.export_user_data(%s)", (w["carl"],)),
+    }
+
+
+A_RECORDS = ("1 Elm St", "Springfield", '"Client"', "+15550001111", '"vip"', "9 Home Rd")
+
+
+def crm_snapshot(conn: psycopg.Connection, w: dict[str, str]) -> list:
+    """Organization A's CRM rows and Carl's own record (his person's rows), as json."""
+    rows = []
+    for (table,) in conn.execute("select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace "
+                                 "where n.nspname = 'crm' and c.relkind = 'r' order by 1").fetchall():
+        columns = {r[0] for r in conn.execute("select attname from pg_attribute where attrelid = %s::regclass and attnum > 0",
+                                              (f"crm.{table}",)).fetchall()}
+        key = "organization_id" if "organization_id" in columns else "person_id" if "person_id" in columns else "id"
+        flt = sql.SQL("{} = {}").format(sql.Identifier(key), sql.Literal(w["org_a"] if key == "organization_id" else w["carl_person"]))
+        rows += [r[0] for r in conn.execute(sql.SQL("select to_jsonb(t) from {} t where {} order by 1::text").format(
+            sql.Identifier("crm", table), flt)).fetchall()]
+    return sorted(json.dumps(r, sort_keys=True) for r in rows)
+
+
+def test_a_co_provider_reaches_nothing_through_any_crm_function(dsn: str, world: dict[str, str]) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        w = dict(world)
+        w["carl_person"], w["client_a"] = [str(v) for v in conn.execute(
+            "select person_id, id from crm.org_clients where organization_id = %s and email = 'carl@client.test'", (w["org_a"],)).fetchone()]
+        w["campaign_a"] = str(conn.execute("select id from crm.campaigns where organization_id = %s", (w["org_a"],)).fetchone()[0])
+        crm_api = {r[0] for r in conn.execute(
+            "select p.proname from pg_proc p join pg_namespace n on n.oid = p.pronamespace "
+            "where n.nspname = 'private' and p.prosrc ~ 'crm[._]' "
+            "and exists (select from pg_proc a join pg_namespace an on an.oid = a.pronamespace where an.nspname = 'public' and a.proname = p.proname)"
+        ).fetchall()}
+        calls = co_provider_calls(w)
+        assert crm_api == set(calls), f"CRM API functions without a co-provider call: {crm_api - set(calls)}; gone: {set(calls) - crm_api}"
+        before = crm_snapshot(conn, w)
+        failures = []
+        for name, (query, params) in sorted(calls.items()):
+            with conn.transaction():
+                conn.execute("select set_config('request.jwt.claims', %s, true), set_config('role', 'authenticated', true)",
+                             (json.dumps({"sub": w["dave"], "role": "authenticated"}),))
+                try:
+                    with conn.transaction():
+                        seen = json.dumps([list(r) for r in conn.execute(query, params).fetchall()], default=str)
+                except psycopg.Error as exc:
+                    if exc.sqlstate not in ("42501", "P0002"):
+                        failures.append(f"{name}: {exc.sqlstate} {exc.diag.message_primary}")
+                    seen = str(exc)
+            leaked = [s for s in A_RECORDS if s in seen]
+            if leaked:
+                failures.append(f"{name}: showed {leaked}")
+        assert crm_snapshot(conn, w) == before, "a co-provider's call changed A's records or Carl's own"
+        # The co-provider's own record did change (the calls were not all refused).
+        assert conn.execute("select first_name from crm.org_clients where organization_id = %s", (w["org_d"],)).fetchone()[0] == "X"
+    assert not failures, "\n".join(failures)
