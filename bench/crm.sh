@@ -12,12 +12,16 @@
 # Measured, as that member through PostgREST's role switch and JWT claims,
 # against the superuser running the hand-written query (RLS not applied):
 #   search_clients   the function vs its SQL (copied from
-#                    private.search_clients: contact fragment, name prefix
-#                    or name trigram distance) with the literal
-#                    organization and query, same ORDER BY and LIMIT 25;
-#                    both transactions set pg_trgm.word_similarity_threshold
-#                    = 0.3 (what the function sets) in their set_config
-#                    select. Goals: p50 <= 5 ms, ratio <= 1.3.
+#                    private.search_clients: a whole email, an @domain, a
+#                    whole phone, a contact fragment, a name prefix or name
+#                    trigram distance) with the literal organization and
+#                    query, same ORDER BY and LIMIT 25; both transactions
+#                    set pg_trgm.word_similarity_threshold = 0.3 (what the
+#                    function sets) in their set_config select. The query
+#                    classes: common names, two letters, a rare first and
+#                    last name, typos, phone digits, a whole phone, a whole
+#                    email, an email prefix, an email domain. Goals: p95 <=
+#                    10 ms; a whole email or phone p50 <= 2 ms.
 #   client_timeline  the function (p_limit 100 and 1000) vs its union by
 #                    hand with the client's organization, person, currency
 #                    and notes, for the client with 1,000 events (the same
@@ -26,13 +30,14 @@
 #   client_stats     the function vs count/filter/sum/avg over the
 #                    organization's clients (goal: ratio <= 1.3), and vs
 #                    its own SELECT (eight aggregates) by hand.
-#   list page        the member's first page of clients with a column of
-#                    the person (crm.people's policy: EXISTS ... OR EXISTS)
-#                    through RLS vs the superuser.
+#   list page        the member's first page of clients (the
+#                    organization's own records) through RLS vs the
+#                    superuser.
 # Each side is a pgbench transaction with the same begin / set_config /
 # commit around the statement (what PostgREST sends); the two sides run
 # interleaved at random in one pgbench run on one connection, and the
-# figure is each side's median latency over TRANSACTIONS transactions
+# figure is each side's median (and, for searches, 95th percentile)
+# latency over TRANSACTIONS transactions
 # (a quarter of them, at least 20, for client_stats and the list page).
 # Then EXPLAIN (ANALYZE, BUFFERS) of the hand-written searches, the stats
 # query and the member's list page, and the plans the functions run
@@ -81,24 +86,33 @@ read -r client person currency < <(q "select oc.id, oc.person_id, oc.currency fr
   where oc.organization_id = '$org' and oc.id = (select org_client_id from crm.jobs where organization_id = '$org'
   group by 1 order by count(*) desc limit 1)" | tr '|' ' ')
 trgm="set_config('pg_trgm.word_similarity_threshold', '0.3', true)"
-# An email prefix: the big organization's first client named Mary, up to the @.
-email=$(q "select split_part(p.primary_email, '@', 1) from crm.org_clients oc join crm.people p on p.id = oc.person_id
-  where oc.organization_id = '$org' and p.first_name = 'Mary' order by oc.search_name, oc.id limit 1")
+# An email prefix: the big organization's first client named Mary, up to
+# the @; her whole email and phone; the rarest first and last name there.
+read -r email full_email full_phone < <(q "select split_part(email, '@', 1), email, phone_e164 from crm.org_clients
+  where organization_id = '$org' and first_name = 'Mary' order by search_name, id limit 1" | tr '|' ' ')
+rare=$(q "select search_name from crm.org_clients where organization_id = '$org' group by search_name order by count(*), search_name desc limit 1")
 
 # search_sql QUERY: private.search_clients' statement for QUERY, with the
 # literal organization and the query as the function normalizes it.
 search_sql() {
-  local s needle
+  local s needle digits
   s=$(q "select left(lower(btrim('$1')), 200)")
-  local phone='^\+?[0-9 ().-]+$'
-  local cols="oc.id, oc.person_id, p.first_name, p.last_name, p.primary_email, p.primary_phone_e164, oc.status, oc.ltv_cents, oc.tags, oc.created_at"
-  if [[ "$s" == *@* ]] || { [[ "$s" =~ $phone ]] && [ "$(echo "$s" | tr -cd 0-9 | wc -c)" -ge 3 ]; }; then
-    if [[ "$s" == *@* ]]; then needle=$s; else needle=$(echo "$s" | tr -cd 0-9); fi
-    echo "select $cols from (select c.* from crm.org_clients c where c.organization_id = '$org' and c.search_contact like '%$needle%' order by strpos(c.search_contact, '$needle'), c.search_contact, c.id limit 25) oc join crm.people p on p.id = oc.person_id order by strpos(oc.search_contact, '$needle'), oc.search_contact, oc.id"
+  digits=$(echo "$s" | tr -cd 0-9)
+  local phone='^\+?[0-9 ().-]+$' whole_email='^[^@[:space:]]+@[^@[:space:]]+\.[^@[:space:]]+$' domain='^@[^@[:space:]]+\.[^@[:space:]]+$'
+  local cols="c.id, c.person_id, c.first_name, c.last_name, c.email, c.phone_e164, c.status, c.ltv_cents, c.tags, c.created_at"
+  if [[ "$s" =~ $whole_email ]]; then
+    echo "select $cols from crm.org_clients c where c.email = '$s' and c.organization_id = '$org' order by c.created_at, c.id limit 25"
+  elif [[ "$s" =~ $domain ]]; then
+    echo "select $cols from crm.org_clients c where c.organization_id = '$org' and split_part(c.email, '@', 2) = '${s:1}' order by c.email, c.id limit 25"
+  elif [[ "$s" =~ $phone ]] && [ "${#digits}" -ge 10 ] && [ "${#digits}" -le 15 ]; then
+    echo "select $cols from crm.org_clients c where c.phone_e164 = '$(q "select private.crm_normalize_phone('$s')")' and c.organization_id = '$org' order by c.created_at, c.id limit 25"
+  elif [[ "$s" == *@* ]] || { [[ "$s" =~ $phone ]] && [ "${#digits}" -ge 3 ]; }; then
+    if [[ "$s" == *@* ]]; then needle=$s; else needle=$digits; fi
+    echo "select $cols from crm.org_clients c where c.organization_id = '$org' and c.search_contact like '%$needle%' order by strpos(c.search_contact, '$needle'), c.search_contact, c.id limit 25"
   elif [ "${#s}" -lt 3 ]; then
-    echo "select $cols from (select c.* from crm.org_clients c where c.organization_id = '$org' and c.search_name operator(pg_catalog.~>=~) '$s' and c.search_name operator(pg_catalog.~<~) ('$s' || chr(1114111)) order by c.search_name using operator(pg_catalog.~<~), c.id limit 25) oc join crm.people p on p.id = oc.person_id order by oc.search_name using operator(pg_catalog.~<~), oc.id"
+    echo "select $cols from crm.org_clients c where c.organization_id = '$org' and c.search_name operator(pg_catalog.~>=~) '$s' and c.search_name operator(pg_catalog.~<~) ('$s' || chr(1114111)) order by c.search_name using operator(pg_catalog.~<~), c.id limit 25"
   else
-    echo "select $cols from (select c.*, '$s' operator(extensions.<<->) c.search_name as distance from crm.org_clients c where c.organization_id = '$org' and '$s' operator(extensions.<%) c.search_name order by '$s' operator(extensions.<<->) c.search_name limit 25) oc join crm.people p on p.id = oc.person_id order by oc.distance, oc.id"
+    echo "select oc.id, oc.person_id, oc.first_name, oc.last_name, oc.email, oc.phone_e164, oc.status, oc.ltv_cents, oc.tags, oc.created_at from (select c.*, '$s' operator(extensions.<<->) c.search_name as distance from crm.org_clients c where c.organization_id = '$org' and '$s' operator(extensions.<%) c.search_name order by '$s' operator(extensions.<<->) c.search_name limit 25) oc order by oc.distance, oc.id"
   fi
 }
 # timeline_sql LIMIT [CLIENT PERSON]: private.client_timeline's union with
@@ -138,21 +152,25 @@ SQL
 stats_sql="select count(*), count(*) filter (where status = 'active'), count(*) filter (where status = 'lead'), count(*) filter (where status = 'inactive'), sum(ltv_cents), avg(ltv_cents) from crm.org_clients where organization_id = '$org'"
 # client_stats' own statement by hand (p_currency null): grouped by status and currency, then added up.
 stats_own_sql="select coalesce(sum(g.n), 0), coalesce(sum(g.n) filter (where g.status = 'active'), 0), coalesce(sum(g.n) filter (where g.status = 'lead'), 0), coalesce(sum(g.n) filter (where g.status = 'inactive'), 0), min(g.currency), max(g.currency), sum(g.ltv) filter (where g.currency = coalesce(null, g.currency)), sum(g.n) filter (where g.currency = coalesce(null, g.currency)) from (select oc.status, oc.currency, count(*) as n, sum(oc.ltv_cents) as ltv from crm.org_clients oc where oc.organization_id = '$org' group by oc.status, oc.currency) g"
-list_sql="select oc.*, p.first_name from crm.org_clients oc join crm.people p on p.id = oc.person_id where oc.organization_id = '$org' order by oc.created_at desc limit 50"
+list_sql="select oc.* from crm.org_clients oc where oc.organization_id = '$org' order by oc.created_at desc limit 50"
 
 echo "server: $(q 'select version()')"
 echo "jit: $(q 'show jit'); median of $transactions transactions per figure; big organization: $(q "select count(*) from crm.org_clients where organization_id = '$org'") clients; timeline client: $(q "select count(*) from public.client_timeline('$client', 1000)" 2>/dev/null || echo '?') events (superuser)"
 echo
-printf '%-34s %7s %12s %12s %7s  %s\n' measurement rows "function µs" "by hand µs" ratio goal
-searches=(john mary jo "jonh smith" johnsen smyth "jonh smtih" 5551234 "$email@")
+printf '%-40s %6s %10s %10s %10s %6s  %s\n' measurement rows "fn p50 µs" "fn p95 µs" "hand p50" ratio goal
+searches=(john mary jo "$rare" "jonh smith" johnsen smyth "jonh smtih" 5551234 "$full_phone" "$full_email" "$email@" "@gmail.com")
 for s in "${searches[@]}"; do
   hand=$(search_sql "$s")
   n=$(psql -X -q -At -d "$dsn" -c "set pg_trgm.word_similarity_threshold = 0.3" -c "select count(*) from ($hand) x")
-  read -r fn base < <(medians authenticated "select * from public.search_clients('$s', '$org')" \
-                              "$superuser" "$hand" "$claims" "$trgm")
+  read -r fn fn95 base _ < <(percentiles authenticated "select * from public.search_clients('$s', '$org')" \
+                                      "$superuser" "$hand" "$claims" "$trgm")
   ratio=$(echo "scale=2; $fn / $base" | bc)
-  goal=$(if [ "$fn" -le 5000 ] && [ "$(echo "$ratio <= 1.3" | bc)" = 1 ]; then echo ok; else echo MISSED; fi)
-  printf '%-34s %7s %12s %12s %7s  %s\n' "search_clients('$s')" "$n" "$fn" "$base" "$ratio" "$goal (p50 <= 5 ms, ratio <= 1.3)"
+  if [ "$s" = "$full_email" ] || [ "$s" = "$full_phone" ]; then
+    goal=$(if [ "$fn" -le 2000 ] && [ "$fn95" -le 10000 ]; then echo ok; else echo MISSED; fi)" (p50 <= 2 ms, p95 <= 10 ms)"
+  else
+    goal=$(if [ "$fn95" -le 10000 ]; then echo ok; else echo MISSED; fi)" (p95 <= 10 ms)"
+  fi
+  printf '%-40s %6s %10s %10s %10s %6s  %s\n' "search_clients('$s')" "$n" "$fn" "$fn95" "$base" "$ratio" "$goal"
 done
 for limit in 100 1000; do
   read -r fn base < <(medians authenticated "select * from public.client_timeline('$client', $limit)" \
@@ -196,7 +214,7 @@ SQL
 }
 echo
 echo "EXPLAIN (ANALYZE, BUFFERS), superuser, by hand:"
-for s in john "jonh smith" smyth jo; do
+for s in john "$rare" "jonh smith" smyth jo "$full_email" "@gmail.com" "$full_phone"; do
   echo "--- search '$s'"
   explain "$superuser" "$(search_sql "$s")" "$trgm"
 done
@@ -241,7 +259,7 @@ $1 \\g /dev/null
 rollback;
 SQL
 }
-for call in "select * from public.search_clients('john', '$org')" "select * from public.search_clients('jo', '$org')" \
+for call in "select * from public.search_clients('john', '$org')" "select * from public.search_clients('$full_email', '$org')" \
             "select * from public.client_timeline('$client')" "select public.client_stats('$org')"; do
   echo "--- $call"
   fn_plan "$call"

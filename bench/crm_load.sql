@@ -1,8 +1,9 @@
 -- The dataset of bench/crm.sh (run by psql as a superuser on a migrated and
 -- seeded database, in one transaction):
 --   * 1,000,000 crm.people (psql variable people), each with one primary
---     person_emails row (first.last.N@example.com) and one primary
---     person_phones row (+1555 and seven digits, unique); first and last
+--     person_emails row (first.last.N@ one of eight domains, gmail.com for
+--     ~35 %) and one primary person_phones row (+1555 and seven digits,
+--     unique), none verified (keys, as organizations' clients have); first and last
 --     names drawn from 302 common first names and 363 common last names,
 --     skewed towards the top of each list as real names are (the most
 --     common first name ~2 % of people, 'John' ~1 %, 'Smith' ~1 %);
@@ -11,9 +12,10 @@
 --     organizations owned by the filler;
 --   * 1,000,000 crm.org_clients: every 10th person a client of the big
 --     organization (100,000, big_clients), the others spread over the other
---     9,999 organizations (~90 each); rows of all organizations interleave
---     on disk, as clients arriving over the years do; status 60 % active,
---     25 % lead, 15 % inactive;
+--     9,999 organizations (~90 each); each organization's own record of
+--     its client holds the person's names, email and phone; rows of all
+--     organizations interleave on disk, as clients arriving over the years
+--     do; status 60 % active, 25 % lead, 15 % inactive;
 --   * the member (crm-bench-member@bench.test) signed up the normal way and
 --     the owner of the big organization through create_organization, so
 --     private.tenant_access holds their permissions;
@@ -26,8 +28,8 @@
 -- per-row triggers or foreign-key checks): people's primary email and
 -- phone are set to their primary rows, as crm_primary_contact would, and
 -- org_clients.search_name / search_contact to private.crm_search_name /
--- crm_search_contact of the person, as
--- org_clients_guard would; both are checked at the end. The timeline's
+-- crm_search_contact of the client's own record, as org_clients_guard
+-- would; both are checked at the end. The timeline's
 -- rows go through every trigger.
 \set ON_ERROR_STOP on
 \if :{?people} \else \set people 1000000 \endif
@@ -133,7 +135,10 @@ select (i - 1)::int as i, name
       'Hale', 'Leon']) with ordinality as x (name, i);
 create temporary table bench_people on commit drop as
 select n, md5('crm-bench-person-' || n)::uuid as id, f.name as first_name, l.name as last_name,
-       format('%s.%s.%s@example.com', lower(f.name), regexp_replace(lower(l.name), '[^a-z]', '', 'g'), n) as email,
+       format('%s.%s.%s@%s', lower(f.name), regexp_replace(lower(l.name), '[^a-z]', '', 'g'), n,
+              (array['gmail.com', 'gmail.com', 'gmail.com', 'gmail.com', 'gmail.com', 'gmail.com', 'gmail.com', 'yahoo.com', 'yahoo.com',
+                     'yahoo.com', 'hotmail.com', 'hotmail.com', 'outlook.com', 'outlook.com', 'icloud.com', 'icloud.com', 'aol.com',
+                     'comcast.net', 'example.com', 'example.com'])[1 + floor(20 * pg_temp.u(n, 5))::int]) as email,
        '+1555' || lpad(((n::bigint * 3141593 + 2718281) % 10000000)::text, 7, '0') as phone,
        now() - pg_temp.u(n, 3) * interval '5 years' as created_at
   from generate_series(1, :people) n
@@ -150,10 +155,12 @@ select id, phone, true, created_at from bench_people order by n;
 -- organization, the others of the other organizations in turn.
 create temporary table bench_other_orgs on commit drop as
 select (row_number() over (order by id) - 1)::int as k, id from tenancy.organizations where id <> :'big';
-insert into crm.org_clients (organization_id, id, person_id, status, search_name, search_contact, created_at, updated_at)
+insert into crm.org_clients (organization_id, id, person_id, status, first_name, last_name, email, phone_e164, search_name, search_contact,
+                             created_at, updated_at)
 select case when p.n % (:people / :big_clients) = 0 then :'big'::uuid else o.id end,
        md5('crm-bench-client-' || p.n)::uuid, p.id,
        case when pg_temp.u(p.n, 4) < 0.60 then 'active' when pg_temp.u(p.n, 4) < 0.85 then 'lead' else 'inactive' end,
+       p.first_name, p.last_name, p.email, p.phone,
        private.crm_search_name(p.first_name, p.last_name), private.crm_search_contact(p.email, p.phone),
        p.created_at + interval '1 day', p.created_at + interval '1 day'
   from bench_people p
@@ -209,9 +216,9 @@ begin
               where e.email is distinct from p.primary_email or f.phone_e164 is distinct from p.primary_phone_e164) then
     raise exception 'people.primary_email / primary_phone_e164 differ from their primary rows';
   end if;
-  if exists (select from crm.org_clients oc join crm.people p on p.id = oc.person_id
+  if exists (select from crm.org_clients oc
               where (oc.search_name, oc.search_contact)
-                    <> (private.crm_search_name(p.first_name, p.last_name), private.crm_search_contact(p.primary_email, p.primary_phone_e164))) then
+                    <> (private.crm_search_name(oc.first_name, oc.last_name), private.crm_search_contact(oc.email, oc.phone_e164))) then
     raise exception 'org_clients.search_name / search_contact differ from private.crm_search_name / crm_search_contact';
   end if;
 end

@@ -25,3 +25,14 @@ SQL
   done
   echo
 }
+
+# percentiles: like medians, with each side's 95th percentile too:
+# "A_p50 A_p95 B_p50 B_p95" (µs).
+percentiles() {
+  medians "$@" >/dev/null
+  for script in 0 1; do
+    awk -v s="$script" '$4 == s {print $3}' "$dir"/log* | sort -n |
+      awk '{a[NR] = $1} END {printf "%s %s ", a[int((NR + 1) / 2)], a[int(NR * 0.95 + 0.999)]}'
+  done
+  echo
+}

@@ -1323,13 +1323,61 @@ comment on function private.{{ name }} is 'Definer twin of {{ name }}.';
 
 -- Reading -------------------------------------------------------------------------------
 
+-- private.crm_client_events(organization_id uuid, org_client_id uuid, person_id uuid, currency text,
+--   p_limit integer, p_before timestamptz, issued_only boolean)
+--   -> table (id uuid, type text, created_at timestamptz, shared jsonb, internal jsonb)
+-- A client's jobs, invoices (issued_only: not drafts) and payments, the
+-- newest p_limit of each older than p_before, split into what the
+-- organization shares with its client (shared: statuses, times, amounts,
+-- the service and address ids) and what it keeps for itself (internal:
+-- notes). The one statement of both: client_timeline shows shared ||
+-- internal to the organization, my_service_history shared to the client.
+-- The callers check who asks. Refuses nothing.
+create or replace function private.crm_client_events(organization_id uuid, org_client_id uuid, person_id uuid, currency text,
+  p_limit integer, p_before timestamptz, issued_only boolean)
+  returns table (id uuid, type text, created_at timestamptz, shared jsonb, internal jsonb)
+  language sql
+  stable
+  {{ m.pinned() }}
+as $fn$
+  (select j.id, 'job'::text, j.created_at,
+          jsonb_build_object('status', j.status, 'start_at', j.start_at, 'end_at', j.end_at, 'price_cents', j.price_cents,
+                             'service_id', j.service_id, 'address_id', j.address_id),
+          jsonb_build_object('notes', j.notes)
+     from crm.jobs j
+    where j.organization_id = $1 and j.org_client_id = $2 and j.person_id = $3 and j.created_at < coalesce($6, 'infinity')
+    order by j.created_at desc limit $5)
+  union all
+  (select i.id, 'invoice', i.created_at,
+          jsonb_build_object('status', i.status, 'total_cents', i.total_cents, 'currency', i.currency, 'due_date', i.due_date),
+          jsonb_build_object('notes', i.notes)
+     from crm.invoices i
+    where i.organization_id = $1 and i.org_client_id = $2 and i.currency = $4 and i.created_at < coalesce($6, 'infinity')
+      and (not $7 or i.status <> 'draft')
+    order by i.created_at desc limit $5)
+  union all
+  (select p.id, 'payment', p.created_at,
+          jsonb_build_object('invoice_id', p.invoice_id, 'status', p.status, 'amount_cents', p.amount_cents, 'currency', p.currency,
+                             'captured_at', p.captured_at),
+          '{}'::jsonb
+     from crm.invoices i
+     join crm.payments p on p.organization_id = i.organization_id and p.invoice_id = i.id and p.currency = i.currency
+    where i.organization_id = $1 and i.org_client_id = $2 and i.currency = $4 and p.created_at < coalesce($6, 'infinity')
+      and (not $7 or i.status <> 'draft')
+    order by p.created_at desc limit $5)
+$fn$;
+comment on function private.crm_client_events is 'A client''s jobs, invoices and payments: what the organization shares with the client, and what it keeps (notes).';
+{{ m.private_grants('crm_client_events', 'service_role') }}
+
 -- private.client_timeline(p_org_client_id uuid, p_limit integer, p_before timestamptz)
 --   -> table (id uuid, type text, created_at timestamptz, data jsonb)
--- Seed 004's timeline of a client: jobs, invoices, payments and notes,
--- newest first, p_limit rows (1..1000) older than p_before (a page's last
--- created_at; null: the newest). Refuses: an unknown client, or one of an
--- organization where the caller lacks crm.read (P0002: the client's
--- existence is not disclosed); a limit outside 1..1000 (22023).
+-- Seed 004's timeline of a client: jobs, invoices, payments
+-- (crm_client_events, with the organization's notes on them) and the
+-- client's notes, newest first, p_limit rows (1..1000) older than p_before
+-- (a page's last created_at; null: the newest). Refuses: an unknown
+-- client, or one of an organization where the caller lacks crm.read
+-- (P0002: the client's existence is not disclosed); a limit outside
+-- 1..1000 (22023).
 create or replace function private.client_timeline(p_org_client_id uuid, p_limit integer, p_before timestamptz)
   returns table (id uuid, type text, created_at timestamptz, data jsonb)
   language plpgsql
@@ -1338,7 +1386,6 @@ create or replace function private.client_timeline(p_org_client_id uuid, p_limit
 as $fn$
 declare
   c record;
-  older_than timestamptz := coalesce(p_before, 'infinity');
 begin
   if p_limit is null or p_limit not between 1 and 1000 then
     raise exception 'client_timeline: p_limit is 1 to 1000' using errcode = '22023';
@@ -1353,34 +1400,12 @@ begin
   end if;
   return query
   select e.id, e.type, e.created_at, e.data from (
-    (select j.id, 'job'::text as type, j.created_at,
-            jsonb_build_object('status', j.status, 'start_at', j.start_at, 'end_at', j.end_at, 'price_cents', j.price_cents,
-                               'service_id', j.service_id, 'address_id', j.address_id, 'notes', j.notes) as data
-       from crm.jobs j
-      where j.organization_id = c.organization_id and j.org_client_id = p_org_client_id and j.person_id = c.person_id
-        and j.created_at < older_than
-      order by j.created_at desc limit p_limit)
+    select x.id, x.type, x.created_at, x.shared || x.internal as data
+      from private.crm_client_events(c.organization_id, p_org_client_id, c.person_id, c.currency, p_limit, p_before, false) x
     union all
-    (select i.id, 'invoice', i.created_at,
-            jsonb_build_object('status', i.status, 'total_cents', i.total_cents, 'currency', i.currency, 'due_date', i.due_date,
-                               'notes', i.notes)
-       from crm.invoices i
-      where i.organization_id = c.organization_id and i.org_client_id = p_org_client_id and i.currency = c.currency
-        and i.created_at < older_than
-      order by i.created_at desc limit p_limit)
-    union all
-    (select p.id, 'payment', p.created_at,
-            jsonb_build_object('invoice_id', p.invoice_id, 'status', p.status, 'amount_cents', p.amount_cents, 'currency', p.currency,
-                               'captured_at', p.captured_at)
-       from crm.invoices i
-       join crm.payments p on p.organization_id = i.organization_id and p.invoice_id = i.id and p.currency = i.currency
-      where i.organization_id = c.organization_id and i.org_client_id = p_org_client_id and i.currency = c.currency
-        and p.created_at < older_than
-      order by p.created_at desc limit p_limit)
-    union all
-    (select (n ->> 'id')::uuid, 'note', (n ->> 'created_at')::timestamptz, n - 'id' - 'created_at'
-       from jsonb_array_elements(c.notes) as n
-      where (n ->> 'created_at')::timestamptz < older_than)
+    select (n ->> 'id')::uuid, 'note', (n ->> 'created_at')::timestamptz, n - 'id' - 'created_at'
+      from jsonb_array_elements(c.notes) as n
+     where (n ->> 'created_at')::timestamptz < coalesce(p_before, 'infinity')
   ) e
   order by e.created_at desc, e.id
   limit p_limit;

@@ -1,8 +1,8 @@
 -- crm trust: what needs change 0018's columns and tables — the
 -- confirmation trigger on auth.users, the organization's own addresses,
 -- and what a provider and a homeowner see of each other: client_account
--- (a provider: does my client have an account, and what do they say of
--- themselves) and my_service_history (the client portal: a linked user's
+-- (a provider: does my client have an account, and did they change their
+-- contact) and my_service_history (the client portal: a linked user's
 -- jobs, invoices and payments from every provider that has them as a
 -- verified client, without anything internal).
 {% import 'sql/macros.sql' as m with context %}
@@ -18,14 +18,16 @@ create trigger link_user_to_person_trigger
 
 -- private.client_account(p_org_client_id uuid) -> jsonb
 -- What a provider may know of its client's account: {"has_account": true,
--- "linked_since": ..., "person": {first_name, last_name, email, phone_e164,
--- updated_at}} — the person's own record as they keep it (to compare with
--- the organization's and take over a change: "the client updated their
--- email") — or {"has_account": false, "linked_since": null, "person":
--- null}. An account is tied to the client only through an email or phone
--- of the organization's record that the person verified. Refuses: an
--- unknown client, or one of an organization where the caller lacks crm.read
--- (P0002: its existence is not disclosed).
+-- "linked_since": ..., "contact_updated_at": ...} — whether the client is
+-- a user (tied through an email or phone of the organization's record that
+-- the person verified), since when, and when the person last changed
+-- their own record ("the client updated their contact": ask them, and
+-- update the organization's record) — or {"has_account": false,
+-- "linked_since": null, "contact_updated_at": null}. Never the person's
+-- own names, email or phone: whoever types someone's email into a client
+-- record would otherwise read them. Refuses: an unknown client, or one of
+-- an organization where the caller lacks crm.read (P0002: its existence
+-- is not disclosed).
 create or replace function private.client_account(p_org_client_id uuid)
   returns jsonb
   language plpgsql
@@ -46,65 +48,43 @@ begin
   end if;
   select min(l.linked_at) into linked from crm.user_person_links l where l.person_id = c.person_id;
   return jsonb_build_object('has_account', linked is not null, 'linked_since', linked,
-    'person', (select jsonb_build_object('first_name', p.first_name, 'last_name', p.last_name, 'email', p.primary_email,
-                                         'phone_e164', p.primary_phone_e164, 'updated_at', p.updated_at)
-                 from crm.people p where p.id = c.person_id and linked is not null));
+    'contact_updated_at', (select p.updated_at from crm.people p where p.id = c.person_id and linked is not null));
 end
 $fn$;
 comment on function private.client_account is 'Definer twin of client_account.';
 {{ m.private_grants('client_account') }}
 {{ m.api_function('client_account', 'p_org_client_id uuid', 'jsonb', 'p_org_client_id',
-   'Whether your client has an account (tied through an email or phone they verified) and, if so, their own record ({has_account, linked_since, person: {first_name, last_name, email, phone_e164, updated_at}}). Needs crm.read in the client\'s organization (else P0002, as for an unknown client).') }}
+   'Whether your client has an account (tied through an email or phone they verified), since when, and when they last changed their own contact ({has_account, linked_since, contact_updated_at}); never their own names or contact. Needs crm.read in the client\'s organization (else P0002, as for an unknown client).') }}
 
 -- private.crm_service_history(people uuid[], p_limit integer, p_before timestamptz)
 --   -> table (organization_id, organization_name, org_client_id, id, type, created_at, data)
--- What providers share with their client, for the given people: jobs
--- (status, times, price, service, where), issued invoices (status, total,
--- currency, due date, issued and paid) and payments (status, amount,
--- currency, captured), newest first, p_limit rows older than p_before.
--- Never notes, custom fields, tags, drafts or another provider's records of
--- the client. The callers check who asks. Refuses nothing.
+-- What providers share with their client, for the given people: of each
+-- client of theirs, crm_client_events' shared part of its jobs (with the
+-- service's name, the currency and where), issued invoices and their
+-- payments, newest first, p_limit rows older than p_before. Never notes,
+-- custom fields, tags, drafts or another provider's records of the
+-- client. The callers check who asks. Refuses nothing.
 create or replace function private.crm_service_history(people uuid[], p_limit integer, p_before timestamptz)
   returns table (organization_id uuid, organization_name text, org_client_id uuid, id uuid, type text, created_at timestamptz, data jsonb)
   language sql
   stable
   {{ m.definer() }}
 as $fn$
-  select e.organization_id, o.name, e.org_client_id, e.id, e.type, e.created_at, e.data
+  select oc.organization_id, o.name, oc.id, e.id, e.type, e.created_at,
+         case when e.type = 'job' then
+           e.shared - 'service_id' - 'address_id'
+             || jsonb_build_object('currency', oc.currency,
+                  'service', (select s.name from crm.services s
+                               where s.organization_id = oc.organization_id and s.id = (e.shared ->> 'service_id')::uuid),
+                  'address', (select jsonb_build_object('address1', a.address1, 'address2', a.address2, 'city', a.city,
+                                                        'state', a.state, 'postal', a.postal, 'country', a.country)
+                                from crm.client_addresses a
+                               where a.organization_id = oc.organization_id and a.org_client_id = oc.id
+                                 and a.id = (e.shared ->> 'address_id')::uuid))
+           else e.shared end
     from crm.org_clients oc
     join tenancy.organizations o on o.id = oc.organization_id
-   cross join lateral (
-     (select j.organization_id, j.org_client_id, j.id, 'job'::text as type, j.created_at,
-             jsonb_build_object('status', j.status, 'start_at', j.start_at, 'end_at', j.end_at, 'price_cents', j.price_cents,
-                                'currency', oc.currency, 'service', s.name,
-                                'address', (select jsonb_build_object('address1', a.address1, 'address2', a.address2, 'city', a.city,
-                                                                      'state', a.state, 'postal', a.postal, 'country', a.country)
-                                              from crm.client_addresses a
-                                             where a.organization_id = j.organization_id and a.org_client_id = j.org_client_id
-                                               and a.id = j.address_id)) as data
-        from crm.jobs j
-        left join crm.services s on s.organization_id = j.organization_id and s.id = j.service_id
-       where j.organization_id = oc.organization_id and j.org_client_id = oc.id and j.person_id = oc.person_id
-         and j.created_at < coalesce(p_before, 'infinity')
-       order by j.created_at desc limit p_limit)
-     union all
-     (select i.organization_id, i.org_client_id, i.id, 'invoice', i.created_at,
-             jsonb_build_object('status', i.status, 'total_cents', i.total_cents, 'currency', i.currency, 'due_date', i.due_date,
-                                'issued_at', i.issued_at, 'paid_at', i.paid_at)
-        from crm.invoices i
-       where i.organization_id = oc.organization_id and i.org_client_id = oc.id and i.currency = oc.currency and i.status <> 'draft'
-         and i.created_at < coalesce(p_before, 'infinity')
-       order by i.created_at desc limit p_limit)
-     union all
-     (select p.organization_id, i.org_client_id, p.id, 'payment', p.created_at,
-             jsonb_build_object('invoice_id', p.invoice_id, 'status', p.status, 'amount_cents', p.amount_cents, 'currency', p.currency,
-                                'captured_at', p.captured_at)
-        from crm.invoices i
-        join crm.payments p on p.organization_id = i.organization_id and p.invoice_id = i.id and p.currency = i.currency
-       where i.organization_id = oc.organization_id and i.org_client_id = oc.id and i.currency = oc.currency and i.status <> 'draft'
-         and p.created_at < coalesce(p_before, 'infinity')
-       order by p.created_at desc limit p_limit)
-   ) e
+   cross join lateral private.crm_client_events(oc.organization_id, oc.id, oc.person_id, oc.currency, p_limit, p_before, true) e
    where oc.person_id = any (people) and o.status <> 'deleted'
    order by e.created_at desc, e.id
    limit p_limit

@@ -240,13 +240,21 @@ def test_the_homeowner_sees_their_history_and_nothing_internal(dsn: str) -> None
         assert "7 Oak St" in visible, "the job's address is shared with the client"
         for secret in ("bad payer", "9731", "disputes", "dog bites", '"Karl"', "+15551110000"):
             assert secret not in visible, secret
-        # A provider sees that its client has an account, and what they say of themselves.
+        # A provider sees that its client has an account and changed their
+        # contact, never the contact itself (typing an email gets no phone).
+        with request(conn, w["alice"]):
+            before = conn.execute("select public.client_account(%s)", (w["client_a"],)).fetchone()[0]
         with request(conn, w["carl"]):
-            conn.execute("select public.propagate_contact_update(%s, 'Carlos')", (w["person"],))
+            conn.execute("select public.propagate_contact_update(%s, 'Carlos', p_phone => '+15554443322')", (w["person"],))
         with request(conn, w["alice"]):
             account = conn.execute("select public.client_account(%s)", (w["client_a"],)).fetchone()[0]
-            assert account["has_account"] is True and account["person"]["first_name"] == "Carlos"
+            assert account["has_account"] is True and account["contact_updated_at"] > before["contact_updated_at"]
+            assert "Carlos" not in json.dumps(account) and "4443322" not in json.dumps(account)
             assert conn.execute("select first_name from crm.org_clients where id = %s", (w["client_a"],)).fetchone()[0] == "Carl"
+        walk_in = book(conn, w["alice"], w["org_a"], {"first_name": "Walk", "phone": "+15556667777"})
+        with request(conn, w["alice"]):
+            assert conn.execute("select public.client_account(%s)", (walk_in["org_client_id"],)).fetchone()[0] == \
+                {"has_account": False, "linked_since": None, "contact_updated_at": None}
         with request(conn, w["bob"]):
             refused(conn, psycopg.errors.NoDataFound, "select public.client_account(%s)", (w["client_a"],))
         with psycopg.connect(dsn) as anon:
