@@ -417,8 +417,12 @@ comment on function private.crm_opted_in is 'Whether an organization may message
 -- Verified identifiers ------------------------------------------------------------------
 
 -- private.crm_verified_person(email text, phone text) -> uuid
--- The person who verified this email, else this phone; null when nobody
--- did. Refuses nothing.
+-- The person a record with this email and phone names: the person who
+-- verified the email; for a record without an email, the person who
+-- verified the phone; null when nobody did. (A record's email outweighs
+-- its phone: a phone number given up and confirmed by someone else does
+-- not take the records that name their first holder by email.) Refuses
+-- nothing.
 create or replace function private.crm_verified_person(email text, phone text)
   returns uuid
   language plpgsql
@@ -426,16 +430,18 @@ create or replace function private.crm_verified_person(email text, phone text)
   {{ m.definer() }}
 as $fn$
 begin
-  return coalesce((select e.person_id from crm.person_emails e where e.email = crm_verified_person.email and e.verified_at is not null),
-                  (select f.person_id from crm.person_phones f where f.phone_e164 = crm_verified_person.phone and f.verified_at is not null));
+  if email is not null then
+    return (select e.person_id from crm.person_emails e where e.email = crm_verified_person.email and e.verified_at is not null);
+  end if;
+  return (select f.person_id from crm.person_phones f where f.phone_e164 = crm_verified_person.phone and f.verified_at is not null);
 end
 $fn$;
-comment on function private.crm_verified_person is 'The person who verified an email (else a phone), or null.';
+comment on function private.crm_verified_person is 'The person who verified a record''s email (a record without one: its phone), or null.';
 {{ m.private_grants('crm_verified_person', 'service_role') }}
 
 -- private.crm_client_person(organization_id uuid, client_id uuid, current uuid, email text, phone text) -> uuid
 -- The person an organization's client is, from the organization's own
--- record: the person who verified its email (else its phone) unless the
+-- record: the person it names (crm_verified_person) unless the
 -- organization already has another client tied to that person; else the
 -- current key when nobody verified it; else a new key of its own. So a
 -- client is tied to another organization's clients only through an
@@ -465,16 +471,86 @@ $fn$;
 comment on function private.crm_client_person is 'The person of a client from its own record: the verified owner of its email or phone, else a key of its own.';
 {{ m.private_grants('crm_client_person', 'service_role') }}
 
+-- private.crm_auth_phone(phone text) -> text
+-- A confirmed phone of auth.users in E.164: Supabase stores it without the
+-- '+' (14155552671), so the '+' is put back; nothing is guessed (no
+-- North American reading of ten digits). Null when it is not E.164.
+create or replace function private.crm_auth_phone(phone text)
+  returns text
+  language sql
+  immutable
+  {{ m.pinned() }}
+as $fn$
+  select p from (select '+' || ltrim(btrim(phone), '+') as p) x where x.p ~ '^\+[1-9][0-9]{7,14}$'
+$fn$;
+comment on function private.crm_auth_phone is 'An auth user''s phone in E.164 (the + put back), or null.';
+{{ m.private_grants('crm_auth_phone', 'service_role') }}
+
+-- private.crm_rederive(person_id uuid) -> void
+-- The clients tied to a person follow their own records again
+-- (crm_client_person): after the person's verified identifiers changed, a
+-- client whose record carries none of them leaves for the person who
+-- verified its email or phone, or a key of its own. Refuses nothing.
+create or replace function private.crm_rederive(person_id uuid)
+  returns void
+  language plpgsql
+  {{ m.definer() }}
+as $fn$
+declare
+  c record;
+begin
+  for c in select oc.organization_id, oc.id, oc.email, oc.phone_e164 from crm.org_clients oc
+            where oc.person_id = crm_rederive.person_id
+              and private.crm_verified_person(oc.email, oc.phone_e164) is distinct from crm_rederive.person_id loop
+    update crm.org_clients oc
+       set person_id = private.crm_client_person(c.organization_id, c.id, crm_rederive.person_id, c.email, c.phone_e164)
+     where oc.organization_id = c.organization_id and oc.id = c.id;
+  end loop;
+end
+$fn$;
+comment on function private.crm_rederive is 'The clients tied to a person follow their own records again, after its verified identifiers changed.';
+{{ m.private_grants('crm_rederive', 'service_role') }}
+
+-- private.crm_reverify(person_id uuid) -> void
+-- A person's verified emails and phones are those a user linked to them
+-- holds, confirmed, in auth.users now. The others lose verified_at (a
+-- login changed its email, a phone number went to someone else, an
+-- account was deleted), and the person's clients re-derive
+-- (crm_rederive). Refuses nothing.
+create or replace function private.crm_reverify(person_id uuid)
+  returns void
+  language plpgsql
+  {{ m.definer() }}
+as $fn$
+begin
+  update crm.person_emails e set verified_at = null
+   where e.person_id = crm_reverify.person_id and e.verified_at is not null
+     and not exists (select from crm.user_person_links l join auth.users a on a.id = l.user_id
+                      where l.person_id = e.person_id and a.email_confirmed_at is not null and lower(btrim(a.email)) = e.email);
+  update crm.person_phones f set verified_at = null
+   where f.person_id = crm_reverify.person_id and f.verified_at is not null
+     and not exists (select from crm.user_person_links l join auth.users a on a.id = l.user_id
+                      where l.person_id = f.person_id and (to_jsonb(a) ->> 'phone_confirmed_at') is not null
+                        and private.crm_auth_phone(a.phone) = f.phone_e164);
+  perform private.crm_rederive(person_id);
+end
+$fn$;
+comment on function private.crm_reverify is 'A person''s verified identifiers are those a linked user holds confirmed now; the others lose verification.';
+{{ m.private_grants('crm_reverify', 'service_role') }}
+
 -- private.crm_verify_identifier(user_id uuid, kind text, value text, via text) -> uuid
 -- A user confirmed an email or phone (kind 'email' / 'phone'): it becomes a
 -- verified identifier of their person — the person who verified it
--- already, else the person the user is linked to, else the oldest client
--- key carrying it that nobody verified (the homeowner who was a client
--- first keeps that record's id), else a new person — and the user is
--- linked to that person. Then every organization's client whose own record
--- carries the identifier is tied to the person (one per organization),
--- and a client of the person whose record carries none of its verified
--- identifiers gets a key of its own. Returns the person. Refuses nothing.
+-- already, if a user linked to them still holds it (crm_reverify; else it
+-- is no longer theirs), else the person the user is linked to, else the
+-- oldest client key carrying it that nobody verified (the homeowner who
+-- was a client first keeps that record's id; the key's unverified
+-- identifiers from before the trust model are dropped), else a new person
+-- — and the user is linked to that person. Then every organization's
+-- client whose own record ties it to the person (crm_verified_person: its
+-- email first, then its phone) is tied to it (one per organization), and
+-- the person's clients re-derive (crm_rederive). Returns the person.
+-- Refuses nothing.
 create or replace function private.crm_verify_identifier(user_id uuid, kind text, value text, via text)
   returns uuid
   language plpgsql
@@ -484,10 +560,14 @@ declare
   tbl text := case kind when 'email' then 'person_emails' else 'person_phones' end;
   col text := case kind when 'email' then 'email' else 'phone_e164' end;
   v uuid;
-  c record;
+  promoted boolean;
 begin
   perform pg_advisory_xact_lock(hashtextextended('crm.verify ' || kind || ' ' || value, 0));
   execute format('select x.person_id from crm.%I x where x.%I = $1 and x.verified_at is not null', tbl, col) into v using value;
+  if v is not null then
+    perform private.crm_reverify(v);
+    execute format('select x.person_id from crm.%I x where x.%I = $1 and x.verified_at is not null', tbl, col) into v using value;
+  end if;
   if v is null then
     select l.person_id into v from crm.user_person_links l join crm.people p on p.id = l.person_id
      where l.user_id = crm_verify_identifier.user_id and p.verified_at is not null order by l.linked_at limit 1;
@@ -499,13 +579,18 @@ begin
   if v is null then
     insert into crm.people default values returning id into v;
   end if;
+  select p.verified_at is null into promoted from crm.people p where p.id = v;
+  if promoted then
+    delete from crm.person_emails e where e.person_id = v and e.verified_at is null;
+    delete from crm.person_phones f where f.person_id = v and f.verified_at is null;
+  end if;
   -- The person's own record starts from their profile.
   update crm.people p
      set verified_at = coalesce(p.verified_at, now()),
-         first_name = case when p.verified_at is null then u.first_name else p.first_name end,
-         last_name = case when p.verified_at is null then u.last_name else p.last_name end,
-         primary_email = case when p.verified_at is null then null else p.primary_email end,
-         primary_phone_e164 = case when p.verified_at is null then null else p.primary_phone_e164 end,
+         first_name = case when promoted then u.first_name else p.first_name end,
+         last_name = case when promoted then u.last_name else p.last_name end,
+         primary_email = case when promoted then null else p.primary_email end,
+         primary_phone_e164 = case when promoted then null else p.primary_phone_e164 end,
          created_by = null
     from identity.users u
    where p.id = v and u.id = crm_verify_identifier.user_id;
@@ -515,34 +600,45 @@ begin
     using v, value;
   insert into crm.user_person_links (user_id, person_id, linked_via) values (crm_verify_identifier.user_id, v, via)
   on conflict do nothing;
-  -- Clients whose own record carries the identifier: this person's (the
-  -- oldest one in an organization that has none tied to it yet).
+  -- Clients whose own record ties them to the person: its (the oldest one
+  -- in an organization that has none tied to it yet).
   execute format('update crm.org_clients oc set person_id = $1
                     from (select distinct on (x.organization_id) x.organization_id, x.id from crm.org_clients x
-                           where x.%I = $2 and x.person_id <> $1
+                           where x.%I = $2 and x.person_id <> $1 and private.crm_verified_person(x.email, x.phone_e164) = $1
                              and not exists (select from crm.org_clients y where y.organization_id = x.organization_id and y.person_id = $1)
                            order by x.organization_id, x.created_at) pick
                    where oc.organization_id = pick.organization_id and oc.id = pick.id', col)
     using v, value;
-  -- Clients of the person whose record carries none of its verified
-  -- identifiers (a key shared before it was verified): keys of their own.
-  for c in select oc.organization_id, oc.id from crm.org_clients oc
-            where oc.person_id = v and private.crm_verified_person(oc.email, oc.phone_e164) is distinct from v loop
-    update crm.org_clients oc set person_id = private.crm_client_person(c.organization_id, c.id, null, null, null)
-     where oc.organization_id = c.organization_id and oc.id = c.id;
-  end loop;
+  perform private.crm_rederive(v);
   return v;
 end
 $fn$;
 comment on function private.crm_verify_identifier is 'A user confirmed an email or phone: it verifies their person, links them, and ties the clients whose records carry it.';
 {{ m.private_grants('crm_verify_identifier', 'service_role') }}
 
+-- private.crm_links_changed() -> trigger
+-- AFTER DELETE on user_person_links (an account deleted, a link removed):
+-- the person's verified identifiers are re-checked (crm_reverify).
+create or replace function private.crm_links_changed()
+  returns trigger
+  language plpgsql
+  {{ m.definer() }}
+as $fn$
+begin
+  perform private.crm_reverify(old.person_id) where exists (select from crm.people p where p.id = old.person_id);
+  return null;
+end
+$fn$;
+comment on function private.crm_links_changed is 'Trigger: a removed link re-checks the person''s verified identifiers.';
+{{ m.row_trigger('crm.user_person_links', 'reverify', 'after delete', 'private.crm_links_changed') }}
+
 -- private.link_user_to_person() -> trigger
 -- Homeowner onboarding: AFTER INSERT on identity.users (the profile) and
 -- AFTER UPDATE of the email or phone or their confirmation on auth.users
 -- (that trigger: functions/0018_crm_trust.sql): the user's confirmed email
 -- and confirmed phone are verified identifiers of their person
--- (crm_verify_identifier). What is not confirmed links nothing.
+-- (crm_verify_identifier), and what they no longer hold is not
+-- (crm_reverify). What is not confirmed links nothing.
 create or replace function private.link_user_to_person()
   returns trigger
   language plpgsql
@@ -560,15 +656,13 @@ begin
   if a.email ~ '^[^@[:space:]]+@[^@[:space:]]+\.[^@[:space:]]+$' and length(a.email) <= 254 then
     perform private.crm_verify_identifier(new.id, 'email', a.email, case when signup then 'signup' else 'email_confirmed' end);
   end if;
-  if a.phone is not null then
-    begin
-      a.phone := private.crm_normalize_phone(a.phone);
-    exception when invalid_parameter_value then
-      a.phone := null;  -- a number that is not E.164 verifies nothing
-    end;
-    if a.phone is not null then
-      perform private.crm_verify_identifier(new.id, 'phone', a.phone, case when signup then 'signup' else 'phone_confirmed' end);
-    end if;
+  if private.crm_auth_phone(a.phone) is not null then
+    perform private.crm_verify_identifier(new.id, 'phone', private.crm_auth_phone(a.phone),
+                                          case when signup then 'signup' else 'phone_confirmed' end);
+  end if;
+  -- An email or phone the user no longer holds is no longer verified.
+  if not signup then
+    perform private.crm_reverify(l.person_id) from crm.user_person_links l where l.user_id = new.id;
   end if;
   return null;
 end
@@ -583,8 +677,10 @@ comment on function private.link_user_to_person is 'Trigger on identity.users an
 -- names trimmed, email lower-cased, phone in E.164 (22023 otherwise). A
 -- client inserted with a key its caller got from upsert_person (and no
 -- names or contact of its own) takes what was typed there, and the key
--- forgets it. The person follows the record (crm_client_person) on insert
--- and when the email or phone changes; moving, the organization's own
+-- forgets it; a key the caller may not use (not theirs, not one of their
+-- organizations' clients') is replaced. The person follows the record
+-- (crm_client_person) on insert and when the email or phone changes to
+-- another (removing both keeps it); moving, the organization's own
 -- consent records go along. Search text from the record; lifetime value
 -- starts at 0 and changes only by the payments trigger; nobody else sets
 -- the person, the search text or the lifetime value (23514). Notes are a
@@ -609,6 +705,15 @@ begin
       returning typed.first_name, typed.last_name, typed.primary_email, typed.primary_phone_e164
         into new.first_name, new.last_name, new.email, new.phone_e164;
     end if;
+    -- A key the caller may use: their own (upsert_person), or one of a
+    -- client of an organization where they hold crm.write; any other is
+    -- replaced (nobody attaches a client to another organization's key).
+    if new.person_id is not null and not private.is_trusted_caller()
+       and not exists (select from crm.people k where k.id = new.person_id and k.created_by = auth.uid())
+       and not exists (select from crm.org_clients oc where oc.person_id = new.person_id
+                                                       and oc.organization_id = any (private.org_ids_with_permission('crm.write'))) then
+      new.person_id := null;
+    end if;
     new.ltv_cents := 0;
   elsif pg_trigger_depth() = 1 then
     if new.person_id <> old.person_id
@@ -621,7 +726,10 @@ begin
   new.last_name := left(nullif(btrim(new.last_name), ''), 200);
   new.email := private.crm_normalize_email(new.email);
   new.phone_e164 := private.crm_normalize_phone(new.phone_e164);
-  if tg_op = 'INSERT' or (new.email, new.phone_e164) is distinct from (old.email, old.phone_e164) then
+  -- (A record whose email and phone are both removed, as erasure does,
+  -- keeps its person: it names no one else.)
+  if tg_op = 'INSERT' or (new.email, new.phone_e164) is distinct from (old.email, old.phone_e164)
+                         and (new.email is not null or new.phone_e164 is not null) then
     new.person_id := private.crm_client_person(new.organization_id, new.id, new.person_id, new.email, new.phone_e164);
   end if;
   if tg_op = 'UPDATE' and new.person_id <> old.person_id then
@@ -1332,13 +1440,15 @@ comment on function private.{{ name }} is 'Definer twin of {{ name }}.';
 -- the service and address ids) and what it keeps for itself (internal:
 -- notes). The one statement of both: client_timeline shows shared ||
 -- internal to the organization, my_service_history shared to the client.
--- The callers check who asks. Refuses nothing.
+-- Not pinned, so that Postgres inlines it into its callers' statements
+-- (their plans are the hand-written union's); every name in it is
+-- schema-qualified, and only service_role (and the definer callers) may
+-- execute it. The callers check who asks. Refuses nothing.
 create or replace function private.crm_client_events(organization_id uuid, org_client_id uuid, person_id uuid, currency text,
   p_limit integer, p_before timestamptz, issued_only boolean)
   returns table (id uuid, type text, created_at timestamptz, shared jsonb, internal jsonb)
   language sql
   stable
-  {{ m.pinned() }}
 as $fn$
   (select j.id, 'job'::text, j.created_at,
           jsonb_build_object('status', j.status, 'start_at', j.start_at, 'end_at', j.end_at, 'price_cents', j.price_cents,

@@ -5,22 +5,49 @@
 -- release's: rolling back is the first step of going back to the release
 -- before, whose `tenantdb migrate` re-applies its own (their checksums
 -- differ). Until then the CRM functions expect 0018's columns.
--- Mapping back, nothing is deleted: each organization's own address is the
--- person's again (one row per address and person; an id two people share
--- gets a new one for the second); a person's shared record takes the record
--- of its oldest client where it has clients (the old model has one record
--- per person: where organizations recorded different names, the oldest
+-- Mapping back: the clients 0018 gave a key of their own go back to the
+-- person they had; each organization's own address is the person's again
+-- (one row per address and person; an id two people share gets a new one
+-- for the second); a person's shared record takes the record of its
+-- oldest client where it has clients (the old model has one record per
+-- person: where organizations recorded different names, the oldest
 -- client's wins) and the client's email and phone become the person's
--- primary ones unless another person has them; the people given a key of
--- their own keep it.
+-- primary ones unless another person has them (an email or phone belongs
+-- to one person again: a verified one, else the oldest, keeps it).
 {% import 'sql/macros.sql' as m with context %}
 
-{% for t in ['people', 'person_emails', 'person_phones', 'addresses', 'org_clients', 'jobs', 'campaign_sends'] %}
+{% for t in ['people', 'person_emails', 'person_phones', 'addresses', 'marketing_consents', 'user_person_links', 'org_clients', 'jobs',
+             'campaign_sends'] %}
 alter table crm.{{ t }} disable trigger user;
 {% endfor %}
 {% for t in ['people', 'person_emails', 'person_phones', 'addresses', 'marketing_consents', 'user_person_links'] %}
 drop policy if exists person_select on crm.{{ t }};
 {% endfor %}
+
+-- The clients 0018 gave a key of their own are tied back to the person
+-- they had (where it still exists and their organization has no other
+-- client tied to it); the copies of their consent records go, later ones
+-- follow them; the keys left unused go.
+update crm.org_clients oc set person_id = k.old_person_id
+  from private.crm_trust_rekeyed k
+ where oc.organization_id = k.organization_id and oc.id = k.org_client_id and oc.person_id = k.new_person_id
+   and exists (select from crm.people p where p.id = k.old_person_id)
+   and not exists (select from crm.org_clients o2 where o2.organization_id = k.organization_id and o2.person_id = k.old_person_id);
+delete from crm.marketing_consents c
+ using private.crm_trust_rekeyed k
+ where c.person_id = k.new_person_id and c.recorded_by_organization_id = k.organization_id
+   and exists (select from crm.marketing_consents o where o.person_id = k.old_person_id and o.recorded_by_organization_id = k.organization_id
+                  and (o.channel, o.opted_in, o.source, o.occurred_at) = (c.channel, c.opted_in, c.source, c.occurred_at)
+                  and o.recorded_by is not distinct from c.recorded_by)
+   and not exists (select from crm.org_clients oc where oc.person_id = k.new_person_id);
+update crm.marketing_consents c set person_id = k.old_person_id
+  from private.crm_trust_rekeyed k
+ where c.person_id = k.new_person_id and not exists (select from crm.org_clients oc where oc.person_id = k.new_person_id);
+delete from crm.people p
+ using private.crm_trust_rekeyed k
+ where p.id = k.new_person_id and not exists (select from crm.org_clients oc where oc.person_id = p.id)
+   and not exists (select from crm.user_person_links l where l.person_id = p.id);
+drop table private.crm_trust_rekeyed;
 
 -- Addresses ---------------------------------------------------------------------------------
 create temporary table crm_trust_addresses as
@@ -61,7 +88,7 @@ alter table crm.campaign_sends add constraint campaign_sends_client_fk foreign k
 
 -- The shared record: the oldest client's ------------------------------------------------------
 create temporary table crm_trust_records as
-select distinct on (oc.person_id) oc.person_id, oc.first_name, oc.last_name, oc.email, oc.phone_e164
+select distinct on (oc.person_id) oc.person_id, oc.first_name, oc.last_name, oc.email, oc.phone_e164, oc.created_at
   from crm.org_clients oc
  order by oc.person_id, oc.created_at, oc.organization_id;
 update crm.people p set first_name = r.first_name, last_name = r.last_name
@@ -71,10 +98,12 @@ update crm.people p set first_name = r.first_name, last_name = r.last_name
 -- unverified copy on another person.
 delete from crm.{{ t }} x
  where x.verified_at is null
-   and exists (select from crm.{{ t }} y where y.{{ c }} = x.{{ c }} and y.person_id <> x.person_id and y.verified_at is not null);
+   and exists (select from crm.{{ t }} y where y.{{ c }} = x.{{ c }} and y.person_id <> x.person_id
+                                           and (y.verified_at is not null or (y.created_at, y.id) < (x.created_at, x.id)));
 insert into crm.{{ t }} (person_id, {{ c }}, is_primary)
-select r.person_id, r.{{ r }}, false from crm_trust_records r
- where r.{{ r }} is not null and not exists (select from crm.{{ t }} y where y.{{ c }} = r.{{ r }});
+select distinct on (r.{{ r }}) r.person_id, r.{{ r }}, false from crm_trust_records r
+ where r.{{ r }} is not null and not exists (select from crm.{{ t }} y where y.{{ c }} = r.{{ r }})
+ order by r.{{ r }}, r.created_at;
 update crm.{{ t }} x set is_primary = (x.{{ c }} = r.{{ r }})
   from crm_trust_records r
  where r.person_id = x.person_id and exists (select from crm.{{ t }} y where y.person_id = r.person_id and y.{{ c }} = r.{{ r }});
@@ -99,7 +128,8 @@ alter table crm.org_clients drop column first_name, drop column last_name, drop 
 drop index crm.people_created_by;
 alter table crm.people drop column verified_at, drop column created_by;
 
-{% for t in ['people', 'person_emails', 'person_phones', 'addresses', 'org_clients', 'jobs', 'campaign_sends'] %}
+{% for t in ['people', 'person_emails', 'person_phones', 'addresses', 'marketing_consents', 'user_person_links', 'org_clients', 'jobs',
+             'campaign_sends'] %}
 alter table crm.{{ t }} enable trigger user;
 {% endfor %}
 

@@ -60,9 +60,12 @@ update crm.person_emails e
   from crm.user_person_links l
   join auth.users a on a.id = l.user_id
  where l.person_id = e.person_id and a.email_confirmed_at is not null and lower(btrim(a.email)) = e.email;
+-- A person linked to a user is that user's own person (verified), even
+-- where the user's email has changed since: never an unverified key that
+-- someone else's verification could take over.
 update crm.people p
-   set verified_at = (select min(e.verified_at) from crm.person_emails e where e.person_id = p.id)
- where exists (select from crm.person_emails e where e.person_id = p.id and e.verified_at is not null);
+   set verified_at = (select min(l.linked_at) from crm.user_person_links l where l.person_id = p.id)
+ where exists (select from crm.user_person_links l where l.person_id = p.id);
 
 -- Clients: the organization's own record -------------------------------------------------
 alter table crm.org_clients
@@ -144,18 +147,38 @@ alter table crm.org_clients drop constraint org_clients_default_address_of_perso
 drop index crm.org_clients_default_address;
 delete from crm.addresses a where exists (select from crm.org_clients oc where oc.person_id = a.person_id);
 
--- A verified person keeps only the clients whose record carries one of
--- its verified identifiers; the others get a key of their own.
-create temporary table crm_trust_own_key as
-select oc.organization_id, oc.id, gen_random_uuid() as person_id
+-- A client keeps its person where the person is verified and the
+-- client's record carries one of its verified identifiers, or where the
+-- person is an unverified key and the client is its oldest; every other
+-- client gets a key of its own (a key shared across organizations was a
+-- channel between them). Which, and the person each had, is kept for the
+-- rollback (private.crm_trust_rekeyed).
+create table private.crm_trust_rekeyed (
+  organization_id uuid not null,
+  org_client_id uuid not null,
+  old_person_id uuid not null,
+  new_person_id uuid not null,
+  primary key (organization_id, org_client_id)
+);
+comment on table private.crm_trust_rekeyed is 'The clients 0018_crm_trust gave a key of their own, with the person they had: its rollback ties them back.';
+revoke all on private.crm_trust_rekeyed from public, anon, authenticated, service_role;
+insert into private.crm_trust_rekeyed (organization_id, org_client_id, old_person_id, new_person_id)
+select oc.organization_id, oc.id, oc.person_id, gen_random_uuid()
   from crm.org_clients oc
   join crm.people p on p.id = oc.person_id
- where p.verified_at is not null
-   and not exists (select from crm.person_emails e where e.person_id = oc.person_id and e.verified_at is not null and e.email = oc.email)
-   and not exists (select from crm.person_phones f where f.person_id = oc.person_id and f.verified_at is not null and f.phone_e164 = oc.phone_e164);
-insert into crm.people (id, first_name, last_name, primary_email, primary_phone_e164, created_at)
-select k.person_id, oc.first_name, oc.last_name, oc.email, oc.phone_e164, oc.created_at
-  from crm_trust_own_key k join crm.org_clients oc on oc.organization_id = k.organization_id and oc.id = k.id;
+ where case when p.verified_at is not null
+            then not exists (select from crm.person_emails e where e.person_id = oc.person_id and e.verified_at is not null and e.email = oc.email)
+             and not exists (select from crm.person_phones f where f.person_id = oc.person_id and f.verified_at is not null and f.phone_e164 = oc.phone_e164)
+            else exists (select from crm.org_clients o2 where o2.person_id = oc.person_id
+                                                          and (o2.created_at, o2.organization_id, o2.id) < (oc.created_at, oc.organization_id, oc.id)) end;
+insert into crm.people (id, created_at)
+select k.new_person_id, oc.created_at
+  from private.crm_trust_rekeyed k join crm.org_clients oc on oc.organization_id = k.organization_id and oc.id = k.org_client_id;
+-- The organization's consent records go with its client.
+insert into crm.marketing_consents (person_id, channel, opted_in, source, recorded_by_organization_id, recorded_by, occurred_at)
+select k.new_person_id, c.channel, c.opted_in, c.source, c.recorded_by_organization_id, c.recorded_by, c.occurred_at
+  from private.crm_trust_rekeyed k
+  join crm.marketing_consents c on c.person_id = k.old_person_id and c.recorded_by_organization_id = k.organization_id;
 
 -- Jobs and sends follow their client's person.
 alter table crm.jobs drop constraint jobs_client_fk;
@@ -164,9 +187,8 @@ alter table crm.jobs add constraint jobs_client_fk foreign key (organization_id,
 alter table crm.campaign_sends drop constraint campaign_sends_client_fk;
 alter table crm.campaign_sends add constraint campaign_sends_client_fk foreign key (organization_id, org_client_id, person_id)
   references crm.org_clients (organization_id, id, person_id) on update cascade on delete cascade;
-update crm.org_clients oc set person_id = k.person_id
-  from crm_trust_own_key k where oc.organization_id = k.organization_id and oc.id = k.id;
-drop table crm_trust_own_key;
+update crm.org_clients oc set person_id = k.new_person_id
+  from private.crm_trust_rekeyed k where oc.organization_id = k.organization_id and oc.id = k.org_client_id;
 
 -- A verified person's own record: their profile's names and verified
 -- email, not what an organization typed (that stays with the organization).

@@ -318,3 +318,65 @@ def test_only_the_worker_holding_the_lease_reports(dsn: str) -> None:
         conn.execute("update crm.campaign_sends set lease_until = now() - interval '1 second' where id = %s", (send,))
         with service(conn):
             refused(conn, psycopg.errors.ObjectNotInPrerequisiteState, "select public.complete_campaign_send(%s, 'w1')", (send,), match="lease ran out")
+
+
+def linked(conn: psycopg.Connection, uid: str) -> set[str]:
+    return {str(r[0]) for r in conn.execute("select person_id from crm.user_person_links where user_id = %s", (uid,)).fetchall()}
+
+
+def person_of(conn: psycopg.Connection, client_id: str) -> str:
+    return str(conn.execute("select person_id from crm.org_clients where id = %s", (client_id,)).fetchone()[0])
+
+
+def test_a_verification_belongs_to_whoever_holds_the_identifier_now(dsn: str) -> None:
+    """A phone number U1 gave up and S confirmed next ties nothing of U1's
+    to S; a deleted account's clients get keys of their own; a phone as
+    Supabase stores it (no '+') is read as E.164, never as a North
+    American number."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        u1 = confirmed_user(conn, "u1@home.test", "+15553330001")
+        alice, org_a = signup(conn, "alice@a.test")
+        bob, org_b = signup(conn, "bob@b.test")
+        both = book(conn, alice, org_a, {"first_name": "U", "email": "u1@home.test", "phone": "+15553330001"})["org_client_id"]
+        phone_only = book(conn, bob, org_b, {"first_name": "U", "phone": "+15553330001"})["org_client_id"]
+        (p1,) = linked(conn, u1)
+        assert person_of(conn, both) == p1 and person_of(conn, phone_only) == p1
+        conn.execute("update auth.users set phone = '+15553330002', phone_confirmed_at = now() where id = %s", (u1,))
+        assert conn.execute("select verified_at from crm.person_phones where person_id = %s and phone_e164 = '+15553330001'",
+                            (p1,)).fetchone()[0] is None, "the number U1 gave up is no longer verified for them"
+        assert person_of(conn, both) == p1, "A's record still carries U1's verified email"
+        assert person_of(conn, phone_only) != p1, "B's record carries only the number U1 gave up"
+        s = confirmed_user(conn, "s@other.test", "+15553330001")
+        assert p1 not in linked(conn, s)
+        with request(conn, s):
+            assert conn.execute("select count(*) from crm.people where id = %s", (p1,)).fetchone()[0] == 0
+            assert conn.execute("select count(*) from public.my_service_history() where organization_id = %s", (org_a,)).fetchone()[0] == 0
+        # U1 deletes their account: A's client is tied to nobody's account.
+        conn.execute("delete from auth.users where id = %s", (u1,))
+        assert person_of(conn, both) != p1
+        with request(conn, alice):
+            assert conn.execute("select public.client_account(%s)", (both,)).fetchone()[0]["has_account"] is False
+        # Supabase's phone format: digits without '+'. 4791234567 is +47 91 23 45 67 (Norway).
+        oslo = book(conn, alice, org_a, {"first_name": "Ola", "phone": "+4791234567"})["org_client_id"]
+        arkansas = book(conn, bob, org_b, {"first_name": "Ark", "phone": "+14791234567"})["org_client_id"]
+        ola = confirmed_user(conn, "ola@home.test", "4791234567")
+        (p_ola,) = linked(conn, ola)
+        assert person_of(conn, oslo) == p_ola and person_of(conn, arkansas) != p_ola
+
+
+def test_a_client_is_never_attached_to_another_organizations_key(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        alice, org_a = signup(conn, "alice@a.test")
+        bob, org_b = signup(conn, "bob@b.test")
+        a_client = book(conn, alice, org_a, {"first_name": "Kay", "email": "kay@x.test"})["org_client_id"]
+        key = person_of(conn, a_client)
+        with request(conn, bob):
+            b_client = conn.execute("insert into crm.org_clients (organization_id, person_id, email) values (%s, %s, 'kay@x.test') returning id",
+                                    (org_b, key)).fetchone()[0]
+        assert person_of(conn, str(b_client)) != key
+        # A key of the caller's own, and one of their own organizations' clients, are theirs to use.
+        with request(conn, alice):
+            org_a2 = str(conn.execute("select public.create_organization('A two', 'a-two')").fetchone()[0])
+            again = conn.execute("insert into crm.org_clients (organization_id, person_id) values (%s, %s) returning person_id",
+                                 (org_a2, key)).fetchone()[0]
+        assert str(again) == key

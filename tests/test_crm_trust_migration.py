@@ -109,11 +109,13 @@ def test_0018_maps_the_previous_releases_rows_and_its_rollback_maps_them_back(em
     current = Engine(empty_db, Renderer(Target()), echo=lambda _l: None)
     assert current.migrate() >= 1
     with psycopg.connect(empty_db, autocommit=True) as conn:
-        # Each organization's record is the shared record it saw; the shared
-        # person is still shared (nobody verified John: a key, not a person).
+        # Each organization's record is the shared record it saw. Nobody
+        # verified John: his key stays with the oldest client (Alice's),
+        # Bob's client gets a key of its own.
         records = conn.execute("select organization_id::text, person_id::text, first_name, last_name, email, phone_e164 from crm.org_clients "
-                               "where person_id = %s order by 1", (ids["john"],)).fetchall()
+                               "where email = 'john@example.com' order by 1").fetchall()
         assert [r[2:] for r in records] == [tuple(shared)] * 2 and {r[0] for r in records} == {ids["org_alice"], ids["org_bob"]}
+        assert {r[0]: r[1] == ids["john"] for r in records} == {ids["org_alice"]: True, ids["org_bob"]: False}
         # Every address is each serving organization's, under its id; jobs keep theirs.
         addresses = conn.execute("select organization_id::text, address1 from crm.client_addresses order by 1, 2").fetchall()
         assert sorted(addresses) == sorted([(ids["org_alice"], "1 Elm St"), (ids["org_alice"], "1 Elm St"), (ids["org_alice"], "2 Oak Ave"),
@@ -124,11 +126,12 @@ def test_0018_maps_the_previous_releases_rows_and_its_rollback_maps_them_back(em
         # Jane verified jane@ but her record now says jane.new@: Alice's client gets a key of its own.
         assert conn.execute("select verified_at is not null from crm.person_emails where email = 'jane@example.com'").fetchone()[0]
         assert str(conn.execute("select person_id from crm.org_clients where id = %s", (jane_client,)).fetchone()[0]) != ids["jane"]
-        assert conn.execute("select count(*) from crm.people").fetchone()[0] == people_before + 1
+        assert conn.execute("select count(*) from crm.people").fetchone()[0] == people_before + 2
         after = rows(conn)
-        for table in ("crm.jobs", "crm.invoices", "crm.payments", "crm.reminders", "crm.campaign_sends", "crm.marketing_consents",
+        for table in ("crm.jobs", "crm.invoices", "crm.payments", "crm.reminders", "crm.campaign_sends",
                       "crm.user_person_links", "crm.person_emails", "crm.person_phones"):
             assert after[table] == before[table], table
+        assert set(before["crm.marketing_consents"]) <= set(after["crm.marketing_consents"])
         assert [json.loads(r) for r in after["crm.org_clients"]] and len(after["crm.org_clients"]) == len(before["crm.org_clients"])
         assert conn.execute("select count(*) from public.search_clients('john', %s)", (ids["org_alice"],)).fetchone()[0] == 1
     assert current.rollback(steps=1) == 1
@@ -141,3 +144,29 @@ def test_0018_maps_the_previous_releases_rows_and_its_rollback_maps_them_back(em
         # John's addresses are his again (Jane's went with the key her client was given).
         assert conn.execute("select count(*) from crm.addresses where person_id = %s", (ids["john"],)).fetchone()[0] == 3
     assert current.migrate() >= 1, "0018 applies again after its rollback"
+
+
+def test_0018_rolls_back_what_the_trust_model_allows_and_the_old_model_did_not(empty_db: str, tmp_path: Path) -> None:
+    """After the upgrade two organizations record the same (unverified)
+    email and phone for clients of their own: the old model has one person
+    per email, and the rollback keeps one of each, the oldest."""
+    previous = Engine(empty_db, Renderer(Target(), root=previous_release(tmp_path)), echo=lambda _l: None)
+    previous.migrate()
+    previous.seed()
+    current = Engine(empty_db, Renderer(Target()), echo=lambda _l: None)
+    current.migrate()
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        orgs = []
+        for name in ("ann", "ben"):
+            uid = str(conn.execute("insert into auth.users (email) values (%s) returning id", (f"{name}@org.test",)).fetchone()[0])
+            org = str(conn.execute("select id from tenancy.organizations where personal_owner_id = %s", (uid,)).fetchone()[0])
+            as_user(conn, uid, "select public.create_job_with_optional_new_client(%s, p_client => %s, p_start_at => now() + interval '1 day')",
+                    (org, json.dumps({"first_name": name, "email": "dup@x.test", "phone": "+15550004444", "address": {"address1": "1 Same St"}})))
+            orgs.append(org)
+        assert conn.execute("select count(distinct person_id) from crm.org_clients where email = 'dup@x.test'").fetchone()[0] == 2
+    assert current.rollback(steps=1) == 1
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        assert conn.execute("select count(*) from crm.person_emails where email = 'dup@x.test'").fetchone()[0] == 1
+        assert conn.execute("select count(*) from crm.person_phones where phone_e164 = '+15550004444'").fetchone()[0] == 1
+        assert conn.execute("select count(*) from crm.org_clients").fetchone()[0] == 2
+        assert conn.execute("select count(*) from crm.jobs j join crm.addresses a on a.person_id = j.person_id and a.id = j.address_id").fetchone()[0] == 2
