@@ -1431,7 +1431,7 @@ comment on function private.{{ name }} is 'Definer twin of {{ name }}.';
 
 -- Reading -------------------------------------------------------------------------------
 
--- private.crm_client_events(organization_id uuid, org_client_id uuid, person_id uuid, currency text,
+-- private.crm_client_events(organization_id uuid, org_client_id uuid, person_id uuid, currency char(3),
 --   p_limit integer, p_before timestamptz, issued_only boolean)
 --   -> table (id uuid, type text, created_at timestamptz, shared jsonb, internal jsonb)
 -- A client's jobs, invoices (issued_only: not drafts) and payments, the
@@ -1444,7 +1444,7 @@ comment on function private.{{ name }} is 'Definer twin of {{ name }}.';
 -- (their plans are the hand-written union's); every name in it is
 -- schema-qualified, and only service_role (and the definer callers) may
 -- execute it. The callers check who asks. Refuses nothing.
-create or replace function private.crm_client_events(organization_id uuid, org_client_id uuid, person_id uuid, currency text,
+create or replace function private.crm_client_events(organization_id uuid, org_client_id uuid, person_id uuid, currency char(3),
   p_limit integer, p_before timestamptz, issued_only boolean)
   returns table (id uuid, type text, created_at timestamptz, shared jsonb, internal jsonb)
   language sql
