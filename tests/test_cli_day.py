@@ -185,8 +185,12 @@ def test_ddl_waits_no_longer_than_lock_timeout_and_names_the_holder(empty_db: st
 def test_ctrl_c_exits_130(empty_db: str) -> None:
     with psycopg.connect(empty_db, autocommit=True) as holder:
         holder.execute("select pg_advisory_lock(%s)", (LOCK_KEY,))
+        # Ctrl-C as a terminal delivers it, whatever started the suite: a
+        # non-interactive shell starts a background job with SIGINT ignored,
+        # and an ignored signal stays ignored across exec.
         proc = subprocess.Popen(CLI + ["migrate", "--dsn", empty_db, "--lock-timeout", "60"], cwd=ROOT,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         time.sleep(2)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
