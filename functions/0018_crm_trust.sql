@@ -20,9 +20,10 @@ create trigger link_user_to_person_trigger
 -- What a provider may know of its client's account: {"has_account": true,
 -- "linked_since": ..., "contact_updated_at": ...} — whether the client is
 -- a user (tied through an email or phone of the organization's record that
--- the person verified), since when, and when the person last changed
--- their own record ("the client updated their contact": ask them, and
--- update the organization's record) — or {"has_account": false,
+-- the person verified), since when, and when the person's own record last
+-- changed (their correction, or a confirmed login email or phone: "the
+-- client updated their contact": ask them, and update the organization's
+-- record) — or {"has_account": false,
 -- "linked_since": null, "contact_updated_at": null}. Never the person's
 -- own names, email or phone: whoever types someone's email into a client
 -- record would otherwise read them. Refuses: an unknown client, or one of
