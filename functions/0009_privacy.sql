@@ -274,16 +274,18 @@ create or replace function private.export_user_data(user_id uuid)
 as $fn$
 declare
   email text;
-  history jsonb := '[]';
+  people uuid[];
+  history jsonb := '{}';
 begin
   perform private.require_subject_or_privacy_staff(user_id);
   select u.email into email from identity.users u where u.id = export_user_data.user_id;
-  if to_regprocedure('private.crm_service_history(uuid[], integer, timestamptz)') is not null then
-    execute 'select coalesce(jsonb_agg(to_jsonb(h) order by h.created_at desc), ''[]'') from private.crm_service_history($1, 100000, null) h'
-      into history using private.linked_people(user_id);
+  people := private.linked_people(user_id);
+  if cardinality(people) > 0 and to_regprocedure('private.crm_service_history(uuid[], integer, timestamptz)') is not null then
+    execute 'select jsonb_build_object(''crm.service_history'', coalesce(jsonb_agg(to_jsonb(h) order by h.created_at desc), ''[]''))
+               from private.crm_service_history($1, 100000, null) h'
+      into history using people;
   end if;
-  return private.export_subject(user_id, email, private.linked_people(user_id), false)
-    || case when cardinality(private.linked_people(user_id)) > 0 then jsonb_build_object('crm.service_history', history) else '{}' end
+  return private.export_subject(user_id, email, people, false) || history
     || jsonb_build_object('privacy.consents', (select coalesce(jsonb_agg(to_jsonb(c) order by c.occurred_at), '[]')
                                                  from privacy.consents c where c.user_id = export_user_data.user_id))
     || jsonb_build_object('privacy.subject_requests', (select coalesce(jsonb_agg(to_jsonb(r) order by r.received_at), '[]')

@@ -10,12 +10,32 @@
 -- a trusted caller, a member with the permission, or platform staff with
 -- platform.tenant.read for reads (none for writes).
 
+-- private.crm_speaks_for(what text, person_id uuid) -> boolean
+-- Whether the caller speaks for the person: the user linked to them (who
+-- proved one of their email or phone) or the back end (a trusted caller).
+-- Only they change the person's own record; an organization changes its
+-- own record of its client (crm.org_clients, crm.client_addresses).
+-- Refuses (P0002) an unknown person.
+create or replace function private.crm_speaks_for(what text, person_id uuid)
+  returns boolean
+  language plpgsql
+  stable
+  {{ m.definer() }}
+as $fn$
+begin
+  if not exists (select from crm.people p where p.id = crm_speaks_for.person_id) then
+    raise exception '%: no person %', what, person_id using errcode = 'P0002';
+  end if;
+  return private.is_trusted_caller()
+      or exists (select from crm.user_person_links l where l.person_id = crm_speaks_for.person_id and l.user_id = auth.uid());
+end
+$fn$;
+comment on function private.crm_speaks_for is 'Whether the caller is the user linked to a person or the back end (P0002 for an unknown person).';
+{{ m.private_grants('crm_speaks_for', 'service_role') }}
+
 -- private.crm_require_person(what text, person_id uuid) -> void
--- Refuses (P0002) an unknown person, and (42501) a caller who may not
--- change the person's own record: that is the user linked to the person
--- (who proved one of its email or phone) and the back end (a trusted
--- caller), nobody else. An organization changes its own record of its
--- client (crm.org_clients, crm.client_addresses), never the person's.
+-- Refuses (P0002) an unknown person and (42501) a caller who does not
+-- speak for them (crm_speaks_for).
 create or replace function private.crm_require_person(what text, person_id uuid)
   returns void
   language plpgsql
@@ -23,11 +43,7 @@ create or replace function private.crm_require_person(what text, person_id uuid)
   {{ m.definer() }}
 as $fn$
 begin
-  if not exists (select from crm.people p where p.id = crm_require_person.person_id) then
-    raise exception '%: no person %', what, person_id using errcode = 'P0002';
-  end if;
-  if not (private.is_trusted_caller()
-          or exists (select from crm.user_person_links l where l.person_id = crm_require_person.person_id and l.user_id = auth.uid())) then
+  if not private.crm_speaks_for(what, person_id) then
     raise exception '%: only the person (the user linked to them) or the back end changes a person''s own record', what
       using errcode = '42501',
             hint = 'An organization changes its own record of its client: crm.org_clients (names, email, phone) and crm.client_addresses.';
@@ -157,6 +173,32 @@ create trigger primary_contact
 {{ m.append_only('crm.marketing_consents') }}
 {{ m.append_only('privacy.person_erasures') }}
 
+-- private.crm_own_client(organizations uuid[], email text, phone text) -> crm.org_clients
+-- The oldest client of these organizations whose own record has this
+-- email, else this phone (null fields when none): how an organization
+-- finds its own client again, never looking at anyone else's records.
+-- Refuses nothing.
+create or replace function private.crm_own_client(organizations uuid[], email text, phone text)
+  returns crm.org_clients
+  language plpgsql
+  stable
+  {{ m.definer() }}
+as $fn$
+declare
+  c crm.org_clients;
+begin
+  select * into c from crm.org_clients oc
+   where oc.email = crm_own_client.email and oc.organization_id = any (organizations) order by oc.created_at limit 1;
+  if c.id is null then
+    select * into c from crm.org_clients oc
+     where oc.phone_e164 = crm_own_client.phone and oc.organization_id = any (organizations) order by oc.created_at limit 1;
+  end if;
+  return c;
+end
+$fn$;
+comment on function private.crm_own_client is 'An organization''s own client with this email, else this phone (its own records only).';
+{{ m.private_grants('crm_own_client', 'service_role') }}
+
 -- private.upsert_person(p_email text, p_phone text, p_first_name text, p_last_name text)
 --   -> table (person_id uuid, is_new boolean)
 -- The key of a client-to-be: the person of the caller's own client (in an
@@ -194,12 +236,7 @@ begin
   if auth.uid() is not null then
     perform pg_advisory_xact_lock(hashtextextended('crm.people ' || auth.uid()::text, 0));
   end if;
-  select oc.person_id into found from crm.org_clients oc
-   where oc.email = v_email and oc.organization_id = any (orgs) order by oc.created_at limit 1;
-  if found is null then
-    select oc.person_id into found from crm.org_clients oc
-     where oc.phone_e164 = v_phone and oc.organization_id = any (orgs) order by oc.created_at limit 1;
-  end if;
+  found := (private.crm_own_client(orgs, v_email, v_phone)).person_id;
   if found is null and auth.uid() is not null then
     -- A key this caller got earlier and has not made a client yet.
     select p.id into found from crm.people p
@@ -251,11 +288,7 @@ declare
   v_first text := left(nullif(btrim(p_first_name), ''), 200);
   v_last text := left(nullif(btrim(p_last_name), ''), 200);
 begin
-  if not exists (select from crm.people p where p.id = p_person_id) then
-    raise exception 'propagate_contact_update: no person %', p_person_id using errcode = 'P0002';
-  end if;
-  if private.is_trusted_caller()
-     or exists (select from crm.user_person_links l where l.person_id = p_person_id and l.user_id = auth.uid()) then
+  if private.crm_speaks_for('propagate_contact_update', p_person_id) then
     update crm.people p
        set first_name = coalesce(v_first, p.first_name), last_name = coalesce(v_last, p.last_name),
            primary_email = coalesce(v_email, p.primary_email), primary_phone_e164 = coalesce(v_phone, p.primary_phone_e164)
@@ -281,9 +314,11 @@ comment on function private.propagate_contact_update is 'Definer twin of propaga
 
 -- private.crm_check_address(p_address jsonb) -> jsonb
 -- An address as given ({label, address1, address2, city, state, postal,
--- country, lat, lng}), trimmed, country upper-cased (default US). Refuses
--- (22023) what is not an object, unknown keys, no address1, and numbers
--- that are not numbers.
+-- country, lat, lng}), trimmed, country upper-cased (default US), ready
+-- for jsonb_populate_record into crm.addresses or crm.client_addresses.
+-- Refuses (22023) what is not an object, unknown keys, no address1, a
+-- country that is not two letters, and a lat or lng that is not a number
+-- the columns hold. (Ranges and lengths: the tables' constraints, 23514.)
 create or replace function private.crm_check_address(p_address jsonb)
   returns jsonb
   language plpgsql
@@ -297,10 +332,13 @@ begin
     raise exception 'an address is an object with address1 and optionally label, address2, city, state, postal, country, lat, lng'
       using errcode = '22023';
   end if;
+  if length(coalesce(p_address ->> 'country', 'US')) <> 2 then
+    raise exception 'address: country is an ISO 3166-1 alpha-2 code (two letters)' using errcode = '22023';
+  end if;
   begin
-    perform (p_address ->> 'lat')::numeric, (p_address ->> 'lng')::numeric;
-  exception when invalid_text_representation then
-    raise exception 'address: lat and lng are numbers' using errcode = '22023';
+    perform (p_address ->> 'lat')::numeric(9, 6), (p_address ->> 'lng')::numeric(9, 6);
+  exception when invalid_text_representation or numeric_value_out_of_range then
+    raise exception 'address: lat and lng are numbers of at most three digits before the point' using errcode = '22023';
   end;
   return p_address || jsonb_build_object('address1', btrim(p_address ->> 'address1'),
                                          'country', upper(coalesce(p_address ->> 'country', 'US')));
@@ -332,8 +370,6 @@ begin
     from jsonb_populate_record(null::crm.addresses, a) r
   returning id into new_id;
   return new_id;
-exception when numeric_value_out_of_range or string_data_right_truncation then
-  raise exception 'address: %', sqlerrm using errcode = '22023';
 end
 $fn$;
 comment on function private.add_person_address is 'Definer twin of add_person_address.';
@@ -357,8 +393,9 @@ as $fn$
 declare
   new_id uuid;
 begin
-  if not exists (select from crm.people p where p.id = p_person_id) then
-    raise exception 'set_marketing_consent: no person %', p_person_id using errcode = 'P0002';
+  if not private.crm_speaks_for('set_marketing_consent', p_person_id) and p_organization_id is null then
+    raise exception 'set_marketing_consent: only the person, or an organization serving them (p_organization_id), records consent'
+      using errcode = '42501';
   end if;
   if p_organization_id is not null then
     perform private.require_member_or_platform(p_organization_id, 'crm.write', null);
@@ -366,10 +403,6 @@ begin
       raise exception 'set_marketing_consent: person % is not a client of organization %', p_person_id, p_organization_id
         using errcode = '42501';
     end if;
-  elsif not (private.is_trusted_caller()
-             or exists (select from crm.user_person_links l where l.person_id = p_person_id and l.user_id = auth.uid())) then
-    raise exception 'set_marketing_consent: only the person, or an organization serving them (p_organization_id), records consent'
-      using errcode = '42501';
   end if;
   if p_opted_in is null then
     raise exception 'set_marketing_consent: p_opted_in must be true or false' using errcode = '22004';
@@ -692,8 +725,6 @@ create or replace function private.org_clients_guard()
   language plpgsql
   {{ m.definer() }}
 as $fn$
-declare
-  p record;
 begin
   if tg_op = 'INSERT' then
     if (new.first_name, new.last_name, new.email, new.phone_e164) is not distinct from (null, null, null, null) then
@@ -1122,12 +1153,7 @@ begin
     if v_email is null and v_phone is null then
       raise exception 'create_job_with_optional_new_client: a new client needs an email or a phone' using errcode = '22023';
     end if;
-    select oc.id into client_id from crm.org_clients oc
-     where oc.organization_id = p_organization_id and oc.email = v_email order by oc.created_at limit 1;
-    if client_id is null then
-      select oc.id into client_id from crm.org_clients oc
-       where oc.organization_id = p_organization_id and oc.phone_e164 = v_phone order by oc.created_at limit 1;
-    end if;
+    client_id := (private.crm_own_client(array[p_organization_id], v_email, v_phone)).id;
     if client_id is null then
       insert into crm.org_clients (organization_id, status, first_name, last_name, email, phone_e164)
       values (p_organization_id, 'active', p_client ->> 'first_name', p_client ->> 'last_name', v_email, v_phone)
@@ -1136,14 +1162,10 @@ begin
       update crm.org_clients oc set status = 'active' where oc.organization_id = p_organization_id and oc.id = client_id;
     end if;
     if p_client ? 'address' and jsonb_typeof(p_client -> 'address') <> 'null' then
-      begin
-        insert into crm.client_addresses (organization_id, org_client_id, label, address1, address2, city, state, postal, country, lat, lng)
-        select p_organization_id, client_id, r.label, r.address1, r.address2, r.city, r.state, r.postal, r.country, r.lat, r.lng
-          from jsonb_populate_record(null::crm.client_addresses, private.crm_check_address(p_client -> 'address')) r
-        returning id into address;
-      exception when numeric_value_out_of_range or string_data_right_truncation then
-        raise exception 'address: %', sqlerrm using errcode = '22023';
-      end;
+      insert into crm.client_addresses (organization_id, org_client_id, label, address1, address2, city, state, postal, country, lat, lng)
+      select p_organization_id, client_id, r.label, r.address1, r.address2, r.city, r.state, r.postal, r.country, r.lat, r.lng
+        from jsonb_populate_record(null::crm.client_addresses, private.crm_check_address(p_client -> 'address')) r
+      returning id into address;
       update crm.org_clients oc set default_address_id = address
        where oc.organization_id = p_organization_id and oc.id = client_id and oc.default_address_id is null;
     end if;

@@ -4,7 +4,7 @@
 --     addresses: the users linked to the person, nobody else;
 --   * marketing_consents: the person's own decisions to the linked users,
 --     an organization's records to that organization (crm.read) — never
---     another organization's, nor who recorded them;
+--     another organization's, nor which of its staff recorded one;
 --   * client_addresses: the tenant policy set (crm.read, crm.write).
 {% import 'sql/macros.sql' as m with context %}
 {{ m.linked_person_policies('crm.people', column='id') }}
