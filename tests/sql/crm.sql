@@ -5,7 +5,7 @@
 -- tests/test_crm_trust.py.)
 begin;
 \ir _helpers.psql
-select plan(118);
+select plan(127);
 
 select tests.user('olga@lawns.test') as olga \gset
 select tests.user('gus@lawns.test') as gus \gset
@@ -236,6 +236,12 @@ select throws_ok(format($$select add_person_address(%L, '{"city": "Nowhere"}')$$
   'an address without address1 is refused');
 select throws_ok(format($$select add_person_address(%L, '{"address1": "North Pole", "lat": 91, "lng": 0}')$$, (select person_id from john)),
   '23514', null, 'a latitude out of range is refused');
+select count(*) as addresses_before from crm.addresses \gset
+select throws_ok(format($$select add_person_address(%L, '{"address1": "1 Main St", "country": "USA"}')$$, (select person_id from john)),
+  '22023', 'address: country is an ISO 3166-1 alpha-2 code (two letters)', 'a country of three letters is refused');
+select throws_ok(format($$select add_person_address(%L, '{"address1": "1 Main St", "lat": "north", "lng": 0}')$$, (select person_id from john)),
+  '22023', 'address: lat and lng are numbers of at most three digits before the point', 'a latitude that is no number is refused');
+select is((select count(*) from crm.addresses), :'addresses_before'::bigint, '... and nothing was written');
 
 -- A second organization serving the person cannot rewrite what the first
 -- one recorded, nor opt them in for it; each sees only its own consent
@@ -304,6 +310,18 @@ select lives_ok(format($$select complete_reminder(%L, 'w1')$$, (select id from c
 select throws_ok(format($$select complete_reminder(%L, 'w1')$$, (select id from crm.reminders where status = 'sent')), 'P0002', null,
   'a reminder is completed once');
 select throws_ok($$select * from claim_reminders('w', 0)$$, '22023', null, 'a batch of 0 is refused');
+select throws_ok(format($$select complete_reminder(%L, 'w2')$$, (select id from crm.reminders where status = 'pending' and claimed_by = 'w1' limit 1)),
+  '55000', null, 'a worker reports only on what it holds');
+select throws_ok(format($$select complete_reminder(%L, null)$$, (select id from crm.reminders where status = 'pending' and claimed_by = 'w1' limit 1)),
+  '22023', 'complete_reminder: a worker name, a batch of 1 to 1000 and a lease of 10 s to 1 h', 'a report names its worker');
+select is((select count(*)::int from crm.reminders where status = 'sent'), 1, '... and neither changed a reminder');
+select throws_ok(format($$select client_account(%L)$$, :'org'), 'P0002', format('client_account: no client %s', :'org'),
+  'client_account reports an unknown client');
+select tests.act_as(:'olga');
+select throws_ok($$select * from my_service_history(0)$$, '22023', 'my_service_history: p_limit is 1 to 1000', 'the portal pages 1 to 1000 rows');
+select tests.act_as_anon();
+select throws_ok($$select * from my_service_history()$$, '42501', null, 'anon has no portal');
+reset role;
 
 -- Linking users to people ----------------------------------------------------------------
 insert into auth.users (email, email_confirmed_at) values ('jane@example.com', now()) returning id as jane_user \gset
