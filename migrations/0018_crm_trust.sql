@@ -92,6 +92,9 @@ create index org_clients_email on crm.org_clients (email);
 create index org_clients_phone on crm.org_clients (phone_e164);
 create index org_clients_email_domain on crm.org_clients (organization_id, (split_part(email, '@', 2)), email);
 
+-- (The search columns were computed from the same person's names and
+-- primary contacts, kept so by the previous release's trigger: they match
+-- the copied record already, and every row is rewritten once, not twice.)
 update crm.org_clients oc
    set first_name = p.first_name, last_name = p.last_name, email = p.primary_email, phone_e164 = p.primary_phone_e164
   from crm.people p
@@ -206,10 +209,6 @@ create index jobs_address on crm.jobs (organization_id, org_client_id, address_i
 alter table crm.org_clients add constraint org_clients_default_address_of_client foreign key (organization_id, id, default_address_id)
   references crm.client_addresses (organization_id, org_client_id, id);
 create index org_clients_default_address on crm.org_clients (organization_id, id, default_address_id);
-
-update crm.org_clients
-   set search_name = coalesce(private.crm_search_name(first_name, last_name), ''),
-       search_contact = coalesce(private.crm_search_contact(email, phone_e164), '');
 
 {% for t in ['people', 'person_emails', 'person_phones', 'org_clients', 'jobs', 'campaign_sends'] %}
 alter table crm.{{ t }} enable trigger user;
