@@ -1501,6 +1501,33 @@ $fn$;
 comment on function private.crm_client_events is 'A client''s jobs, invoices and payments: what the organization shares with the client, and what it keeps (notes).';
 {{ m.private_grants('crm_client_events', 'service_role') }}
 
+-- private.crm_readable_client(what text, org_client_id uuid) -> crm.org_clients
+-- A client the caller may read: of an organization where they hold
+-- crm.read (or the caller is trusted). Refuses (P0002) an unknown client
+-- and one of another organization alike, so that its existence is not
+-- disclosed.
+create or replace function private.crm_readable_client(what text, org_client_id uuid)
+  returns crm.org_clients
+  language plpgsql
+  stable
+  {{ m.definer() }}
+as $fn$
+declare
+  c crm.org_clients;
+begin
+  select * into c from crm.org_clients oc
+   where oc.id = crm_readable_client.org_client_id
+     and (private.is_trusted_caller() or oc.organization_id = any (private.org_ids_with_permission('crm.read')))
+   limit 1;
+  if c.id is null then
+    raise exception '%: no client %', what, org_client_id using errcode = 'P0002';
+  end if;
+  return c;
+end
+$fn$;
+comment on function private.crm_readable_client is 'A client of an organization where the caller holds crm.read; P0002 otherwise, as for an unknown one.';
+{{ m.private_grants('crm_readable_client', 'service_role') }}
+
 -- private.client_timeline(p_org_client_id uuid, p_limit integer, p_before timestamptz)
 --   -> table (id uuid, type text, created_at timestamptz, data jsonb)
 -- Seed 004's timeline of a client: jobs, invoices, payments
@@ -1517,19 +1544,12 @@ create or replace function private.client_timeline(p_org_client_id uuid, p_limit
   {{ m.definer() }}
 as $fn$
 declare
-  c record;
+  c crm.org_clients;
 begin
   if p_limit is null or p_limit not between 1 and 1000 then
     raise exception 'client_timeline: p_limit is 1 to 1000' using errcode = '22023';
   end if;
-  select oc.organization_id, oc.person_id, oc.currency, oc.notes into c
-    from crm.org_clients oc
-   where oc.id = p_org_client_id
-     and (private.is_trusted_caller() or oc.organization_id = any (private.org_ids_with_permission('crm.read')))
-   limit 1;
-  if c.organization_id is null then
-    raise exception 'client_timeline: no client %', p_org_client_id using errcode = 'P0002';
-  end if;
+  c := private.crm_readable_client('client_timeline', p_org_client_id);
   return query
   select e.id, e.type, e.created_at, e.data from (
     select x.id, x.type, x.created_at, x.shared || x.internal as data

@@ -36,17 +36,9 @@ create or replace function private.client_account(p_org_client_id uuid)
   {{ m.definer() }}
 as $fn$
 declare
-  c record;
+  c crm.org_clients := private.crm_readable_client('client_account', p_org_client_id);
   linked timestamptz;
 begin
-  select oc.organization_id, oc.person_id into c
-    from crm.org_clients oc
-   where oc.id = p_org_client_id
-     and (private.is_trusted_caller() or oc.organization_id = any (private.org_ids_with_permission('crm.read')))
-   limit 1;
-  if c.organization_id is null then
-    raise exception 'client_account: no client %', p_org_client_id using errcode = 'P0002';
-  end if;
   select min(l.linked_at) into linked from crm.user_person_links l where l.person_id = c.person_id;
   return jsonb_build_object('has_account', linked is not null, 'linked_since', linked,
     'contact_updated_at', (select p.updated_at from crm.people p where p.id = c.person_id and linked is not null));
