@@ -2,7 +2,7 @@
 {% import 'sql/macros.sql' as m with context %}
 
 -- permission_usable (the status rule, one definer call per membership
--- row) gave way to the generated column private.tenant_access.admitted.
+-- row) gave way to the status rule inside the two helpers below.
 drop function if exists private.permission_usable(uuid, text);
 
 -- private.org_ids_with_permission(permission text) -> uuid[]
@@ -12,10 +12,15 @@ drop function if exists private.permission_usable(uuid, text);
 -- Refuses nothing. Callable by authenticated and service_role; the RLS
 -- policies call it once per statement (see macro in_orgs_with), so it is
 -- the fixed cost of every tenant read, and is written for that:
---   * one index range scan of private.tenant_access (kept exact at commit
---     by foreign keys and triggers, functions/0004_tenant_access.sql), so
---     a revoked membership or permission stops reading in the next
---     statement; the status rule is its generated column admitted;
+--   * the roles that carry the permission (iam.role_permissions, a
+--     handful), then one index range scan of private.tenant_access per
+--     role: the caller's memberships holding it (one row per membership,
+--     kept exact at commit by functions/0019_access_per_membership.sql).
+--     Both are read in the statement's snapshot, so a revoked membership
+--     or permission stops reading in the next statement;
+--   * the status rule: every permission while the organization is active,
+--     only read permissions (*.read, *.view) while it is suspended, none
+--     once it is deleted (user_has_permission states it the same way);
 --   * PL/pgSQL with a generic plan: its plan is made once per session and
 --     reused. A SQL function is planned again on every call before
 --     PostgreSQL 18, and left to choose, the plan cache re-plans this
@@ -30,6 +35,7 @@ create or replace function private.org_ids_with_permission(permission text)
 as $fn$
 declare
   caller uuid := auth.uid();
+  read_only boolean := org_ids_with_permission.permission ~ '[.](read|view)$';
   found_ids uuid[];
 begin
   if caller is null or not private.request_is_valid() then
@@ -39,8 +45,10 @@ begin
     into found_ids
     from private.tenant_access a
    where a.user_id = caller
-     and a.permission_key = org_ids_with_permission.permission
-     and a.admitted;
+     and a.role_key = any (array(select rp.role_key from iam.role_permissions rp
+                                  where rp.permission_key = org_ids_with_permission.permission
+                                    and not rp.permission_is_platform))
+     and (a.organization_status = 'active' or (read_only and a.organization_status = 'suspended'));
   return found_ids;
 end
 $fn$;
@@ -58,14 +66,17 @@ create or replace function private.user_has_permission(organization_id uuid, use
   stable
   {{ m.definer() }}
 as $fn$
+declare
+  read_only boolean := user_has_permission.permission ~ '[.](read|view)$';
 begin
   return exists (
     select
       from private.tenant_access a
-     where a.user_id = user_has_permission.user_id
-       and a.permission_key = user_has_permission.permission
-       and a.organization_id = user_has_permission.organization_id
-       and a.admitted);
+      join iam.role_permissions rp on rp.role_key = a.role_key and rp.permission_key = user_has_permission.permission
+     where a.organization_id = user_has_permission.organization_id
+       and a.user_id = user_has_permission.user_id
+       and not rp.permission_is_platform
+       and (a.organization_status = 'active' or (read_only and a.organization_status = 'suspended')));
 end
 $fn$;
 comment on function private.user_has_permission is 'Whether a user''s membership in an organization carries a tenant permission.';

@@ -149,36 +149,3 @@ def test_eight_overlapping_usage_batches_record_each_key_once(dsn: str) -> None:
     with psycopg.connect(dsn) as conn:
         assert conn.execute("select count(*) from usage.events where organization_id = %s", (org,)).fetchone()[0] == 20 + 8 * 5
         assert conn.execute("select sum(quantity) from usage.counters where organization_id = %s", (org,)).fetchone()[0] == 20 * 2 + 8 * 5
-
-
-def test_a_permission_added_while_a_member_joins_reaches_the_member(dsn: str) -> None:
-    """The grant direction of private.tenant_access under READ COMMITTED:
-    a membership with role R and a permission added to R, in two open
-    transactions at once, in both orders; after both commit, the member
-    holds the permission (the second waits on the role row and sees the
-    first)."""
-    org = organization(dsn, "race-owner@c.test")
-    with psycopg.connect(dsn, autocommit=True) as admin:
-        admin.execute("insert into iam.roles (key, name, is_system) values ('race_role', 'Race', false)")
-        users = [str(admin.execute("insert into auth.users (email) values (%s) returning id", (f"racer{i}@c.test",)).fetchone()[0])
-                 for i in range(2)]
-    grant = ("insert into iam.role_permissions (role_key, role_is_system, permission_key, permission_is_platform) "
-             "values ('race_role', false, %s, false)")
-    join = "insert into tenancy.memberships (organization_id, user_id, role_key) values (%s, %s, 'race_role')"
-    for first, user, permission in (("join", users[0], "tenant.read"), ("grant", users[1], "billing.view")):
-        with psycopg.connect(dsn) as a, psycopg.connect(dsn) as b:
-            if first == "join":
-                a.execute(join, (org, user))
-                second = threading.Thread(target=lambda: (b.execute(grant, (permission,)), b.commit()))
-            else:
-                a.execute(grant, (permission,))
-                second = threading.Thread(target=lambda: (b.execute(join, (org, user)), b.commit()))
-            second.start()
-            second.join(timeout=1)
-            assert second.is_alive(), f"{first} first: the second transaction should wait for the first"
-            a.commit()
-            second.join(timeout=30)
-            assert not second.is_alive()
-        with psycopg.connect(dsn) as conn:
-            held = conn.execute("select private.user_has_permission(%s, %s, %s)", (org, user, permission)).fetchone()[0]
-            assert held, f"{first} first: the member does not hold {permission}"

@@ -66,8 +66,12 @@ select ms.user_id::text, rp.permission_key, ms.organization_id::text
  where ms.status = 'active'
    and (o.status = 'active' or (o.status = 'suspended' and rp.permission_key ~ '[.](read|view)$'))
 """
+# What the helper answers for every (user, permission, organization) the
+# scenario could produce.
 DERIVED_ACCESS = """
-select user_id::text, permission_key, organization_id::text from private.tenant_access where admitted
+select u.id::text, p.key, o.id::text
+  from auth.users u cross join iam.permissions p cross join tenancy.organizations o
+ where not p.is_platform and private.user_has_permission(o.id, u.id, p.key)
 """
 ROLES = ["tenant_member", "tenant_admin", "tenant_guest", "prop_role"]
 PERMISSIONS = ["tenant.read", "billing.view", "usage.record", "member.invite"]
