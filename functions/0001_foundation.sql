@@ -83,3 +83,26 @@ begin
 end
 $staff$;
 grant usage on schema private to platform_staff;
+
+-- organization_scoped: the database role of a request that names its
+-- active organization (a token claim organization_id, or an
+-- X-Organization-Id header, switched to by the pre-request function
+-- scope_request; or a token that names this role). It has every privilege
+-- and policy of authenticated (it is a member of it, with inherit), and
+-- one restrictive policy more on every tenant table (macro
+-- tenant_policies): the row's organization is the active one. Postgres
+-- sees that as an equality, so a list page of a big organization reads
+-- its index in order and stops at the page (docs/access.md). It can only
+-- narrow what authenticated sees.
+do $scoped$
+begin
+  if not exists (select from pg_catalog.pg_roles where rolname = 'organization_scoped') then
+    create role organization_scoped nologin inherit;
+  end if;
+  comment on role organization_scoped is 'tenantdb: a signed-in request scoped to its active organization (authenticated, narrowed to one organization by tenant_scope policies).';
+  grant authenticated to organization_scoped;
+  if exists (select from pg_catalog.pg_roles where rolname = 'authenticator') then
+    grant organization_scoped to authenticator;
+  end if;
+end
+$scoped$;

@@ -125,3 +125,98 @@ end
 $fn$;
 comment on function private.require_permission is 'Raises 42501 unless the caller holds the tenant permission in the organization.';
 {{ m.private_grants('require_permission', 'service_role') }}
+
+-- private.active_organization() -> uuid
+-- Returns the organization the request names as its active one: the
+-- token's organization_id claim, else the X-Organization-Id header
+-- (PostgREST's request.headers); null when neither names a uuid. Refuses
+-- nothing (scope_request refuses a malformed or foreign one up front). The
+-- tenant_scope policies of role organization_scoped compare each row's
+-- organization with it (once per statement, an InitPlan). Callable by
+-- authenticated (and so organization_scoped) and service_role.
+create or replace function private.active_organization()
+  returns uuid
+  language plpgsql
+  stable
+  {{ m.definer() }}
+as $fn$
+declare
+  named text := coalesce(auth.jwt() ->> 'organization_id',
+                         nullif(current_setting('request.headers', true), '')::jsonb ->> 'x-organization-id');
+begin
+  if named ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
+    return named::uuid;
+  end if;
+  return null;
+end
+$fn$;
+comment on function private.active_organization is 'The request''s active organization (claim organization_id, else header X-Organization-Id), or null; what tenant_scope policies compare with.';
+{{ m.private_grants('active_organization') }}
+
+-- private.is_active_member(organization_id uuid) -> boolean
+-- Whether the caller's membership in the organization is active and the
+-- organization not deleted (a suspended one is readable). Refuses nothing.
+-- Callable by authenticated and service_role (scope_request asks it).
+create or replace function private.is_active_member(organization_id uuid)
+  returns boolean
+  language plpgsql
+  stable
+  {{ m.definer() }}
+as $fn$
+begin
+  return auth.uid() is not null
+     and private.request_is_valid()
+     and exists (select from private.tenant_access a
+                  where a.organization_id = is_active_member.organization_id
+                    and a.user_id = auth.uid()
+                    and a.organization_status in ('active', 'suspended'));
+end
+$fn$;
+comment on function private.is_active_member is 'Whether the caller is an active member of a (not deleted) organization.';
+{{ m.private_grants('is_active_member') }}
+
+-- scope_request() -> void
+-- PostgREST's pre-request function (db-pre-request; Supabase:
+-- alter role authenticator set pgrst.db_pre_request = '<api>.scope_request').
+-- A signed-in request that names an active organization (token claim
+-- organization_id or header X-Organization-Id) is switched to the role
+-- organization_scoped for its transaction: it sees and writes that
+-- organization's rows only, and a list page of a big organization costs
+-- what the page holds. Any other request is left as it is.
+-- Refuses: 22023 when the claim and the header name different
+-- organizations; 22P02 when the name is not a uuid; 42501 when the caller
+-- is not an active member of it. Callable by every role PostgREST switches
+-- to (it runs before every request).
+create or replace function {{ api }}.scope_request()
+  returns void
+  language plpgsql
+  security invoker
+  {{ m.pinned() }}
+as $fn$
+declare
+  claimed text := auth.jwt() ->> 'organization_id';
+  header text := nullif(current_setting('request.headers', true), '')::jsonb ->> 'x-organization-id';
+  named uuid;
+begin
+  if current_setting('role') <> 'authenticated' or coalesce(claimed, header) is null then
+    return;
+  end if;
+  named := private.active_organization();
+  if claimed is not null and header is not null and lower(claimed) <> lower(header) then
+    raise exception 'the token names organization % and the X-Organization-Id header names %', claimed, header
+      using errcode = '22023', hint = 'Send one active organization: drop the header, or use a token for that organization.';
+  end if;
+  if named is null then
+    raise exception 'the active organization must be a uuid, not "%"', coalesce(claimed, header)
+      using errcode = '22P02';
+  end if;
+  if not private.is_active_member(named) then
+    raise exception 'you are not an active member of organization %', named
+      using errcode = '42501', hint = 'Name one of your organizations, or none to read all of them.';
+  end if;
+  perform pg_catalog.set_config('role', 'organization_scoped', true);
+end
+$fn$;
+comment on function {{ api }}.scope_request is 'PostgREST pre-request: a signed-in request naming an active organization (claim organization_id or header X-Organization-Id) runs as organization_scoped, narrowed to it. Refuses 22023 (claim and header differ), 22P02 (not a uuid), 42501 (not an active member).';
+revoke all on function {{ api }}.scope_request from public;
+grant execute on function {{ api }}.scope_request to anon, authenticated, service_role, platform_staff;

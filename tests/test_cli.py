@@ -107,6 +107,19 @@ def test_verify_reports_catalog_problems(dsn: str) -> None:
     assert ("rls", "tenancy.no_key") in found
 
 
+def test_verify_refuses_a_tenant_table_that_a_scoped_request_reads_unnarrowed(dsn: str) -> None:
+    """A tenant table without the restrictive tenant_scope policy would let
+    a request scoped to one organization read all of the member's: verify
+    names it."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("drop policy tenant_scope on app.projects")
+    proc = run("--dsn", dsn, "verify", "--json")
+    assert proc.returncode == 1, proc.stdout
+    problems = [(p["object"], p["detail"]) for p in json.loads(proc.stdout)["problems"] if p["check"] == "rls"]
+    assert problems == [("app.projects", "no restrictive policy for role organization_scoped: a request scoped to its active "
+                                         "organization reads every organization here (use macro tenant_policies)")], problems
+
+
 def test_verify_refuses_two_permissive_policies_for_one_role_and_command(dsn: str) -> None:
     """The shape that made every tenant read a sequential scan cannot come back:
     a second permissive SELECT policy for authenticated, and a PUBLIC policy

@@ -1,13 +1,14 @@
 """The isolation matrix, generated from the catalog.
 
-For every table of every tenantdb domain schema, four attackers try to
+For every table of every tenantdb domain schema, five attackers try to
 select, insert, update and delete the victim's rows (organization A's, or
 Alice's own, or a CRM person's own record), through the same role switch and
 request.jwt.claims PostgREST uses: a member of another organization, an
 anonymous caller, a member of organization A whose role carries no
 permission, and the owner of an organization that serves the same CRM
 person as A (the shared record: it must reach none of A's records of that
-client, nor the person's own). Each attempt must see
+client, nor the person's own), and the member of another organization with
+a token scoped to organization A (role organization_scoped). Each attempt must see
 or change nothing. A new table is covered without editing this file; one
 with no victim row in the fixture fails until the fixture gets one.
 """
@@ -23,7 +24,10 @@ from psycopg import sql
 
 # co_provider: a member (the owner) of another organization that serves the
 # same person (verified) with a record of its own: the shared record's test.
-ACTORS = ("outsider", "anon", "no_permission_member", "co_provider")
+# scoped_outsider: the member of another organization with a token naming
+# the role organization_scoped and organization A as its active one (the
+# scope only narrows: it must open nothing).
+ACTORS = ("outsider", "anon", "no_permission_member", "co_provider", "scoped_outsider")
 # The pricing page (seed 001): anon reads the public, active catalog and
 # nothing else. For these tables anon's victims are the other rows.
 ANON_PUBLIC = {
@@ -204,6 +208,8 @@ def world(dsn: str) -> dict[str, str]:
 def act(conn: psycopg.Connection, actor: str, ids: dict[str, str]) -> None:
     if actor == "anon":
         claims, role = {"role": "anon"}, "anon"
+    elif actor == "scoped_outsider":
+        claims, role = {"sub": ids["bob"], "role": "organization_scoped", "organization_id": ids["org_a"]}, "organization_scoped"
     else:
         uid = {"outsider": ids["bob"], "co_provider": ids["dave"]}.get(actor, ids["nina"])
         claims, role = {"sub": uid, "role": "authenticated"}, "authenticated"
