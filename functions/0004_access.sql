@@ -18,6 +18,9 @@ drop function if exists private.permission_usable(uuid, text);
 --     kept exact at commit by functions/0019_access_per_membership.sql).
 --     Both are read in the statement's snapshot, so a revoked membership
 --     or permission stops reading in the next statement;
+--   * a request scoped to its active organization (role
+--     organization_scoped, see scope_request) gets that organization or
+--     nothing: one primary-key lookup instead of all the member's;
 --   * the status rule: every permission while the organization is active,
 --     only read permissions (*.read, *.view) while it is suspended, none
 --     once it is deleted (user_has_permission states it the same way);
@@ -36,10 +39,26 @@ as $fn$
 declare
   caller uuid := auth.uid();
   read_only boolean := org_ids_with_permission.permission ~ '[.](read|view)$';
+  scoped_to uuid;
   found_ids uuid[];
 begin
   if caller is null or not private.request_is_valid() then
     return '{}';
+  end if;
+  if current_setting('role') = 'organization_scoped' then
+    -- A request scoped to its active organization reads no other: one
+    -- primary-key lookup, whatever the member's count of organizations.
+    scoped_to := private.active_organization();
+    select coalesce(array_agg(a.organization_id), '{}')
+      into found_ids
+      from private.tenant_access a
+     where a.organization_id = scoped_to
+       and a.user_id = caller
+       and exists (select from iam.role_permissions rp
+                    where rp.role_key = a.role_key and rp.permission_key = org_ids_with_permission.permission
+                      and not rp.permission_is_platform)
+       and (a.organization_status = 'active' or (read_only and a.organization_status = 'suspended'));
+    return found_ids;
   end if;
   select coalesce(array_agg(a.organization_id), '{}')
     into found_ids
