@@ -7,6 +7,10 @@
 # The two sides run interleaved at random in one pgbench run on one
 # connection, so both meet the same machine (on two cores, where the
 # scheduler puts client and backend moves a round trip by 100 µs).
+# PROTOCOL=prepared sends each statement as a prepared statement (what
+# PostgREST does by default: planned once per connection, as a generic
+# plan when that is cheaper); the default is the simple protocol (every
+# statement planned again).
 medians() {
   for side in a b; do
     if [ "$side" = a ]; then role=$1 stmt=$2; else role=$3 stmt=$4; fi
@@ -18,7 +22,7 @@ commit;
 SQL
   done
   rm -f "$dir"/log*
-  (cd "$dir" && "$pgbench" -n -c 1 -t "$((2 * transactions))" -l --log-prefix="$dir/log" \
+  (cd "$dir" && "$pgbench" -n -c 1 -M "${PROTOCOL:-simple}" -t "$((2 * transactions))" -l --log-prefix="$dir/log" \
      -f "$dir/a.sql@1" -f "$dir/b.sql@1" "$dsn" >/dev/null)
   for script in 0 1; do
     awk -v s="$script" '$4 == s {print $3}' "$dir"/log* | sort -n | awk '{a[NR] = $1} END {printf "%s ", a[int((NR + 1) / 2)]}'

@@ -8,7 +8,12 @@
 --     users 2-99 in 3-5 (tenant_admin in the business ones);
 --   * 1,000,000 rows in usage.events (100 per organization, over the last
 --     three months) and 1,000,000 in billing.invoices (100 monthly periods
---     per organization).
+--     per organization);
+--   * a big tenant: user "big" (signed up: a personal organization) is
+--     tenant_admin of organization "Bench big", which holds 100,000 usage
+--     events and 100,000 invoices (daily periods);
+--   * user "wide" (signed up) is tenant_admin of 500 business
+--     organizations.
 -- Bulk rows are written with session_replication_role = replica (no audit
 -- rows or free subscriptions for the filler organizations: the benchmark
 -- reads, it does not bill).
@@ -17,6 +22,7 @@ set client_min_messages = warning;
 
 insert into auth.users (email)
 select format('rls-bench-%s@bench.test', n) from generate_series(0, 100) n;
+insert into auth.users (email) values ('rls-bench-big@bench.test'), ('rls-bench-wide@bench.test');
 
 create temporary table bench_users as
 select n, u.id
@@ -56,5 +62,38 @@ select o.id, p.start, (p.start + interval '1 month')::date, 'USD', 'paid', 1000 
  cross join generate_series(1, 100) i
  cross join lateral (select (date '2018-01-01' + make_interval(months => i))::date as start) p;
 
+-- The big tenant and its member; the member of 500.
+insert into tenancy.organizations (id, name, slug) values ('00000000-0000-4000-8000-00000000b16b', 'Bench big', 'rls-bench-big');
+insert into tenancy.memberships (organization_id, user_id, role_key)
+select '00000000-0000-4000-8000-00000000b16b', id, 'tenant_admin' from auth.users where email = 'rls-bench-big@bench.test';
+insert into tenancy.memberships (organization_id, user_id, role_key)
+select o.id, u.id, 'tenant_admin'
+  from bench_orgs o cross join auth.users u
+ where u.email = 'rls-bench-wide@bench.test' and o.n between 1000 and 1499;
+
+-- Its 100,000 of each.
+insert into usage.events (organization_id, meter_key, quantity, idempotency_key, occurred_at)
+select '00000000-0000-4000-8000-00000000b16b', 'api_call', 1, format('bench-big-%s', i),
+       now() - make_interval(secs => ((hashtext('big' || i) & 2147483647) % 7776000))
+  from generate_series(1, 100000) i;
+insert into billing.invoices (organization_id, period_start, period_end, currency, status, total_minor, finalized_at, paid_at)
+select '00000000-0000-4000-8000-00000000b16b', d, d + 1, 'USD', 'paid', 1000, d + 1, d + 40
+  from generate_series(1, 100000) i cross join lateral (select date '1800-01-01' + i as d) p;
+
 set session_replication_role = origin;
-vacuum analyze usage.events, billing.invoices, tenancy.organizations, tenancy.memberships;
+-- The memberships above were written with triggers off: derive their
+-- access rows (what a bulk loader does; the release before had no
+-- rebuild function: its view fills its table, so this script measures
+-- both).
+do $rebuild$
+begin
+  if to_regprocedure('private.rebuild_tenant_access()') is not null then
+    perform private.rebuild_tenant_access();
+  else
+    delete from private.tenant_access;
+    insert into private.tenant_access (user_id, permission_key, organization_id, role_key, organization_status)
+    select user_id, permission_key, organization_id, role_key, organization_status from private.tenant_access_source;
+  end if;
+end
+$rebuild$;
+vacuum analyze usage.events, billing.invoices, tenancy.organizations, tenancy.memberships, private.tenant_access;
