@@ -103,8 +103,10 @@ comment on function private.user_has_permission is 'Whether a user''s membership
 
 -- private.has_permission(organization_id uuid, permission text) -> boolean
 -- Returns whether the caller's active membership in the organization
--- carries the tenant permission (see user_has_permission).
--- Callable by authenticated and service_role.
+-- carries the tenant permission (see user_has_permission); false for any
+-- other organization than the active one of a request scoped to it (role
+-- organization_scoped), so the API functions that ask it act in the
+-- active organization only. Callable by authenticated and service_role.
 create or replace function private.has_permission(organization_id uuid, permission text)
   returns boolean
   language plpgsql
@@ -114,6 +116,7 @@ as $fn$
 begin
   return (
     select auth.uid() is not null
+       and (current_setting('role') <> 'organization_scoped' or has_permission.organization_id = private.active_organization())
        and private.user_has_permission(has_permission.organization_id, auth.uid(), has_permission.permission)
        and private.request_is_valid());
 end
@@ -160,8 +163,8 @@ create or replace function private.active_organization()
   {{ m.definer() }}
 as $fn$
 declare
-  named text := coalesce(auth.jwt() ->> 'organization_id',
-                         nullif(current_setting('request.headers', true), '')::jsonb ->> 'x-organization-id');
+  named text := coalesce(nullif(auth.jwt() ->> 'organization_id', ''),
+                         nullif(nullif(current_setting('request.headers', true), '')::jsonb ->> 'x-organization-id', ''));
 begin
   if named ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
     return named::uuid;
@@ -213,11 +216,18 @@ create or replace function {{ api }}.scope_request()
   {{ m.pinned() }}
 as $fn$
 declare
-  claimed text := auth.jwt() ->> 'organization_id';
-  header text := nullif(current_setting('request.headers', true), '')::jsonb ->> 'x-organization-id';
+  claimed text;
+  header text;
   named uuid;
 begin
-  if current_setting('role') <> 'authenticated' or coalesce(claimed, header) is null then
+  -- Other roles first, before anything they may not read (platform_staff
+  -- has no usage on schema auth).
+  if current_setting('role') <> 'authenticated' then
+    return;
+  end if;
+  claimed := nullif(auth.jwt() ->> 'organization_id', '');
+  header := nullif(nullif(current_setting('request.headers', true), '')::jsonb ->> 'x-organization-id', '');
+  if coalesce(claimed, header) is null then
     return;
   end if;
   named := private.active_organization();

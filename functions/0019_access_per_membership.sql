@@ -50,8 +50,9 @@ comment on function private.tenant_access_follow_membership is 'Trigger: a membe
 -- tenancy.organizations and returns how many rows it holds. For bulk loads
 -- made with triggers disabled (session_replication_role = replica); never
 -- run by migrate. Takes SHARE locks on memberships and organizations for
--- its transaction (writes to them wait). Refuses nothing. Only the owner
--- (the role that migrates) may call it.
+-- its transaction (writes to them wait). Refuses (25000) to run under
+-- REPEATABLE READ or SERIALIZABLE, whose snapshot predates the lock. Only
+-- the owner (the role that migrates) may call it.
 create or replace function private.rebuild_tenant_access()
   returns bigint
   language plpgsql
@@ -60,6 +61,13 @@ as $fn$
 declare
   written bigint;
 begin
+  -- Under REPEATABLE READ or SERIALIZABLE the transaction's snapshot was
+  -- taken before the lock: memberships committed in between would be
+  -- missed.
+  if current_setting('transaction_isolation') <> 'read committed' then
+    raise exception 'rebuild_tenant_access must run under READ COMMITTED, not %', current_setting('transaction_isolation')
+      using errcode = '25000', hint = 'Call it in its own transaction with the default isolation level.';
+  end if;
   lock table tenancy.memberships, tenancy.organizations in share mode;
   delete from private.tenant_access;
   insert into private.tenant_access (organization_id, user_id, role_key, organization_status)

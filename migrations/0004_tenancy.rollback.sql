@@ -1,6 +1,6 @@
--- The derived access table of functions/0004_tenant_access.sql and its
--- source view read memberships, role permissions and organizations: they
--- go first.
+-- The derived access table (made by 0019 in this release, by a repeatable
+-- of 0004 in the one before, with a source view) reads memberships and
+-- organizations: it goes first.
 drop table if exists private.tenant_access;
 drop view if exists private.tenant_access_source;
 drop table if exists tenancy.invitations;

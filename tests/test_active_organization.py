@@ -101,11 +101,21 @@ def test_scope_request_refuses_a_name_it_may_not_use(dsn: str, tenants: dict[str
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="not an active member"):
             request(conn, t["uma"], headers={"x-organization-id": t["b"]})
         conn.rollback()
-        # Roles other than authenticated are left as they are.
-        for role, uid in (("anon", None), ("service_role", None)):
+        # Neither can a deleted organization.
+        conn.execute("update tenancy.organizations set status = 'deleted' where id = %s", (t["b"],))
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="not an active member"):
+            request(conn, t["uma"], headers={"x-organization-id": t["b"]})
+        conn.rollback()
+        # Roles other than authenticated are left as they are (platform
+        # staff may not even read schema auth).
+        for role, uid in (("anon", None), ("service_role", None), ("platform_staff", t["uma"])):
             request(conn, uid, headers={"x-organization-id": t["b"]}, role=role)
             assert conn.execute("select current_user").fetchone()[0] == role
             conn.rollback()
+        # An empty claim or header names nothing.
+        request(conn, t["uma"], claims={"organization_id": ""}, headers={"x-organization-id": ""})
+        assert conn.execute("select current_user").fetchone()[0] == "authenticated"
+        conn.rollback()
 
 
 def test_a_token_naming_the_role_reaches_only_organizations_it_belongs_to(dsn: str, tenants: dict[str, str]) -> None:
@@ -148,3 +158,29 @@ def test_a_scoped_list_page_reads_the_index_in_order_and_stops(dsn: str, tenants
         request(conn, t["uma"])
         unscoped = explain()
         assert [n for n in unscoped if n["Node Type"] == "Sort"], unscoped
+
+
+def test_a_scoped_request_acts_in_its_organization_only(dsn: str, tenants: dict[str, str]) -> None:
+    """The permission helpers answer for the active organization only, so
+    the API functions that check the caller's permission act there and
+    nowhere else; a suspended active organization is read-only."""
+    t = tenants
+    with psycopg.connect(dsn) as conn:
+        request(conn, t["uma"])
+        assert sorted(conn.execute("select private.org_ids_with_permission('tenant.read')::text[]").fetchone()[0]) == sorted([t["p"], t["b"]])
+        assert conn.execute("select public.has_permission(%s, 'member.invite')", (t["p"],)).fetchone()[0] is True
+        conn.rollback()
+        request(conn, t["uma"], headers={"x-organization-id": t["b"]})
+        assert conn.execute("select private.org_ids_with_permission('tenant.read')::text[]").fetchone()[0] == [t["b"]]
+        assert conn.execute("select public.has_permission(%s, 'member.invite')", (t["p"],)).fetchone()[0] is False
+        assert conn.execute("select public.has_permission(%s, 'member.invite')", (t["b"],)).fetchone()[0] is True
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="member.invite is required in organization"):
+            conn.execute("select * from public.invite_member(%s, 'newbie@scope.test')", (t["p"],))
+        conn.rollback()
+        assert conn.execute("select count(*) from tenancy.invitations where email = 'newbie@scope.test'").fetchone()[0] == 0
+        conn.execute("update tenancy.organizations set status = 'suspended' where id = %s", (t["b"],))
+        request(conn, t["uma"], headers={"x-organization-id": t["b"]})
+        assert orgs_seen(conn) == {t["b"]}
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
+            conn.execute("insert into app.projects (organization_id, title) values (%s, 'while suspended')", (t["b"],))
+        conn.rollback()

@@ -113,11 +113,17 @@ def test_verify_refuses_a_tenant_table_that_a_scoped_request_reads_unnarrowed(ds
     names it."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("drop policy tenant_scope on app.projects")
+        # A restrictive policy that narrows nothing does not count either.
+        conn.execute("alter policy tenant_scope on billing.invoices using (true)")
+        conn.execute("drop policy tenant_scope on usage.live_counts")
+        conn.execute("create policy tenant_scope on usage.live_counts as restrictive for select to organization_scoped "
+                     "using (organization_id = (select private.active_organization()))")
     proc = run("--dsn", dsn, "verify", "--json")
     assert proc.returncode == 1, proc.stdout
-    problems = [(p["object"], p["detail"]) for p in json.loads(proc.stdout)["problems"] if p["check"] == "rls"]
-    assert problems == [("app.projects", "no restrictive policy for role organization_scoped: a request scoped to its active "
-                                         "organization reads every organization here (use macro tenant_policies)")], problems
+    problems = sorted((p["object"], p["detail"]) for p in json.loads(proc.stdout)["problems"] if p["check"] == "rls")
+    detail = ("no restrictive policy for role organization_scoped: a request scoped to its active organization reads every "
+              "organization here (use macro tenant_policies)")
+    assert problems == [("app.projects", detail), ("billing.invoices", detail), ("usage.live_counts", detail)], problems
 
 
 def test_verify_refuses_two_permissive_policies_for_one_role_and_command(dsn: str) -> None:

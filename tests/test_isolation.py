@@ -26,8 +26,11 @@ from psycopg import sql
 # same person (verified) with a record of its own: the shared record's test.
 # scoped_outsider: the member of another organization with a token naming
 # the role organization_scoped and organization A as its active one (the
-# scope only narrows: it must open nothing).
-ACTORS = ("outsider", "anon", "no_permission_member", "co_provider", "scoped_outsider")
+# scope only narrows: it must open nothing). scoped_elsewhere: Tara, an
+# admin of organization A, in a request scoped to her personal
+# organization (through the pre-request scope_request): the scope must
+# hide and protect all of A's rows from her.
+ACTORS = ("outsider", "anon", "no_permission_member", "co_provider", "scoped_outsider", "scoped_elsewhere")
 # The pricing page (seed 001): anon reads the public, active catalog and
 # nothing else. For these tables anon's victims are the other rows.
 ANON_PUBLIC = {
@@ -95,8 +98,9 @@ def domain_tables(conn: psycopg.Connection, ids: dict[str, str]) -> list[Table]:
 
 @pytest.fixture
 def world(dsn: str) -> dict[str, str]:
-    """Organization A (Alice owns it; Nina is a member with no permission),
-    organization B (Bob), and a row of A's or Alice's in every table."""
+    """Organization A (Alice owns it; Nina is a member with no permission;
+    Tara is an admin), organization B (Bob), and a row of A's or Alice's in
+    every table."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         def user(email: str) -> str:
             return str(conn.execute("insert into auth.users (email) values (%s) returning id", (email,)).fetchone()[0])
@@ -113,6 +117,11 @@ def world(dsn: str) -> dict[str, str]:
         conn.execute("insert into iam.roles (key, name, is_system) values ('test_no_permissions', 'No permissions', false)")
         conn.execute("insert into tenancy.memberships (organization_id, user_id, role_key) values (%s, %s, 'test_no_permissions')",
                      (ids["org_a"], ids["nina"]))
+        ids["tara"] = user("tara@a.test")
+        ids["tara_personal"] = str(conn.execute("select id from tenancy.organizations where personal_owner_id = %s",
+                                                (ids["tara"],)).fetchone()[0])
+        conn.execute("insert into tenancy.memberships (organization_id, user_id, role_key) values (%s, %s, 'tenant_admin')",
+                     (ids["org_a"], ids["tara"]))
         as_user(ids["alice"], "select count(*) from public.invite_member(%s, 'carol@a.test')", (ids["org_a"],))
         conn.execute("insert into iam.system_role_grants (user_id, role_key, reason) values (%s, 'platform_support', 'fixture')",
                      (ids["alice"],))
@@ -210,10 +219,16 @@ def act(conn: psycopg.Connection, actor: str, ids: dict[str, str]) -> None:
         claims, role = {"role": "anon"}, "anon"
     elif actor == "scoped_outsider":
         claims, role = {"sub": ids["bob"], "role": "organization_scoped", "organization_id": ids["org_a"]}, "organization_scoped"
+    elif actor == "scoped_elsewhere":
+        claims, role = {"sub": ids["tara"], "role": "authenticated", "organization_id": ids["tara_personal"]}, "authenticated"
     else:
         uid = {"outsider": ids["bob"], "co_provider": ids["dave"]}.get(actor, ids["nina"])
         claims, role = {"sub": uid, "role": "authenticated"}, "authenticated"
     conn.execute("select set_config('request.jwt.claims', %s, true), set_config('role', %s, true)", (json.dumps(claims), role))
+    conn.execute("select public.scope_request()")  # PostgREST's pre-request
+    if actor.startswith("scoped_"):
+        # A refused pre-request would make every attempt look refused.
+        assert conn.execute("select current_user").fetchone()[0] == "organization_scoped", actor
 
 
 def attack_copy(conn: psycopg.Connection, table: Table) -> str:
@@ -317,8 +332,8 @@ def test_attacker_sees_and_changes_nothing(dsn: str, world: dict[str, str], acto
 
 
 def test_matrix_refuses_a_table_left_open(dsn: str, world: dict[str, str]) -> None:
-    """The matrix can fail: a tenant table without RLS, and one with an
-    update policy open to all, are both reported."""
+    """The matrix can fail: a tenant table without RLS, one with an update
+    policy open to all, and one open to scoped requests are reported."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("create table tenancy.leaky (organization_id uuid not null references tenancy.organizations (id), "
                      "id uuid default gen_random_uuid(), note text, primary key (organization_id, id))")
@@ -326,8 +341,14 @@ def test_matrix_refuses_a_table_left_open(dsn: str, world: dict[str, str]) -> No
         conn.execute("insert into tenancy.leaky (organization_id) values (%s)", (world["org_a"],))
         conn.execute("drop policy tenant_update on tenancy.organizations")
         conn.execute("create policy wide_open on tenancy.organizations for update to authenticated using (true) with check (true)")
+        conn.execute("drop policy tenant_scope on app.projects")
+        conn.execute("create policy wide_open_scoped on app.projects for select to organization_scoped using (true)")
     with psycopg.connect(dsn) as conn:
         tables = {t.name: t for t in domain_tables(conn, world)}
+        # Without its restrictive scope, and with a permissive policy of the
+        # scoped role's own, A's project shows to A's admin scoped elsewhere.
+        assert any("saw 1 victim row" in f for f in attack(conn, tables["projects"], "scoped_elsewhere", "select", world))
+        assert attack(conn, tables["invoices"], "scoped_elsewhere", "select", world) == []
         assert any("saw 1 victim row" in f for f in attack(conn, tables["leaky"], "outsider", "select", world))
         assert any("updated victim row" in f for f in attack(conn, tables["leaky"], "outsider", "update", world))
         assert any("updated victim row" in f for f in attack(conn, tables["organizations"], "outsider", "update", world))

@@ -35,11 +35,12 @@ select 'rls', format('%I.%I', n.nspname, c.relname),
   join pg_catalog.pg_namespace n on n.oid = c.relnamespace
  where n.nspname in ({{ m.schema_list() }})
 union all
--- A table whose rows a member reads by organization (a policy calling
--- org_ids_with_permission) narrows a request scoped to its active
--- organization too (the restrictive tenant_scope policy of macro
--- tenant_policies): without it, a scoped request would read every
--- organization of that table.
+-- A table whose rows a member reads or writes by organization (a policy
+-- calling org_ids_with_permission) narrows a request scoped to its active
+-- organization too: a restrictive policy for role organization_scoped, for
+-- every command, comparing with private.active_organization() in USING and
+-- WITH CHECK (macro tenant_policies). Without it, a scoped request would
+-- read every organization of that table.
 select distinct 'rls', format('%I.%I', n.nspname, c.relname),
        'no restrictive policy for role organization_scoped: a request scoped to its active organization reads every '
        'organization here (use macro tenant_policies)'
@@ -48,7 +49,10 @@ select distinct 'rls', format('%I.%I', n.nspname, c.relname),
   join pg_catalog.pg_namespace n on n.oid = c.relnamespace
  where n.nspname in ({{ m.schema_list() }})
    and pol.polpermissive
-   and pg_catalog.pg_get_expr(pol.polqual, pol.polrelid) like '%private.org_ids_with_permission(%'
+   and concat(pg_catalog.pg_get_expr(pol.polqual, pol.polrelid), ' ', pg_catalog.pg_get_expr(pol.polwithcheck, pol.polrelid))
+       like '%private.org_ids_with_permission(%'
    and not exists (select from pg_catalog.pg_policy s
-                    where s.polrelid = c.oid and not s.polpermissive
-                      and exists (select from pg_catalog.pg_roles r where r.oid = any (s.polroles) and r.rolname = 'organization_scoped'))
+                    where s.polrelid = c.oid and not s.polpermissive and s.polcmd = '*'
+                      and exists (select from pg_catalog.pg_roles r where r.oid = any (s.polroles) and r.rolname = 'organization_scoped')
+                      and pg_catalog.pg_get_expr(s.polqual, s.polrelid) like '%private.active_organization()%'
+                      and pg_catalog.pg_get_expr(s.polwithcheck, s.polrelid) like '%private.active_organization()%')
