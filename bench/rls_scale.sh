@@ -75,6 +75,9 @@ perm[usage.events]="tenant.read"
 list[billing.invoices]="select id, period_start, status, total_minor from billing.invoices %s order by period_start desc limit 50"
 count[billing.invoices]="select count(*) from billing.invoices %s"
 perm[billing.invoices]="billing.view"
+list[crm.org_clients]="select id, first_name, last_name, status, created_at from crm.org_clients %s order by created_at desc limit 50"
+count[crm.org_clients]="select count(*) from crm.org_clients %s"
+perm[crm.org_clients]="crm.read"
 
 echo "server: $(q 'show server_version'); jit: $(q 'show jit'); median of $transactions transactions per figure"
 big_org=00000000-0000-4000-8000-00000000b16b
@@ -123,7 +126,7 @@ for section in $sections; do
   fi
   row table query who orgs "RLS µs" "= x µs" ratio
   : > "$results"
-  for table in usage.events billing.invoices; do
+  for table in usage.events billing.invoices crm.org_clients; do
     for who in 4 1 big wide; do
       id=$(uid "$who")
       org=$(one_org "$who")
@@ -155,7 +158,7 @@ done
 echo
 echo "4. No filter, no active organization (a cross-organization page), absolute:"
 row table query who orgs "RLS µs" "" ""
-for table in usage.events billing.invoices; do
+for table in usage.events billing.invoices crm.org_clients; do
   for who in big wide; do
     id=$(uid "$who")
     n=$(q "select count(*) from tenancy.memberships where user_id = '$id'")
@@ -223,7 +226,7 @@ done | sed -E "s/'[{][0-9a-f,-]{200,}[}]'/'{...the member's organizations...}'/g
 echo
 echo "EXPLAIN ANALYZE, \"big\" scoped to the big tenant (list pages):"
 id=$(uid big)
-[ "$sections" = 2 ] || for table in usage.events billing.invoices; do
+[ "$sections" = 2 ] || for table in usage.events billing.invoices crm.org_clients; do
   # shellcheck disable=SC2059
   stmt=$(printf "${list[$table]}" "")
   echo "--- $table list (scoped)"

