@@ -87,22 +87,98 @@ grant usage on schema private to platform_staff;
 -- organization_scoped: the database role of a request that names its
 -- active organization (a token claim organization_id, or an
 -- X-Organization-Id header, switched to by the pre-request function
--- scope_request; or a token that names this role). It has every privilege
--- and policy of authenticated (it is a member of it, with inherit), and
--- one restrictive policy more on every tenant table (macro
--- tenant_policies): the row's organization is the active one. Postgres
--- sees that as an equality, so a list page of a big organization reads
--- its index in order and stops at the page (docs/access.md). It can only
--- narrow what authenticated sees.
+-- scope_request; or a token that names this role). It holds exactly the
+-- privileges of authenticated (private.mirror_client_grants, run by
+-- tenantdb after every migrate and rollback; verify compares them) and
+-- the same policies, except on tenant tables (macro tenant_policies):
+-- there its policy is the equality organization_id = <the active
+-- organization, where the caller holds the permission>, not authenticated's
+-- organization_id = any(<all of them>). It is not a member of
+-- authenticated, so that policy does not apply to it too: with both, the
+-- planner multiplies their selectivities, expects no rows, and sorts a big
+-- organization's rows instead of walking its index in order
+-- (docs/access.md).
 do $scoped$
 begin
   if not exists (select from pg_catalog.pg_roles where rolname = 'organization_scoped') then
-    create role organization_scoped nologin inherit;
+    create role organization_scoped nologin noinherit;
   end if;
-  comment on role organization_scoped is 'tenantdb: a signed-in request scoped to its active organization (authenticated, narrowed to one organization by tenant_scope policies).';
-  grant authenticated to organization_scoped;
+  comment on role organization_scoped is 'tenantdb: a signed-in request scoped to its active organization (the privileges of authenticated; tenant policies narrowed to that organization).';
+  if pg_catalog.pg_has_role('organization_scoped', 'authenticated', 'member') then
+    revoke authenticated from organization_scoped;
+  end if;
   if exists (select from pg_catalog.pg_roles where rolname = 'authenticator') then
     grant organization_scoped to authenticator;
   end if;
 end
 $scoped$;
+
+-- private.client_grant_differences() -> table (verb, kind, object, col, privilege_type)
+-- The grants and revokes that would give organization_scoped exactly the
+-- privileges authenticated holds on schemas, tables and views (and their
+-- columns), sequences and functions; none when they agree. Refuses
+-- nothing. Owner only (verify and mirror_client_grants read it).
+create or replace function private.client_grant_differences()
+  returns table (verb text, kind text, object text, col name, privilege_type text)
+  language sql
+  stable
+  {{ m.pinned() }}
+as $fn$
+  with held as (
+    select a.grantee, 'schema' as kind, pg_catalog.quote_ident(n.nspname) as object, null::name as col, a.privilege_type
+      from pg_catalog.pg_namespace n cross join lateral pg_catalog.aclexplode(n.nspacl) a
+    union all
+    select a.grantee, case c.relkind when 'S' then 'sequence' else 'table' end, c.oid::regclass::text, null, a.privilege_type
+      from pg_catalog.pg_class c cross join lateral pg_catalog.aclexplode(c.relacl) a
+     where c.relkind in ('r', 'p', 'v', 'm', 'f', 'S')
+    union all
+    select a.grantee, 'column', c.oid::regclass::text, att.attname, a.privilege_type
+      from pg_catalog.pg_attribute att
+      join pg_catalog.pg_class c on c.oid = att.attrelid
+     cross join lateral pg_catalog.aclexplode(att.attacl) a
+     where att.attnum > 0 and not att.attisdropped
+    union all
+    select a.grantee, 'function', p.oid::regprocedure::text, null, a.privilege_type
+      from pg_catalog.pg_proc p cross join lateral pg_catalog.aclexplode(p.proacl) a
+  ),
+  source as (select h.kind, h.object, h.col, h.privilege_type from held h where h.grantee = 'authenticated'::regrole),
+  target as (select h.kind, h.object, h.col, h.privilege_type from held h where h.grantee = 'organization_scoped'::regrole)
+  select 'grant', g.* from (select * from source except select * from target) g
+  union all
+  select 'revoke', v.* from (select * from target except select * from source) v
+$fn$;
+comment on function private.client_grant_differences is 'What organization_scoped lacks of authenticated''s privileges (grant) and holds beyond them (revoke); empty when they agree.';
+revoke all on function private.client_grant_differences from public, anon, authenticated, platform_staff, service_role;
+
+-- private.mirror_client_grants() -> integer
+-- Gives organization_scoped exactly the privileges authenticated holds
+-- (client_grant_differences) and returns how many grants and revokes it
+-- made. tenantdb runs it after every migrate and rollback, and the
+-- exported deploy scripts end with it. An object the running role may not
+-- grant on is skipped with a WARNING (verify then lists it). Refuses
+-- nothing. Owner only.
+create or replace function private.mirror_client_grants()
+  returns integer
+  language plpgsql
+  {{ m.pinned() }}
+as $fn$
+declare
+  r record;
+  made integer := 0;
+begin
+  for r in select * from private.client_grant_differences() loop
+    begin
+      execute pg_catalog.format('%s %s%s on %s %s %s organization_scoped',
+                                r.verb, r.privilege_type, coalesce(' (' || pg_catalog.quote_ident(r.col) || ')', ''),
+                                case r.kind when 'column' then 'table' else r.kind end, r.object,
+                                case r.verb when 'grant' then 'to' else 'from' end);
+      made := made + 1;
+    exception when insufficient_privilege then
+      raise warning 'mirror_client_grants: cannot % % on % % for organization_scoped: %', r.verb, r.privilege_type, r.kind, r.object, sqlerrm;
+    end;
+  end loop;
+  return made;
+end
+$fn$;
+comment on function private.mirror_client_grants is 'Gives organization_scoped exactly the privileges of authenticated; run by tenantdb after migrate and rollback. Returns the number of grants and revokes made.';
+revoke all on function private.mirror_client_grants from public, anon, authenticated, platform_staff, service_role;

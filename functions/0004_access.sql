@@ -152,10 +152,10 @@ comment on function private.require_permission is 'Raises 42501 unless the calle
 -- Returns the organization the request names as its active one: the
 -- token's organization_id claim, else the X-Organization-Id header
 -- (PostgREST's request.headers); null when neither names a uuid. Refuses
--- nothing (scope_request refuses a malformed or foreign one up front). The
--- tenant_scope policies of role organization_scoped compare each row's
--- organization with it (once per statement, an InitPlan). Callable by
--- authenticated (and so organization_scoped) and service_role.
+-- nothing (scope_request refuses a malformed or foreign one up front).
+-- org_ids_with_permission answers a scoped request with it (or nothing).
+-- Callable by authenticated, organization_scoped (mirrored) and
+-- service_role.
 create or replace function private.active_organization()
   returns uuid
   language plpgsql

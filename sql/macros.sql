@@ -31,7 +31,7 @@ alter table {{ table }} force row level security;
     One permissive policy per role and command (verify refuses two):
     Postgres ORs permissive policies, and an OR of an organization filter
     with anything else is a sequential scan. -#}
-{% macro policy(table, name, command, using=none, check=none, role='authenticated', kind='permissive') -%}
+{% macro policy(table, name, command, using=none, check=none, role='authenticated, organization_scoped', kind='permissive') -%}
 drop policy if exists {{ name }} on {{ table }};
 create policy {{ name }} on {{ table }}
   as {{ kind }} for {{ command }} to {{ role }}
@@ -46,33 +46,38 @@ create policy {{ name }} on {{ table }}
 {{ column }} = any ((select private.org_ids_with_permission('{{ permission }}'))::uuid[])
 {%- endmacro %}
 
-{#- in_active_org: the row's organization is the request's active one (an
-    equality with a one-time InitPlan: a list page reads the
-    (organization_id, ...) index in order and stops at the page). -#}
-{% macro in_active_org(column='organization_id') -%}
-{{ column }} = (select private.active_organization())
+{#- in_active_org_with: the row's organization is the request's active one
+    and the caller holds the permission there (org_ids_with_permission
+    answers a scoped request with that organization or none). An equality
+    with a one-time InitPlan: a list page reads the (organization_id, ...)
+    index in order and stops at the page. -#}
+{% macro in_active_org_with(permission, column='organization_id') -%}
+{{ column }} = (select (private.org_ids_with_permission('{{ permission }}'))[1])
 {%- endmacro %}
 
 {#- tenant_policies: the RLS policy set of a tenant table.
     read: permission needed to see rows; write: permission needed to insert,
     update and delete them (none = writes only through functions); insert,
     update, delete: a permission of its own for that command (default:
-    write). A request scoped to its active organization (role
-    organization_scoped, a member of authenticated) gets the same policies
-    and one restrictive policy more, tenant_scope: only the active
-    organization's rows, for every command. -#}
+    write). Two sets: tenant_* for authenticated (the caller's
+    organizations, = any), scoped_* for organization_scoped (a request
+    scoped to its active organization: that organization, an equality). -#}
 {% macro tenant_policies(table, read, write=none, column='organization_id', insert=none, update=none, delete=none) -%}
 {{ rls_on(table) }}
-{{ policy(table, 'tenant_scope', 'all', using=in_active_org(column), check=in_active_org(column), role='organization_scoped', kind='restrictive') }}
-{{ policy(table, 'tenant_select', 'select', using=in_orgs_with(read, column)) }}
+drop policy if exists tenant_scope on {{ table }};
+{{ policy(table, 'tenant_select', 'select', using=in_orgs_with(read, column), role='authenticated') }}
+{{ policy(table, 'scoped_select', 'select', using=in_active_org_with(read, column), role='organization_scoped') }}
 {%- if write or insert %}
-{{ policy(table, 'tenant_insert', 'insert', check=in_orgs_with(insert or write, column)) }}
-{{ policy(table, 'tenant_update', 'update', using=in_orgs_with(update or write, column), check=in_orgs_with(update or write, column)) }}
-{{ policy(table, 'tenant_delete', 'delete', using=in_orgs_with(delete or write, column)) }}
+{{ policy(table, 'tenant_insert', 'insert', check=in_orgs_with(insert or write, column), role='authenticated') }}
+{{ policy(table, 'tenant_update', 'update', using=in_orgs_with(update or write, column), check=in_orgs_with(update or write, column), role='authenticated') }}
+{{ policy(table, 'tenant_delete', 'delete', using=in_orgs_with(delete or write, column), role='authenticated') }}
+{{ policy(table, 'scoped_insert', 'insert', check=in_active_org_with(insert or write, column), role='organization_scoped') }}
+{{ policy(table, 'scoped_update', 'update', using=in_active_org_with(update or write, column), check=in_active_org_with(update or write, column), role='organization_scoped') }}
+{{ policy(table, 'scoped_delete', 'delete', using=in_active_org_with(delete or write, column), role='organization_scoped') }}
 {%- else %}
-drop policy if exists tenant_insert on {{ table }};
-drop policy if exists tenant_update on {{ table }};
-drop policy if exists tenant_delete on {{ table }};
+{%- for name in ['tenant_insert', 'tenant_update', 'tenant_delete', 'scoped_insert', 'scoped_update', 'scoped_delete'] %}
+drop policy if exists {{ name }} on {{ table }};
+{%- endfor %}
 {%- endif %}
 {%- endmacro %}
 
@@ -94,17 +99,14 @@ drop policy if exists owner_update on {{ table }};
     The linked people are an InitPlan (index on the person column); or: an
     organization-owned part of the same table, seen with crm.read there
     (marketing_consents: each organization its own records; a request
-    scoped to its active organization: that organization's records and
-    the person's own). Written only by functions. -#}
+    scoped to its active organization: that organization's, as
+    org_ids_with_permission answers it). Written only by functions. -#}
 {% macro linked_person_policies(table, column='person_id', own=none, or_orgs=none) -%}
 {%- set linked = column ~ ' = any (array(select l.person_id from crm.user_person_links l where l.user_id = (select auth.uid())))' %}
 {%- set mine = '(' ~ linked ~ ' and ' ~ own ~ ')' if own else linked %}
-{%- set scoped = '(' ~ or_orgs ~ ' is null or ' ~ in_active_org(or_orgs) ~ ')' if or_orgs else none %}
 {{ rls_on(table) }}
+drop policy if exists tenant_scope on {{ table }};
 {{ policy(table, 'person_select', 'select', using=(mine ~ ' or ' ~ in_orgs_with('crm.read', or_orgs)) if or_orgs else mine) }}
-{%- if or_orgs %}
-{{ policy(table, 'tenant_scope', 'all', using=scoped, check=scoped, role='organization_scoped', kind='restrictive') }}
-{%- endif %}
 {%- endmacro %}
 
 {#- platform_read: platform staff holding a platform permission read every

@@ -62,6 +62,10 @@ _RELATION_KINDS = ("table", "view", "index")
 
 # The catalog as the repeatables shape it: one row per (object, aspect).
 # Bookkeeping and registries are left out, so are extension members.
+# Privileges are compared as sets (each ACL's entries in sorted order): the
+# same grants made in another order, as mirror_client_grants appends
+# organization_scoped's after a file re-grants authenticated's, are the
+# same privileges.
 FINGERPRINT = r"""
 with ns as (
   select oid, nspname from pg_catalog.pg_namespace
@@ -76,7 +80,7 @@ with ns as (
 select 'function ' || p.oid::regprocedure::text, a.aspect, a.value
   from pg_catalog.pg_proc p join ns on ns.oid = p.pronamespace
   cross join lateral (values ('definition', md5(pg_catalog.pg_get_functiondef(p.oid))),
-                             ('privileges', coalesce(p.proacl::text, 'default')),
+                             ('privileges', case when p.proacl is null then 'default' else coalesce((select pg_catalog.string_agg(a::text, ',' order by a::text) from pg_catalog.unnest(p.proacl) a), '') end),
                              ('comment', coalesce(pg_catalog.obj_description(p.oid, 'pg_proc'), ''))) a (aspect, value)
  where p.prokind in ('f', 'p')
    and not exists (select from ext where ext.classid = 'pg_catalog.pg_proc'::regclass and ext.objid = p.oid)
@@ -97,14 +101,14 @@ select case when rel.relkind in ('v', 'm') then 'view ' when rel.relkind = 'i' t
   cross join lateral (values
     ('definition', case when rel.relkind in ('v', 'm') then md5(pg_catalog.pg_get_viewdef(rel.oid))
                         when rel.relkind = 'i' then pg_catalog.pg_get_indexdef(rel.oid) else '' end),
-    ('privileges', coalesce(rel.relacl::text, 'default')),
+    ('privileges', case when rel.relacl is null then 'default' else coalesce((select pg_catalog.string_agg(a::text, ',' order by a::text) from pg_catalog.unnest(rel.relacl) a), '') end),
     ('row level security', rel.relrowsecurity::text || ' force ' || rel.relforcerowsecurity::text),
     ('comment', coalesce(pg_catalog.obj_description(rel.oid, 'pg_class'), ''))) a (aspect, value)
  where rel.relkind in ('r', 'p', 'v', 'm', 'f', 'i')
 union all
 select 'column ' || rel.oid::regclass::text || '.' || quote_ident(att.attname), a.aspect, a.value
   from rel join pg_catalog.pg_attribute att on att.attrelid = rel.oid and att.attnum > 0 and not att.attisdropped
-  cross join lateral (values ('privileges', coalesce(att.attacl::text, 'default')),
+  cross join lateral (values ('privileges', case when att.attacl is null then 'default' else coalesce((select pg_catalog.string_agg(a::text, ',' order by a::text) from pg_catalog.unnest(att.attacl) a), '') end),
                              ('comment', coalesce(pg_catalog.col_description(rel.oid, att.attnum), ''))) a (aspect, value)
  where rel.relkind in ('r', 'p', 'v', 'm', 'f')
    and (att.attacl is not null or pg_catalog.col_description(rel.oid, att.attnum) is not null)
@@ -128,7 +132,7 @@ select 'function ' || p.oid::regprocedure::text, 'owner',
  where not exists (select from ext where ext.classid = 'pg_catalog.pg_proc'::regclass and ext.objid = p.oid)
 union all
 select 'default privileges in ' || coalesce(d.defaclnamespace::regnamespace::text, 'the database'), d.defaclobjtype::text,
-       d.defaclacl::text
+       case when d.defaclacl is null then 'default' else coalesce((select pg_catalog.string_agg(a::text, ',' order by a::text) from pg_catalog.unnest(d.defaclacl) a), '') end
   from pg_catalog.pg_default_acl d
 union all
 select 'constraint ' || con.conname || ' on ' || con.conrelid::regclass::text, 'definition',
@@ -137,7 +141,7 @@ select 'constraint ' || con.conname || ' on ' || con.conrelid::regclass::text, '
 union all
 select 'schema ' || quote_ident(ns.nspname), a.aspect, a.value
   from ns join pg_catalog.pg_namespace n on n.oid = ns.oid
-  cross join lateral (values ('privileges', coalesce(n.nspacl::text, 'default')),
+  cross join lateral (values ('privileges', case when n.nspacl is null then 'default' else coalesce((select pg_catalog.string_agg(a::text, ',' order by a::text) from pg_catalog.unnest(n.nspacl) a), '') end),
                              ('comment', coalesce(pg_catalog.obj_description(n.oid, 'pg_namespace'), ''))) a (aspect, value)
 """
 

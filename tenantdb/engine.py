@@ -283,7 +283,16 @@ class Engine:
                         count += 1
             finally:
                 backend.connection.close()
+            self.mirror_client_grants()
         return count
+
+    def mirror_client_grants(self) -> None:
+        """Give organization_scoped exactly authenticated's privileges (the
+        database does it: private.mirror_client_grants), where the schema
+        has that function."""
+        with connect(self.dsn, autocommit=True) as conn:
+            if conn.execute("select to_regprocedure('private.mirror_client_grants()') is not null").fetchone()[0]:
+                conn.execute("select private.mirror_client_grants()")
 
     def _apply_change(self, backend: _YoyoBackend, migration, change: Change) -> None:
         try:
@@ -495,6 +504,7 @@ class Engine:
                     self.echo(f"reverted {change.id}")
             finally:
                 backend.connection.close()
+            self.mirror_client_grants()
         return len(victims)
 
     # -- seeds -----------------------------------------------------------
@@ -528,6 +538,7 @@ class Engine:
                 self.log.append({"seed": relpath, "duration_ms": ms})
                 self.echo(f"seeded {relpath} ({ms} ms)")
             conn.commit()
+        self.mirror_client_grants()  # a seed may make a view (organization_usage_summary)
 
     # -- adopt: a database deployed from an export (tenantdb/adopt.py) -----
     def locked(self):

@@ -20,13 +20,26 @@ PLANNER = "tenantdb <tenantdb@localhost>"
 PLANNED_AT = "2026-01-01T00:00:00Z"
 
 
+# Every deploy script ends as tenantdb migrate does: organization_scoped
+# gets exactly authenticated's privileges (once the function exists).
+MIRROR_GRANTS = """-- organization_scoped: the privileges of authenticated (as tenantdb migrate does)
+do $mirror$
+begin
+  if to_regprocedure('private.mirror_client_grants()') is not null then
+    perform private.mirror_client_grants();
+  end if;
+end
+$mirror$;
+"""
+
+
 def deploy_sql(change: Change) -> str:
-    parts = [change.sql] + [f"-- {r.path}\n{r.sql}" for r in change.repeatables]
+    parts = [change.sql] + [f"-- {r.path}\n{r.sql}" for r in change.repeatables] + [MIRROR_GRANTS]
     return "\n".join(parts)
 
 
 def revert_sql(change: Change) -> str:
-    return change.rollback + drop_functions_sql(change.functions)
+    return "\n".join([change.rollback + drop_functions_sql(change.functions), MIRROR_GRANTS])
 
 
 def change_objects(change: Change) -> list[tuple[str, str, bool]]:
@@ -70,7 +83,7 @@ def seed_sql(renderer: Renderer) -> str:
         "-- seeds/catalog.json\n"
         f"select private.load_catalog({sqlquote(catalog.strip())}::jsonb) is not null as catalog_loaded;\n",
     ]
-    parts += [f"-- {relpath}\n{sql}" for relpath, sql in renderer.seeds()]
+    parts += [f"-- {relpath}\n{sql}" for relpath, sql in renderer.seeds()] + [MIRROR_GRANTS]
     return "\n".join(parts)
 
 

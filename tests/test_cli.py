@@ -107,23 +107,30 @@ def test_verify_reports_catalog_problems(dsn: str) -> None:
     assert ("rls", "tenancy.no_key") in found
 
 
-def test_verify_refuses_a_tenant_table_that_a_scoped_request_reads_unnarrowed(dsn: str) -> None:
-    """A tenant table without the restrictive tenant_scope policy would let
-    a request scoped to one organization read all of the member's: verify
-    names it."""
+def test_verify_refuses_what_a_scoped_request_could_not_do(dsn: str) -> None:
+    """A request scoped to its active organization (role
+    organization_scoped) needs a policy wherever a signed-in request has
+    one, and exactly authenticated's privileges: verify names a missing
+    policy, a missing grant and an extra one, and migrate mirrors the
+    grants back."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("drop policy tenant_scope on app.projects")
-        # A restrictive policy that narrows nothing does not count either.
-        conn.execute("alter policy tenant_scope on billing.invoices using (true)")
-        conn.execute("drop policy tenant_scope on usage.live_counts")
-        conn.execute("create policy tenant_scope on usage.live_counts as restrictive for select to organization_scoped "
-                     "using (organization_id = (select private.active_organization()))")
+        conn.execute("drop policy scoped_select on app.projects")
+        conn.execute("revoke select on billing.invoices from organization_scoped")
+        conn.execute("grant delete on billing.invoices to organization_scoped")
     proc = run("--dsn", dsn, "verify", "--json")
     assert proc.returncode == 1, proc.stdout
-    problems = sorted((p["object"], p["detail"]) for p in json.loads(proc.stdout)["problems"] if p["check"] == "rls")
-    detail = ("no restrictive policy for role organization_scoped: a request scoped to its active organization reads every "
-              "organization here (use macro tenant_policies)")
-    assert problems == [("app.projects", detail), ("billing.invoices", detail), ("usage.live_counts", detail)], problems
+    problems = sorted((p["check"], p["object"], p["detail"]) for p in json.loads(proc.stdout)["problems"])
+    assert problems == [
+        ("rls", "app.projects", "no SELECT policy for role organization_scoped (authenticated has tenant_select): requests scoped to "
+                                "an active organization see nothing here; use the policy macros"),
+        ("scoped", "billing.invoices", "organization_scoped holds DELETE (authenticated does not): run tenantdb migrate, or select "
+                                       "private.mirror_client_grants()"),
+        ("scoped", "billing.invoices", "organization_scoped lacks SELECT (authenticated holds it): run tenantdb migrate, or select "
+                                       "private.mirror_client_grants()"),
+    ], problems
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("select private.mirror_client_grants()")
+        assert conn.execute("select count(*) from private.client_grant_differences()").fetchone()[0] == 0
 
 
 def test_verify_refuses_two_permissive_policies_for_one_role_and_command(dsn: str) -> None:

@@ -41,10 +41,19 @@ def scalar(dsn: str, query: str) -> object:
         return conn.execute(query).fetchone()[0]
 
 
-def schema_dump(dsn: str) -> str:
-    out = subprocess.run([pg_tool("pg_dump"), "--schema-only", "--no-owner", "-d", dsn],
-                         check=True, capture_output=True, text=True).stdout
-    return "\n".join(l for l in out.splitlines() if l.strip() and not l.startswith("--") and not l.startswith("\\"))
+def schema_dump(dsn: str, *exclude: str) -> str:
+    """pg_dump's schema (less the schemas excluded), without comments; its
+    GRANT and REVOKE lines sorted, at the end: an ACL's order means
+    nothing, and the same grants made in another order
+    (organization_scoped's are mirrored after a file re-grants
+    authenticated's) are dumped in another order."""
+    args = [pg_tool("pg_dump"), "--schema-only", "--no-owner", "-d", dsn]
+    for schema in exclude:
+        args += ["--exclude-schema", schema]
+    out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
+    lines = [l for l in out.splitlines() if l.strip() and not l.startswith("--") and not l.startswith("\\")]
+    acl = sorted(l for l in lines if l.startswith(("GRANT ", "REVOKE ")))
+    return "\n".join([l for l in lines if not l.startswith(("GRANT ", "REVOKE "))] + acl)
 
 
 def test_concurrent_migrate_applies_once(empty_db: str) -> None:

@@ -16,11 +16,9 @@ from tenantdb.render import Renderer, Target
 
 
 def dump(dsn: str, *exclude: str) -> str:
-    args = [pg_tool("pg_dump"), "--schema-only", "--no-owner", "-d", dsn]
-    for schema in exclude:
-        args += ["--exclude-schema", schema]
-    out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
-    return "\n".join(l for l in out.splitlines() if l.strip() and not l.startswith("--") and not l.startswith("\\"))
+    from test_engine import schema_dump
+
+    return schema_dump(dsn, *exclude)
 
 
 def sqitch_uri(dsn: str) -> str:

@@ -35,24 +35,18 @@ select 'rls', format('%I.%I', n.nspname, c.relname),
   join pg_catalog.pg_namespace n on n.oid = c.relnamespace
  where n.nspname in ({{ m.schema_list() }})
 union all
--- A table whose rows a member reads or writes by organization (a policy
--- calling org_ids_with_permission) narrows a request scoped to its active
--- organization too: a restrictive policy for role organization_scoped, for
--- every command, comparing with private.active_organization() in USING and
--- WITH CHECK (macro tenant_policies). Without it, a scoped request would
--- read every organization of that table.
+-- A request scoped to its active organization (role organization_scoped)
+-- has a policy wherever a signed-in one has: for each table and command
+-- with a permissive policy for authenticated, one for organization_scoped
+-- (macro tenant_policies writes both; the other macros name both roles).
+-- Without it, scoped requests see nothing there.
 select distinct 'rls', format('%I.%I', n.nspname, c.relname),
-       'no restrictive policy for role organization_scoped: a request scoped to its active organization reads every '
-       'organization here (use macro tenant_policies)'
-  from pg_catalog.pg_policy pol
-  join pg_catalog.pg_class c on c.oid = pol.polrelid
+       format('no %s policy for role organization_scoped (authenticated has %s): requests scoped to an active organization '
+              'see nothing here; use the policy macros',
+              case a.cmd when 'r' then 'SELECT' when 'a' then 'INSERT' when 'w' then 'UPDATE' else 'DELETE' end, a.policy)
+  from permissive a
+  join pg_catalog.pg_class c on c.oid = a.polrelid
   join pg_catalog.pg_namespace n on n.oid = c.relnamespace
  where n.nspname in ({{ m.schema_list() }})
-   and pol.polpermissive
-   and concat(pg_catalog.pg_get_expr(pol.polqual, pol.polrelid), ' ', pg_catalog.pg_get_expr(pol.polwithcheck, pol.polrelid))
-       like '%private.org_ids_with_permission(%'
-   and not exists (select from pg_catalog.pg_policy s
-                    where s.polrelid = c.oid and not s.polpermissive and s.polcmd = '*'
-                      and exists (select from pg_catalog.pg_roles r where r.oid = any (s.polroles) and r.rolname = 'organization_scoped')
-                      and pg_catalog.pg_get_expr(s.polqual, s.polrelid) like '%private.active_organization()%'
-                      and pg_catalog.pg_get_expr(s.polwithcheck, s.polrelid) like '%private.active_organization()%')
+   and a.role_name = 'authenticated'
+   and not exists (select from permissive s where s.polrelid = a.polrelid and s.cmd = a.cmd and s.role_name = 'organization_scoped')
