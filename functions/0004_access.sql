@@ -172,7 +172,7 @@ begin
   return null;
 end
 $fn$;
-comment on function private.active_organization is 'The request''s active organization (claim organization_id, else header X-Organization-Id), or null; what tenant_scope policies compare with.';
+comment on function private.active_organization is 'The request''s active organization (claim organization_id, else header X-Organization-Id), or null; org_ids_with_permission answers a scoped request with it.';
 {{ m.private_grants('active_organization') }}
 
 -- private.is_active_member(organization_id uuid) -> boolean

@@ -22,7 +22,6 @@ alter table crm.{{ t }} disable trigger user;
 {% endfor %}
 {% for t in ['people', 'person_emails', 'person_phones', 'addresses', 'marketing_consents', 'user_person_links'] %}
 drop policy if exists person_select on crm.{{ t }};
-drop policy if exists tenant_scope on crm.{{ t }};
 {% endfor %}
 
 -- The clients 0018 gave a key of their own are tied back to the person

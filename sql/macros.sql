@@ -64,7 +64,6 @@ create policy {{ name }} on {{ table }}
     scoped to its active organization: that organization, an equality). -#}
 {% macro tenant_policies(table, read, write=none, column='organization_id', insert=none, update=none, delete=none) -%}
 {{ rls_on(table) }}
-drop policy if exists tenant_scope on {{ table }};
 {{ policy(table, 'tenant_select', 'select', using=in_orgs_with(read, column), role='authenticated') }}
 {{ policy(table, 'scoped_select', 'select', using=in_active_org_with(read, column), role='organization_scoped') }}
 {%- if write or insert %}
@@ -105,7 +104,6 @@ drop policy if exists owner_update on {{ table }};
 {%- set linked = column ~ ' = any (array(select l.person_id from crm.user_person_links l where l.user_id = (select auth.uid())))' %}
 {%- set mine = '(' ~ linked ~ ' and ' ~ own ~ ')' if own else linked %}
 {{ rls_on(table) }}
-drop policy if exists tenant_scope on {{ table }};
 {{ policy(table, 'person_select', 'select', using=(mine ~ ' or ' ~ in_orgs_with('crm.read', or_orgs)) if or_orgs else mine) }}
 {%- endmacro %}
 
