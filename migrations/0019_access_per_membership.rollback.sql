@@ -8,7 +8,6 @@
 -- of that file is removed here (its checksum no longer matches anything,
 -- so it is re-applied). Until then tenant reads fail (42P01: the
 -- permission helpers read private.tenant_access): docs/access.md.
-drop index if exists usage.events_org_time;
 drop table private.tenant_access;
 drop index if exists tenancy.organizations_id_status;
 do $bookkeeping$

@@ -56,10 +56,3 @@ select ms.organization_id, ms.user_id, ms.role_key, o.status
   from tenancy.memberships ms
   join tenancy.organizations o on o.id = ms.organization_id
  where ms.status = 'active';
-
--- A tenant's recent events in order (a list page: organization_id = x
--- order by occurred_at desc limit n) read from an index and stop at the
--- page; events_org_meter_time serves one meter's. Built in this change's
--- transaction: writes to usage.events wait for the build (docs/access.md
--- gives its time per million events).
-create index if not exists events_org_time on usage.events (organization_id, occurred_at);
