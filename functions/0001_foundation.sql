@@ -104,9 +104,6 @@ begin
     create role organization_scoped nologin noinherit;
   end if;
   comment on role organization_scoped is 'tenantdb: a signed-in request scoped to its active organization (the privileges of authenticated; tenant policies narrowed to that organization).';
-  if pg_catalog.pg_has_role('organization_scoped', 'authenticated', 'member') then
-    revoke authenticated from organization_scoped;
-  end if;
   if exists (select from pg_catalog.pg_roles where rolname = 'authenticator') then
     grant organization_scoped to authenticator;
   end if;
