@@ -62,7 +62,7 @@ $fn$;
 comment on function private.check_username_available is 'Definer twin of check_username_available: sees every profile to test uniqueness.';
 {{ m.private_grants('check_username_available') }}
 {{ m.api_function('check_username_available', 'p_username text', 'boolean', 'p_username',
-   'Returns true when the user name is well formed, not reserved and not taken (case-insensitive). Null or blank: 22023. Callable by authenticated users.') }}
+   'Returns true when the user name is well formed, not reserved and not taken (case-insensitive). Null or blank: 22023. Callable by authenticated users.', stable=true) }}
 
 -- private.complete_onboarding(user_id uuid) -> void
 -- Marks the caller's own profile onboarded (idempotent: the first time is

@@ -132,7 +132,7 @@ $fn$;
 comment on function private.has_system_permission is 'Definer twin of has_system_permission: reads the grants the caller cannot see.';
 {{ m.private_grants('has_system_permission', 'authenticated, platform_staff, service_role') }}
 {{ m.api_function('has_system_permission', 'p_permission text', 'boolean', 'p_permission',
-   'Returns whether the caller holds the platform permission through an active system role grant. Never consults memberships. Callable by authenticated users.') }}
+   'Returns whether the caller holds the platform permission through an active system role grant. Never consults memberships. Callable by authenticated users.', stable=true) }}
 
 -- private.is_platform_team_member() -> boolean
 -- Returns whether the caller holds any active, unexpired system role grant.
@@ -158,7 +158,7 @@ $fn$;
 comment on function private.is_platform_team_member is 'Definer twin of is_platform_team_member.';
 {{ m.private_grants('is_platform_team_member') }}
 {{ m.api_function('is_platform_team_member', '', 'boolean', '',
-   'Returns whether the caller holds any active system role grant. Callable by authenticated users.') }}
+   'Returns whether the caller holds any active system role grant. Callable by authenticated users.', stable=true) }}
 
 -- private.platform_account_type(user_id uuid) -> text
 -- Returns super_admin (an active platform_superadmin grant), admin (any
@@ -198,4 +198,4 @@ $fn$;
 comment on function private.platform_account_type is 'Definer twin of platform_account_type.';
 {{ m.private_grants('platform_account_type') }}
 {{ m.api_function('platform_account_type', 'p_user_id uuid default auth.uid()', 'text', 'p_user_id',
-   'Returns super_admin, admin or user, derived from active system role grants. Another user: needs platform.tenant.read (42501). Unknown user: P0002.') }}
+   'Returns super_admin, admin or user, derived from active system role grants. Another user: needs platform.tenant.read (42501). Unknown user: P0002.', stable=true) }}

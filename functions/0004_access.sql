@@ -124,7 +124,7 @@ $fn$;
 comment on function private.has_permission is 'Definer twin of has_permission: reads memberships regardless of RLS.';
 {{ m.private_grants('has_permission') }}
 {{ m.api_function('has_permission', 'p_organization_id uuid, p_permission text', 'boolean', 'p_organization_id, p_permission',
-   'Returns whether the caller\'s membership in the organization carries the tenant permission (suspended organizations: *.read and *.view only). Never consults platform grants. Callable by authenticated users.') }}
+   'Returns whether the caller\'s membership in the organization carries the tenant permission (suspended organizations: *.read and *.view only). Never consults platform grants. Callable by authenticated users.', stable=true) }}
 
 -- private.require_permission(organization_id uuid, permission text) -> void
 -- Returns nothing when the caller holds the tenant permission; refuses with

@@ -577,7 +577,7 @@ $fn$;
 comment on function private.credit_balance is 'Definer twin of credit_balance.';
 {{ m.private_grants('credit_balance') }}
 {{ m.api_function('credit_balance', "p_organization_id uuid, p_currency text default 'USD'", 'bigint', 'p_organization_id, p_currency',
-   'The credit balance (sum of the ledger) in minor units. Needs billing.view (42501).') }}
+   'The credit balance (sum of the ledger) in minor units. Needs billing.view (42501).', stable=true) }}
 
 -- One-off payments ------------------------------------------------------------
 
@@ -963,7 +963,7 @@ $fn$;
 comment on function private.calculate_application_fee is 'Definer twin of calculate_application_fee.';
 {{ m.private_grants('calculate_application_fee') }}
 {{ m.api_function('calculate_application_fee', 'p_organization_id uuid, p_amount_minor bigint', 'bigint', 'p_organization_id, p_amount_minor',
-   'The application fee (bps of the connected account, rounded half up) on an amount in minor units. No active account: P0002; negative amount: 22023; needs billing.view (42501).') }}
+   'The application fee (bps of the connected account, rounded half up) on an amount in minor units. No active account: P0002; negative amount: 22023; needs billing.view (42501).', stable=true) }}
 
 -- private.track_platform_revenue(p_organization_id uuid, p_provider text, p_source_payment_id text,
 --   p_gross_amount_minor bigint, p_currency text, p_occurred_at timestamptz) -> uuid

@@ -689,7 +689,7 @@ $fn$;
 comment on function private.check_feature_access is 'Definer twin of check_feature_access.';
 {{ m.private_grants('check_feature_access') }}
 {{ m.api_function('check_feature_access', 'p_user_id uuid, p_feature_key text, p_organization_id uuid', 'jsonb', 'p_user_id, p_feature_key, p_organization_id',
-   'Limit, used, remaining, unlimited, allowed, overage_unit_price and plan of a feature for the current period. Not a member / another user: 42501; unknown feature: 22023; no subscription: P0002.') }}
+   'Limit, used, remaining, unlimited, allowed, overage_unit_price and plan of a feature for the current period. Not a member / another user: 42501; unknown feature: 22023; no subscription: P0002.', stable=true) }}
 
 -- Utilization per feature and period, with the caller's rights: one row
 -- per feature (seed 003's wide view, a column per meter, is

@@ -295,7 +295,7 @@ $fn$;
 comment on function private.export_user_data is 'Definer twin of export_user_data.';
 {{ m.private_grants('export_user_data') }}
 {{ m.api_function('export_user_data', 'p_user_id uuid', 'jsonb', 'p_user_id',
-   'Everything held about a user, driven by privacy.data_inventory (access and portability), CRM people linked to them included. Needs to be the user or platform.privacy.manage (42501); unknown user: P0002.') }}
+   'Everything held about a user, driven by privacy.data_inventory (access and portability), CRM people linked to them included. Needs to be the user or platform.privacy.manage (42501); unknown user: P0002.', stable=true) }}
 
 -- private.erase_subject(user_id uuid, email text, people uuid[]) -> table (columns_erased integer, rows_deleted integer)
 -- Anonymizes a subject's rows as the inventory says (erase_with: a fixed

@@ -1567,7 +1567,7 @@ comment on function private.client_timeline is 'Definer twin of client_timeline.
 {{ m.private_grants('client_timeline') }}
 {{ m.api_function('client_timeline', 'p_org_client_id uuid, p_limit integer default 100, p_before timestamptz default null',
    'table (id uuid, type text, created_at timestamptz, data jsonb)', 'p_org_client_id, p_limit, p_before',
-   'A client\'s timeline: jobs, invoices, payments and notes, newest first ({id, type, created_at, data}); page with p_before. Needs crm.read in the client\'s organization (else P0002, as for an unknown client); p_limit 1..1000 (22023).') }}
+   'A client\'s timeline: jobs, invoices, payments and notes, newest first ({id, type, created_at, data}); page with p_before. Needs crm.read in the client\'s organization (else P0002, as for an unknown client); p_limit 1..1000 (22023).', stable=true) }}
 
 -- private.client_stats(p_org_id uuid, p_currency text) -> jsonb
 -- Seed 004's six numbers for an organization: total, active, lead and
@@ -1611,7 +1611,7 @@ $fn$;
 comment on function private.client_stats is 'Definer twin of client_stats.';
 {{ m.private_grants('client_stats') }}
 {{ m.api_function('client_stats', 'p_org_id uuid, p_currency text default null', 'jsonb', 'p_org_id, p_currency',
-   'An organization\'s client statistics: total/active/lead/inactive clients, total and average lifetime value in minor units (and the currency). Needs crm.read (42501); clients in several currencies without p_currency: 22023.') }}
+   'An organization\'s client statistics: total/active/lead/inactive clients, total and average lifetime value in minor units (and the currency). Needs crm.read (42501); clients in several currencies without p_currency: 22023.', stable=true) }}
 
 -- private.search_clients(p_query text, p_org_id uuid, p_limit integer)
 --   -> table (org_client_id, person_id, first_name, last_name, primary_email, primary_phone_e164, status, ltv_cents, tags, created_at)
@@ -1703,7 +1703,7 @@ comment on function private.search_clients is 'Definer twin of search_clients.';
 {{ m.api_function('search_clients', 'p_query text, p_org_id uuid, p_limit integer default 25',
    'table (org_client_id uuid, person_id uuid, first_name text, last_name text, primary_email text, primary_phone_e164 text, status text, ltv_cents bigint, tags text[], created_at timestamptz)',
    'p_query, p_org_id, p_limit',
-   'Searches the organization\'s own records of its clients by name, email or phone: a whole email or phone, or @domain, by index; fragments and names partial and typo-tolerant (trigram), ranked, p_limit rows (1..100). Needs crm.read (42501); empty query: 22023.') }}
+   'Searches the organization\'s own records of its clients by name, email or phone: a whole email or phone, or @domain, by index; fragments and names partial and typo-tolerant (trigram), ranked, p_limit rows (1..100). Needs crm.read (42501); empty query: 22023.', stable=true) }}
 
 -- Privacy -----------------------------------------------------------------------------
 
@@ -1730,7 +1730,7 @@ $fn$;
 comment on function private.export_person_data is 'Definer twin of export_person_data.';
 {{ m.private_grants('export_person_data') }}
 {{ m.api_function('export_person_data', 'p_person_id uuid', 'jsonb', 'p_person_id',
-   'Everything held about a CRM person (a client who need not be a user), driven by privacy.data_inventory. Needs service_role or platform.privacy.manage (42501); unknown person: P0002.') }}
+   'Everything held about a CRM person (a client who need not be a user), driven by privacy.data_inventory. Needs service_role or platform.privacy.manage (42501); unknown person: P0002.', stable=true) }}
 
 -- private.erase_person(p_person_id uuid) -> uuid
 -- Anonymizes a CRM person as the inventory says (names and contact

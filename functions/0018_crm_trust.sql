@@ -47,7 +47,7 @@ $fn$;
 comment on function private.client_account is 'Definer twin of client_account.';
 {{ m.private_grants('client_account') }}
 {{ m.api_function('client_account', 'p_org_client_id uuid', 'jsonb', 'p_org_client_id',
-   'Whether your client has an account (tied through an email or phone they verified), since when, and when they last changed their own contact ({has_account, linked_since, contact_updated_at}); never their own names or contact. Needs crm.read in the client\'s organization (else P0002, as for an unknown client).') }}
+   'Whether your client has an account (tied through an email or phone they verified), since when, and when they last changed their own contact ({has_account, linked_since, contact_updated_at}); never their own names or contact. Needs crm.read in the client\'s organization (else P0002, as for an unknown client).', stable=true) }}
 
 -- private.crm_service_history(people uuid[], p_limit integer, p_before timestamptz)
 --   -> table (organization_id, organization_name, org_client_id, id, type, created_at, data)
@@ -112,4 +112,4 @@ comment on function private.my_service_history is 'Definer twin of my_service_hi
 {{ m.api_function('my_service_history', 'p_limit integer default 100, p_before timestamptz default null',
    'table (organization_id uuid, organization_name text, org_client_id uuid, id uuid, type text, created_at timestamptz, data jsonb)',
    'p_limit, p_before',
-   'The client portal: your jobs, issued invoices and payments from every provider that has you as a client through an email or phone you confirmed, newest first; page with p_before. Never a provider\'s notes, custom fields or tags. Signed-in users only (42501); p_limit 1..1000 (22023).') }}
+   'The client portal: your jobs, issued invoices and payments from every provider that has you as a client through an email or phone you confirmed, newest first; page with p_before. Never a provider\'s notes, custom fields or tags. Signed-in users only (42501); p_limit 1..1000 (22023).', stable=true) }}

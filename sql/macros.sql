@@ -173,11 +173,18 @@ create trigger {{ name }}
 
 {#- api_function: a SECURITY INVOKER function in the API schema that calls
     its SECURITY DEFINER twin in private. args: the argument list with
-    defaults; call: the arguments passed on. -#}
-{% macro api_function(name, args, returns, call, comment) -%}
+    defaults; call: the arguments passed on. stable: the function only
+    reads (its twin is STABLE): PostgREST runs a POST of it read-only too,
+    and it works on a read replica (tests/test_standby.py calls every
+    STABLE API function on a hot standby, and every other one must refuse
+    there: docs/operations.md, Read replicas). -#}
+{% macro api_function(name, args, returns, call, comment, stable=false) -%}
 create or replace function {{ api }}.{{ name }}({{ args }})
   returns {{ returns }}
   language sql
+  {%- if stable %}
+  stable
+  {%- endif %}
   security invoker
   {{ pinned() }}
 as $fn$ select {% if returns.startswith('table') or returns.startswith('setof') %}* from {% endif %}private.{{ name }}({{ call }}) $fn$;
