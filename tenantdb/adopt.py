@@ -518,29 +518,29 @@ def adopt(engine: Engine, to: str | None = None, dry_run: bool = False) -> Repor
     """Check the database against the package and, if it matches, record the
     changes as applied (see the module's docstring). Refuses with
     TenantdbError (exit 1) listing the differences, recording nothing."""
-    with engine.locked():
-        with connect(engine.dsn) as conn:
-            managed = _managed(conn)
-            if managed:
-                conn.rollback()
-                engine.status()  # refuses (exit 2) a --target or --api-schema the database was not installed with
-                return Report(managed=managed, source="tenantdb.changes")
-            reference: dict[str, dict[tuple[str, str], str]] = {}
-            report = inspect(engine, conn, to, reference)
+    # These checks only read; record_adopted runs them again under the migration lock.
+    with connect(engine.dsn) as conn:
+        managed = _managed(conn)
+        if managed:
             conn.rollback()
-        if report.differences:
-            raise _refusal(report)
-        if dry_run:
-            return report
+            engine.status()  # refuses (exit 2) a --target or --api-schema the database was not installed with
+            return Report(managed=managed, source="tenantdb.changes")
+        reference: dict[str, dict[tuple[str, str], str]] = {}
+        report = inspect(engine, conn, to, reference)
+        conn.rollback()
+    if report.differences:
+        raise _refusal(report)
+    if dry_run:
+        return report
 
-        def recheck(conn: psycopg.Connection) -> None:
-            if _managed(conn):
-                raise TenantdbError("another run recorded changes meanwhile; nothing was recorded")
-            again = inspect(engine, conn, to, reference)
-            if again.differences:
-                raise _refusal(again)
-            if [c.id for c in again.changes] != [c.id for c in report.changes]:
-                raise TenantdbError("the database changed while it was checked; nothing was recorded")
+    def recheck(conn: psycopg.Connection) -> None:
+        if _managed(conn):
+            raise TenantdbError("another run recorded changes meanwhile; nothing was recorded")
+        again = inspect(engine, conn, to, reference)
+        if again.differences:
+            raise _refusal(again)
+        if [c.id for c in again.changes] != [c.id for c in report.changes]:
+            raise TenantdbError("the database changed while it was checked; nothing was recorded")
 
-        engine.record_adopted(report.changes, recheck)
+    engine.record_adopted(report.changes, recheck)
     return report

@@ -17,7 +17,7 @@ import click
 from tenantdb import __version__, export, scaffold, verify
 from tenantdb.db import resolve_dsn
 from tenantdb.engine import Engine
-from tenantdb.errors import EXIT_FAILED, TenantdbError
+from tenantdb.errors import EXIT_FAILED, DataLoss, TenantdbError
 from tenantdb.paths import SqlSource, find_sql
 from tenantdb.render import TARGETS, Renderer, Target
 
@@ -70,6 +70,8 @@ class Context:
 
 
 pass_ctx = click.make_pass_decorator(Context)
+yes_option = click.option("--yes", is_flag=True,
+                          help="Drop what it would drop (tables holding rows, columns holding values) without asking.")
 lock_option = click.option("--lock-timeout", default=60.0, show_default=True, type=click.FloatRange(min=0.001),
                            help="Seconds to wait for a lock: tenantdb's own, and each one its DDL takes.")
 
@@ -106,6 +108,21 @@ def emit(c: Context, data: object) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True))
 
 
+def with_consent(c: Context, yes: bool, run: Callable[[bool], int]) -> int:
+    """run(allow_data_loss). Without --yes, a run that would drop data is
+    refused (DataLoss, exit 6, nothing changed); at a terminal the list is
+    shown and the question asked, and on yes the run is made again."""
+    try:
+        return run(yes)
+    except DataLoss as exc:
+        if yes or c.as_json or not sys.stdin.isatty():
+            raise
+        click.echo("\n".join(str(exc).splitlines()[:-1]), err=True)
+        if not click.confirm("drop it?", default=False, err=True):
+            raise
+        return run(True)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="tenantdb")
 @click.option("--dsn", envvar=None,
@@ -129,11 +146,12 @@ def cli(ctx: click.Context, dsn: str | None, target: str, api_schema: str, witho
 @cli.command()
 @click.option("--to", "to", metavar="CHANGE", help="Apply up to and including this change.")
 @click.option("--dry-run", is_flag=True, help="Print the SQL that would run; change nothing (refuses as migrate would).")
+@yes_option
 @lock_option
 @json_option
 @global_options
 @pass_ctx
-def migrate(c: Context, to: str | None, dry_run: bool, lock_timeout: float) -> None:
+def migrate(c: Context, to: str | None, dry_run: bool, yes: bool, lock_timeout: float) -> None:
     """Apply pending changes, a line when each starts and ends, with its duration."""
     engine = c.engine(lock_timeout)
     c.say(c.source.describe())
@@ -141,7 +159,7 @@ def migrate(c: Context, to: str | None, dry_run: bool, lock_timeout: float) -> N
         sql = engine.dry_run(to)
         emit(c, {"dry_run": True, "sql": sql}) if c.as_json else click.echo(sql)
         return
-    count = engine.migrate(to)
+    count = with_consent(c, yes, lambda allow: engine.migrate(to, allow_data_loss=allow))
     if c.as_json:
         emit(c, {"applied": engine.log, "count": count})
     elif count == 0:
@@ -174,17 +192,22 @@ def status(c: Context) -> None:
 @click.option("--to", "to", metavar="CHANGE", help="Revert everything applied after this change.")
 @click.option("--steps", type=click.IntRange(min=1), help="Revert the newest N changes.")
 @click.option("--all", "all_", is_flag=True, help="Revert every change.")
+@yes_option
 @lock_option
 @json_option
 @global_options
 @pass_ctx
-def rollback(c: Context, to: str | None, steps: int | None, all_: bool, lock_timeout: float) -> None:
-    """Revert applied changes, newest first (default: the newest one), all or nothing."""
+def rollback(c: Context, to: str | None, steps: int | None, all_: bool, yes: bool, lock_timeout: float) -> None:
+    """Revert applied changes, newest first (default: the newest one), all or nothing.
+
+    A rollback that would drop tables holding rows (or columns holding
+    values) lists them with their counts and needs --yes (asked at a
+    terminal); without it nothing is reverted (exit 6)."""
     if sum(x is not None and x is not False for x in (to, steps, all_)) > 1:
         raise click.UsageError("choose one of --to, --steps, --all")
     engine = c.engine(lock_timeout)
     c.say(c.source.describe())
-    count = engine.rollback(to, steps, all_)
+    count = with_consent(c, yes, lambda allow: engine.rollback(to, steps, all_, allow_data_loss=allow))
     if c.as_json:
         emit(c, {"reverted": engine.log, "count": count})
     elif count == 0:
@@ -311,8 +334,11 @@ def up(c: Context, data_dir: Path) -> None:
     """Start a local PostgreSQL (embedded), migrate and seed it; print its DSN last."""
     from tenantdb import embedded  # the embedded server is an optional extra
 
+    from tenantdb import devdb
+
     started = time.perf_counter()
     server = embedded.start(data_dir)
+    devdb.mark(server.dsn)  # reset may drop it without --force
     engine = c.engine(dsn=server.dsn)
     if engine.migrate() == 0:
         click.echo("nothing to apply")
@@ -333,20 +359,24 @@ def down(data_dir: Path) -> None:
 
 @cli.command()
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--force", is_flag=True, help="Reset a database that tenantdb did not make for development.")
 @global_options
 @pass_ctx
-def reset(c: Context, yes: bool) -> None:
-    """Drop the database and make it again: migrate, seed. For development databases."""
-    from tenantdb import devdb
+def reset(c: Context, yes: bool, force: bool) -> None:
+    """Drop the database and make it again: migrate, seed. For development databases.
+
+    Only a database made by `tenantdb up` or `tenantdb reset` (they mark it
+    with a comment on the database), or marked so by hand, unless --force."""
+    from tenantdb import devdb, pooling
 
     if c.target.name == "supabase":
         raise click.UsageError("tenantdb reset drops the database, and with it Supabase's own auth schema: "
                                "use `supabase db reset` for a Supabase database")
     dsn = resolve_dsn(c.dsn_option)
-    name = devdb.database_name(dsn)
-    devdb.check_resettable(name)
+    name, where = devdb.check_resettable(dsn, force)
+    pooling.refuse_transaction_pooler(dsn)
     if not yes:
-        click.confirm(f"drop database {name} with all its data, and make it again?", abort=True)
+        click.confirm(f"drop database {name} on {where} with all its data, and make it again?", abort=True)
     devdb.recreate(dsn)
     click.echo(f"dropped and created {name}", err=True)
     engine = c.engine(dsn=dsn)

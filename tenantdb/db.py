@@ -67,7 +67,9 @@ def _redacted(exc: Exception, dsn: str) -> str:
 
 
 def connect(dsn: str, autocommit: bool = False) -> psycopg.Connection:
-    """A connection; PGCONNECT_TIMEOUT (seconds) bounds the wait, 10 s by default."""
+    """A connection; PGCONNECT_TIMEOUT (seconds) bounds the wait, 10 s by
+    default. It never prepares statements (a prepared statement lives in the
+    server session, which a transaction pooler does not keep)."""
     timeout = os.environ.get("PGCONNECT_TIMEOUT", "10")
     if not timeout.isdigit():
         raise UsageProblem(f"PGCONNECT_TIMEOUT={timeout!r}: a whole number of seconds")
@@ -77,8 +79,8 @@ def connect(dsn: str, autocommit: bool = False) -> psycopg.Connection:
         raise UsageProblem(f"not a connection string ({_redacted(exc, dsn)}); expected {DSN_FORMS}") from exc
     try:
         if given:
-            return psycopg.connect(dsn, autocommit=autocommit)
-        return psycopg.connect(dsn, autocommit=autocommit, connect_timeout=int(timeout))
+            return psycopg.connect(dsn, autocommit=autocommit, prepare_threshold=None)
+        return psycopg.connect(dsn, autocommit=autocommit, connect_timeout=int(timeout), prepare_threshold=None)
     except psycopg.ProgrammingError as exc:
         raise UsageProblem(f"not a connection string ({_redacted(exc, dsn)}); expected {DSN_FORMS}") from exc
     except psycopg.OperationalError as exc:

@@ -2,7 +2,11 @@
 
 Versioned migrations are applied by yoyo-migrations, one transaction per
 change that also holds the change's repeatables and its bookkeeping rows.
-Every apply and rollback runs under a Postgres advisory lock.
+Every transaction that writes takes tenantdb's migration lock first: a
+transaction-scoped advisory lock, which PostgreSQL releases at commit, at
+rollback and when the session dies, so a killed run leaves no lock behind,
+not even on a pooled server connection. Nothing is set for the session
+(only SET LOCAL) and nothing is prepared, for the same reason.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from yoyo import read_migrations
 from yoyo.backends.core.postgresql import PostgresqlPsycopgBackend
 from yoyo.connections import parse_uri
 
+from . import dataloss, pooling
 from .db import connect
 from .errors import EditedChange, LockTimeout, StatementError, TenantdbError, UsageProblem
 from .render import Change, Renderer, Repeatable, drop_functions_sql
@@ -51,6 +56,44 @@ create table if not exists tenantdb.repeatables (
 );
 create index if not exists repeatables_change_id on tenantdb.repeatables (change_id);
 comment on table tenantdb.repeatables is 'The functions/ and policies/ files applied, with the sha256 of their rendered SQL; re-applied when it changes.';
+create table if not exists tenantdb._yoyo_migration (
+  migration_hash varchar(64) primary key,
+  migration_id varchar(255),
+  applied_at_utc timestamp
+);
+create table if not exists tenantdb._yoyo_log (
+  id varchar(36) primary key,
+  migration_hash varchar(64),
+  migration_id varchar(255),
+  operation varchar(10),
+  username varchar(255),
+  hostname varchar(255),
+  comment varchar(255),
+  created_at_utc timestamp
+);
+create table if not exists tenantdb._yoyo_version (
+  version int not null primary key,
+  installed_at_utc timestamp
+);
+insert into tenantdb._yoyo_version
+select 2, (now() at time zone 'utc') where not exists (select from tenantdb._yoyo_version);
+create table if not exists tenantdb.seeded_catalog (
+  only_row boolean primary key default true constraint seeded_catalog_one_row check (only_row),
+  source text not null,
+  document jsonb not null,
+  seeded_at timestamptz not null default now()
+);
+comment on table tenantdb.seeded_catalog is 'The plan catalog the last tenantdb seed loaded: verify checks that the rows the seeds own are still there.';
+"""
+
+# yoyo's lock table: earlier releases took yoyo's lock beside the advisory
+# one, and a run killed inside yoyo's setup left its row behind for good.
+# tenantdb no longer uses it; a row found there is stale by definition.
+_STALE_YOYO_LOCK = """
+with gone as (
+  delete from tenantdb.yoyo_lock returning pid, ctime
+)
+select pid, to_char(ctime, 'YYYY-MM-DD HH24:MI:SS') from gone
 """
 
 
@@ -90,16 +133,35 @@ _SUPABASE_PREREQUISITES = [
 
 
 class _YoyoBackend(PostgresqlPsycopgBackend):
-    """yoyo's psycopg 3 backend on a plain conninfo, bookkeeping in schema tenantdb."""
+    """yoyo's psycopg 3 backend on a plain conninfo, bookkeeping in schema tenantdb.
+
+    Nothing of yoyo's lives in the session: its tables are named with their
+    schema (yoyo sets search_path for the session instead), they are made
+    by BOOKKEEPING under tenantdb's lock (not by yoyo's unlocked setup),
+    and yoyo's lock table is not used (tenantdb's advisory lock is)."""
 
     def __init__(self, conninfo: str) -> None:
         self._conninfo = conninfo
         super().__init__(parse_uri("postgresql+psycopg:///tenantdb"), "_yoyo_migration")
-        self.init_database()
+        self.has_transactional_ddl = True
+        self._internal_schema_updated = True  # BOOKKEEPING made yoyo's tables (version 2)
+        self.pinned_pid: int | None = None  # the server session of the first locked transaction
 
     def connect(self, dburi):  # type: ignore[override]
         self.schema = "tenantdb"
-        return psycopg.connect(self._conninfo, autocommit=True)
+        return connect(self._conninfo, autocommit=True)
+
+    def init_connection(self, connection) -> None:  # type: ignore[override]
+        """No session state: search_path is set per transaction (SET LOCAL)."""
+
+    def __getattr__(self, attrname: str):
+        if attrname.endswith("_quoted"):
+            return "tenantdb." + self.quote_identifier(getattr(self, attrname.removesuffix("_quoted")))
+        raise AttributeError(attrname)
+
+    @contextmanager
+    def lock(self, timeout: float = 10) -> Iterator[None]:  # type: ignore[override]
+        yield  # tenantdb's advisory lock serializes runs (Engine._lock)
 
     def copy(self):  # type: ignore[override]
         return _YoyoBackend(self._conninfo)
@@ -191,22 +253,45 @@ class Engine:
         return st
 
     # -- locking ---------------------------------------------------------
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        conn = connect(self.dsn, autocommit=True)
+    def _lock(self, conn: psycopg.Connection, source: str = "tenantdb", search_path: bool = True) -> int:
+        """Take tenantdb's migration lock for the transaction conn is in, and
+        return the server session's pid. search_path (yoyo's: the changes
+        were always applied with it) and lock_timeout are set for this
+        transaction only: --lock-timeout bounds the wait for this lock and
+        for every lock the DDL after it takes (an ALTER queued behind a long
+        read would otherwise wait, and block every later query on that
+        table)."""
         try:
-            conn.execute(f"set lock_timeout = {int(self.lock_timeout * 1000)}")
-            try:
-                conn.execute("select pg_advisory_lock(%s)", (LOCK_KEY,))
-            except psycopg.errors.LockNotAvailable as exc:
-                raise LockTimeout(
-                    f"another tenantdb run holds the migration lock; gave up after {self.lock_timeout:g}s "
-                    "(raise --lock-timeout, or find it with: select pid from pg_locks where locktype = 'advisory')"
-                ) from exc
-            conn.execute("set lock_timeout = 0")
-            yield
-        finally:
-            conn.close()  # closing the session releases the advisory lock
+            conn.execute(f"set local lock_timeout = {int(self.lock_timeout * 1000)}")
+            if search_path:
+                conn.execute("set local search_path = tenantdb")
+            return conn.execute("select pg_backend_pid(), pg_advisory_xact_lock(%s)", (LOCK_KEY,)).fetchone()[0]
+        except psycopg.errors.LockNotAvailable as exc:
+            raise LockTimeout(
+                f"another tenantdb run holds the migration lock; gave up after {self.lock_timeout:g}s "
+                "(raise --lock-timeout, or find it with: select pid from pg_locks where locktype = 'advisory' "
+                f"and (classid::bigint << 32 | objid::bigint) = {LOCK_KEY})"
+            ) from exc
+        except psycopg.Error as exc:
+            raise StatementError(source, "select pg_advisory_xact_lock(...)", exc) from exc
+
+    def _lock_backend(self, backend: _YoyoBackend) -> None:
+        """_lock on yoyo's connection, which must stay on one server session:
+        a later transaction on another one means a transaction pooler."""
+        pid = self._lock(backend.connection)
+        if backend.pinned_pid is None:
+            backend.pinned_pid = pid
+        elif pid != backend.pinned_pid:
+            raise pooling.moved(self.dsn, backend.pinned_pid, pid)
+
+    def _writable(self, conn: psycopg.Connection, what: str) -> None:
+        """Refuse, before writing anything, a database that cannot be written."""
+        recovery, read_only = conn.execute(
+            "select pg_catalog.pg_is_in_recovery(), pg_catalog.current_setting('transaction_read_only')").fetchone()
+        if recovery or read_only == "on":
+            why = "a hot standby (pg_is_in_recovery)" if recovery else "default_transaction_read_only is on"
+            raise TenantdbError(f"SQLSTATE 25006: cannot {what}: the database is read-only ({why}); "
+                                "run it against the primary. Nothing was changed.")
 
     # -- apply -----------------------------------------------------------
     def _select(self, to: str | None) -> list[Change]:
@@ -254,49 +339,84 @@ class Engine:
                 )
         return "\n".join(parts)
 
-    def migrate(self, to: str | None = None) -> int:
-        """Apply what is pending; return how many changes and repeatables ran."""
+    def migrate(self, to: str | None = None, allow_data_loss: bool = False) -> int:
+        """Apply what is pending; return how many changes and repeatables ran.
+
+        A change marked destructive that would drop tables or columns
+        holding data is refused (DataLoss) unless allow_data_loss."""
         selected = self._select(to)
-        with self._locked(), tempfile.TemporaryDirectory(prefix="tenantdb-") as tmp:
-            with connect(self.dsn, autocommit=True) as conn:
-                recorded, reps = self._recorded(conn)
-                self._preflight(conn, recorded, selected)
-                conn.execute(BOOKKEEPING)
-            for change in selected:
+        with connect(self.dsn, autocommit=True) as conn:
+            recorded, reps = self._recorded(conn)
+            self._preflight(conn, recorded, selected)
+            pending = [c for c in selected if c.id not in recorded]
+            stale = [(c, r) for c in selected if c.id in recorded for r in c.repeatables if reps.get(r.path) != r.checksum]
+            if not pending and not stale:
+                self.mirror_client_grants()  # writes only if the grants differ
+                return 0
+            self._writable(conn, "migrate")
+        pooling.refuse_transaction_pooler(self.dsn)
+        with tempfile.TemporaryDirectory(prefix="tenantdb-") as tmp:
+            for change in pending:
                 _write_yoyo_migration(Path(tmp), change)
             migrations = {m.id: m for m in read_migrations(tmp)}
             backend = _YoyoBackend(self.dsn)
             try:
-                backend.ensure_internal_schema_updated()
+                with backend.transaction():
+                    self._lock_backend(backend)
+                    self._execute(backend, "tenantdb bookkeeping", BOOKKEEPING)
+                    self._clear_stale_yoyo_lock(backend)
+                count = 0
                 # Changed repeatables of applied changes first, all in one
                 # transaction (older than anything pending), then each
                 # pending change in its own.
-                stale = [(c, r) for c in selected if c.id in recorded for r in c.repeatables if reps.get(r.path) != r.checksum]
                 if stale:
                     with backend.transaction():
+                        self._lock_backend(backend)
+                        with backend.connection.cursor() as cur:
+                            now = dict(cur.execute("select path, checksum from tenantdb.repeatables").fetchall())
                         for change, rep in stale:
-                            self._apply_repeatable(backend, change, rep)
-                count = len(stale)
-                for change in selected:
-                    if change.id not in recorded:
-                        self._apply_change(backend, migrations[change.id], change)
-                        count += 1
+                            if now.get(rep.path) != rep.checksum:  # another run may have re-applied it meanwhile
+                                self._apply_repeatable(backend, change, rep)
+                                count += 1
+                for change in pending:
+                    count += self._apply_change(backend, migrations[change.id], change, selected, allow_data_loss)
             finally:
                 backend.connection.close()
-            self.mirror_client_grants()
+        self.mirror_client_grants()
         return count
+
+    def _clear_stale_yoyo_lock(self, backend: _YoyoBackend) -> None:
+        """Rows in yoyo's lock table (made by earlier releases) are stale:
+        tenantdb holds its own lock here, and no longer takes yoyo's."""
+        with backend.connection.cursor() as cur:
+            if cur.execute("select to_regclass('tenantdb.yoyo_lock') is null").fetchone()[0]:
+                return
+            for pid, since in cur.execute(_STALE_YOYO_LOCK).fetchall():
+                self.echo(f"cleared a stale row of tenantdb.yoyo_lock (process {pid}, since {since} UTC): "
+                          "left by an interrupted run of an earlier tenantdb")
 
     def mirror_client_grants(self) -> None:
         """Give organization_scoped exactly authenticated's privileges (the
-        database does it: private.mirror_client_grants), where the schema
-        has that function."""
-        with connect(self.dsn, autocommit=True) as conn:
-            if conn.execute("select to_regprocedure('private.mirror_client_grants()') is not null").fetchone()[0]:
+        database does it: private.mirror_client_grants), under the migration
+        lock, where the schema has that function and the privileges differ
+        (so a read-only database with nothing to do is not written to)."""
+        differ = "select exists (select from private.client_grant_differences())"
+        with connect(self.dsn) as conn:
+            if not conn.execute("select to_regprocedure('private.mirror_client_grants()') is not null").fetchone()[0] \
+                    or not conn.execute(differ).fetchone()[0]:
+                return
+            conn.rollback()
+            self._lock(conn, "private.mirror_client_grants()", search_path=False)
+            if conn.execute(differ).fetchone()[0]:
                 conn.execute("select private.mirror_client_grants()")
+            conn.commit()
 
-    def _apply_change(self, backend: _YoyoBackend, migration, change: Change) -> None:
+    def _apply_change(self, backend: _YoyoBackend, migration, change: Change, selected: list[Change],
+                      allow_data_loss: bool) -> int:
+        """Apply one pending change in its own transaction; 0 when another run
+        applied it meanwhile, else 1."""
         try:
-            self._apply_change_once(backend, migration, change)
+            return self._apply_change_once(backend, migration, change, selected, allow_data_loss)
         except StatementError as exc:
             # A run-time error (a constraint, a RAISE) carries no position in
             # the file: find the statement by running the file's statements
@@ -312,6 +432,7 @@ class Engine:
     def _locate(self, sql: str) -> tuple[int, str, psycopg.Error] | None:
         with connect(self.dsn) as conn:
             try:
+                conn.execute("set local search_path = tenantdb")  # as the change ran
                 for offset, statement in split_statements(sql):
                     try:
                         conn.execute(statement.encode())
@@ -321,20 +442,41 @@ class Engine:
                 conn.rollback()
         return None
 
-    def _apply_change_once(self, backend: _YoyoBackend, migration, change: Change) -> None:
+    def _apply_change_once(self, backend: _YoyoBackend, migration, change: Change, selected: list[Change],
+                           allow_data_loss: bool) -> int:
         started = time.perf_counter()
-        self.echo(f"applying {change.id} ...")
         with backend.transaction():
-            self._ddl_lock_timeout(backend)
+            self._lock_backend(backend)
+            # Under the lock, the database as this run found it, or as another
+            # run left it: skip what it applied, stop if it rolled back.
+            with backend.connection.cursor() as cur:
+                done = {row[0] for row in cur.execute("select change_id from tenantdb.changes").fetchall()}
+            if change.id in done:
+                self.echo(f"{change.id} was applied by another run meanwhile")
+                return 0
+            earlier = [c.id for c in selected[: selected.index(change)] if c.id not in done]
+            if earlier:
+                raise TenantdbError(f"{', '.join(earlier)} is no longer applied (another run rolled it back while this "
+                                    f"one ran): stopped before {change.id}; run tenantdb migrate again")
+            self.echo(f"applying {change.id} ...")
             migration.load()
-            for step in migration.steps:
-                statement = getattr(getattr(step, "step", step), "_apply", "")
-                try:
-                    step.apply(backend)
-                except psycopg.errors.LockNotAvailable as exc:
-                    raise self._lock_waited(change.path, str(statement)) from exc
-                except psycopg.Error as exc:
-                    raise StatementError(change.path, str(statement), exc) from exc
+
+            def run_steps() -> None:
+                for step in migration.steps:
+                    statement = getattr(getattr(step, "step", step), "_apply", "")
+                    try:
+                        step.apply(backend)
+                    except psycopg.errors.LockNotAvailable as exc:
+                        raise self._lock_waited(change.path, str(statement)) from exc
+                    except psycopg.Error as exc:
+                        raise StatementError(change.path, str(statement), exc) from exc
+
+            if change.destructive:
+                for item in dataloss.guarded(backend.connection, run_steps, f"{change.id} (marked destructive)",
+                                             allow_data_loss):
+                    self.echo(f"{change.id} dropped {item}")
+            else:
+                run_steps()
             backend.mark_one(migration, log=False)
             duration = int((time.perf_counter() - started) * 1000)
             self._execute(
@@ -345,10 +487,11 @@ class Engine:
             )
             for rep in change.repeatables:
                 self._apply_repeatable(backend, change, rep, quiet=True)
-        backend.log_migration(migration, "apply")
+            backend.log_migration(migration, "apply")
         ms = int((time.perf_counter() - started) * 1000)
         self.log.append({"change": change.id, "action": "applied", "duration_ms": ms})
         self.echo(f"applied {change.id} ({ms} ms)")
+        return 1
 
     def _apply_repeatable(self, backend: _YoyoBackend, change: Change, rep: Repeatable, quiet: bool = False) -> None:
         started = time.perf_counter()
@@ -374,12 +517,6 @@ class Engine:
             ms = int((time.perf_counter() - started) * 1000)
             self.log.append({"repeatable": rep.path, "action": "reapplied", "duration_ms": ms})
             self.echo(f"reapplied {rep.path} ({ms} ms)")
-
-    def _ddl_lock_timeout(self, backend: _YoyoBackend) -> None:
-        """--lock-timeout bounds the wait for every lock the change's DDL
-        takes, not only tenantdb's own (an ALTER queued behind a long read
-        would otherwise wait, and block every later query on that table)."""
-        self._execute(backend, "lock_timeout", f"set local lock_timeout = {int(self.lock_timeout * 1000)}")
 
     def _lock_waited(self, source: str, statement: str) -> LockTimeout:
         """The message of a DDL statement that gave up on a lock: the statement
@@ -438,79 +575,91 @@ class Engine:
             raise StatementError(source, sql, exc) from exc
 
     # -- rollback --------------------------------------------------------
-    def rollback(self, to: str | None = None, steps: int | None = None, all_: bool = False) -> int:
-        """Revert applied changes, newest first; return how many."""
-        with self._locked(), tempfile.TemporaryDirectory(prefix="tenantdb-") as tmp:
-            with connect(self.dsn, autocommit=True) as conn:
-                recorded, _ = self._recorded(conn)
-            applied = [c for c in self.changes if c.id in recorded]
-            hidden = sorted(set(recorded) - {c.id for c in self.changes})
-            if hidden:
-                raise TenantdbError(
-                    f"cannot roll back: applied change(s) {', '.join(hidden)} are not in the selection "
-                    "(left out with --without, or from another release); roll back with the same changes "
-                    "the database was migrated with")
-            if to is not None:
-                ids = [c.id for c in applied]
-                if to not in ids:
-                    raise UsageProblem(f"--to {to}: not an applied change (applied: {', '.join(ids) or 'none'})")
-                victims = applied[ids.index(to) + 1 :]
-            elif steps is not None:
-                victims = applied[-steps:] if steps > 0 else []
-            elif all_:
-                victims = applied
-            else:
-                victims = applied[-1:]
-            for change in victims:
-                _write_yoyo_migration(Path(tmp), change)
-            migrations = {m.id: m for m in read_migrations(tmp)}
+    def rollback(self, to: str | None = None, steps: int | None = None, all_: bool = False,
+                 allow_data_loss: bool = False) -> int:
+        """Revert applied changes, newest first; return how many. All in one
+        transaction, planned under the lock. Dropping tables that hold rows
+        (or columns that hold values) is refused (DataLoss, nothing
+        reverted) unless allow_data_loss."""
+        with connect(self.dsn, autocommit=True) as conn:
+            self._recorded(conn)  # refuses another --target / --api-schema
+        pooling.refuse_transaction_pooler(self.dsn)
+        with tempfile.TemporaryDirectory(prefix="tenantdb-") as tmp:
             backend = _YoyoBackend(self.dsn)
             try:
-                backend.ensure_internal_schema_updated()
                 # All the changes of one rollback in one transaction: a change
                 # that refuses (0008 with audit records, someone's view on a
                 # function) leaves every later one applied, not half reverted.
                 with backend.transaction():
-                    self._ddl_lock_timeout(backend)
+                    self._lock_backend(backend)
+                    recorded, _ = self._recorded(backend.connection)
+                    victims = self._victims(recorded, to, steps, all_)
+                    for change in victims:
+                        _write_yoyo_migration(Path(tmp), change)
+                    migrations = {m.id: m for m in read_migrations(tmp)}
+                    what = f"rollback of {', '.join(c.id for c in reversed(victims))}" if victims else "rollback"
+                    lost = dataloss.guarded(backend.connection, lambda: self._revert(backend, migrations, victims),
+                                            what, allow_data_loss)
+                    for item in lost:
+                        self.echo(f"dropped {item}")
                     for change in reversed(victims):
-                        started = time.perf_counter()
-                        self.echo(f"reverting {change.id} ...")
-                        migration = migrations[change.id]
-                        # The rollback file first (it drops the change's own
-                        # views and tables), then the functions of the
-                        # change's repeatables with their triggers and
-                        # policies: a view or default of someone else's that
-                        # still uses one refuses the rollback (2BP01) instead
-                        # of disappearing with it.
-                        migration.load()
-                        rollback_path = change.path.replace(".sql", ".rollback.sql")
-                        for step in reversed(migration.steps):
-                            statement = getattr(getattr(step, "step", step), "_rollback", "")
-                            try:
-                                step.rollback(backend)
-                            except psycopg.errors.LockNotAvailable as exc:
-                                raise self._lock_waited(rollback_path, str(statement)) from exc
-                            except psycopg.Error as exc:
-                                raise StatementError(rollback_path, str(statement), exc, note="nothing was reverted") from exc
-                        if change.functions:
-                            self._execute(backend, change.path, drop_functions_sql(change.functions))
-                        backend.unmark_one(migration, log=False)
-                        self._execute(backend, change.path, "delete from tenantdb.changes where change_id = %s", (change.id,))
-                        ms = int((time.perf_counter() - started) * 1000)
-                        self.log.append({"change": change.id, "action": "reverted", "duration_ms": ms})
-                        self.echo(f"undid {change.id} ({ms} ms; committed with the rest, or not at all)")
+                        backend.log_migration(migrations[change.id], "rollback")
+                        self.log.append({"change": change.id, "action": "reverted"})
                 for change in reversed(victims):
-                    backend.log_migration(migrations[change.id], "rollback")
                     self.echo(f"reverted {change.id}")
             finally:
                 backend.connection.close()
-            self.mirror_client_grants()
+        self.mirror_client_grants()
         return len(victims)
+
+    def _victims(self, recorded: dict[str, str], to: str | None, steps: int | None, all_: bool) -> list[Change]:
+        """The applied changes a rollback reverts, oldest first."""
+        applied = [c for c in self.changes if c.id in recorded]
+        hidden = sorted(set(recorded) - {c.id for c in self.changes})
+        if hidden:
+            raise TenantdbError(
+                f"cannot roll back: applied change(s) {', '.join(hidden)} are not in the selection "
+                "(left out with --without, or from another release); roll back with the same changes "
+                "the database was migrated with")
+        if to is not None:
+            ids = [c.id for c in applied]
+            if to not in ids:
+                raise UsageProblem(f"--to {to}: not an applied change (applied: {', '.join(ids) or 'none'})")
+            return applied[ids.index(to) + 1 :]
+        if steps is not None:
+            return applied[-steps:] if steps > 0 else []
+        return applied if all_ else applied[-1:]
+
+    def _revert(self, backend: _YoyoBackend, migrations: dict, victims: list[Change]) -> None:
+        """Run the rollback of each victim, newest first, in the open transaction."""
+        for change in reversed(victims):
+            self.echo(f"reverting {change.id} ...")
+            migration = migrations[change.id]
+            # The rollback file first (it drops the change's own views and
+            # tables), then the functions of the change's repeatables with
+            # their triggers and policies: a view or default of someone
+            # else's that still uses one refuses the rollback (2BP01)
+            # instead of disappearing with it.
+            migration.load()
+            rollback_path = change.path.replace(".sql", ".rollback.sql")
+            for step in reversed(migration.steps):
+                statement = getattr(getattr(step, "step", step), "_rollback", "")
+                try:
+                    step.rollback(backend)
+                except psycopg.errors.LockNotAvailable as exc:
+                    raise self._lock_waited(rollback_path, str(statement)) from exc
+                except psycopg.Error as exc:
+                    raise StatementError(rollback_path, str(statement), exc, note="nothing was reverted") from exc
+            if change.functions:
+                self._execute(backend, change.path, drop_functions_sql(change.functions))
+            backend.unmark_one(migration, log=False)
+            self._execute(backend, change.path, "delete from tenantdb.changes where change_id = %s", (change.id,))
 
     # -- seeds -----------------------------------------------------------
     def seed(self, catalog: Path | None = None) -> None:
         """Load the plan catalog (default seeds/catalog.json) through
-        private.load_catalog, then the SQL seeds, in one transaction."""
+        private.load_catalog, then the SQL seeds, in one transaction, and
+        record the catalog loaded (verify reads it)."""
         st = self.status()
         if st.pending:
             raise TenantdbError(f"cannot seed: changes pending ({', '.join(st.pending)}); run tenantdb migrate first")
@@ -519,32 +668,43 @@ class Engine:
             document = json.loads(catalog_path.read_text())
         except (OSError, ValueError) as exc:
             raise TenantdbError(f"{catalog_path}: not a readable JSON catalog: {exc}") from exc
-        with self._locked(), connect(self.dsn) as conn:
-            started = time.perf_counter()
+        with connect(self.dsn) as conn:
+            self._lock(conn, "seed", search_path=False)
+            self.load_seeds(conn, document, str(catalog_path))
             try:
-                written = conn.execute("select private.load_catalog(%s)", (Jsonb(document),)).fetchone()[0]
+                conn.execute(BOOKKEEPING.encode())
+                conn.execute("insert into tenantdb.seeded_catalog (source, document) values (%s, %s) "
+                             "on conflict (only_row) do update set source = excluded.source, document = excluded.document, "
+                             "seeded_at = now()", (str(catalog_path), Jsonb(document)))
             except psycopg.Error as exc:
-                raise StatementError(str(catalog_path), "select private.load_catalog(...)", exc) from exc
-            ms = int((time.perf_counter() - started) * 1000)
-            self.log.append({"seed": str(catalog_path), "written": written, "duration_ms": ms})
-            self.echo(f"seeded {catalog_path.name}: {json.dumps(written, sort_keys=True)} ({ms} ms)")
-            for relpath, sql in self.renderer.seeds():
-                started = time.perf_counter()
-                try:
-                    conn.execute(sql.encode())
-                except psycopg.Error as exc:
-                    raise StatementError(relpath, sql, exc) from exc
-                ms = int((time.perf_counter() - started) * 1000)
-                self.log.append({"seed": relpath, "duration_ms": ms})
-                self.echo(f"seeded {relpath} ({ms} ms)")
+                raise StatementError("tenantdb bookkeeping", "insert into tenantdb.seeded_catalog ...", exc) from exc
             conn.commit()
         self.mirror_client_grants()  # a seed may make a view (organization_usage_summary)
 
-    # -- adopt: a database deployed from an export (tenantdb/adopt.py) -----
-    def locked(self):
-        """tenantdb's migration lock (pg_advisory_lock), as migrate holds it."""
-        return self._locked()
+    def load_seeds(self, conn: psycopg.Connection, document: dict, source: str, quiet: bool = False) -> None:
+        """The catalog document through private.load_catalog, then the SQL
+        seeds, in conn's open transaction (the caller commits or rolls back)."""
+        started = time.perf_counter()
+        try:
+            written = conn.execute("select private.load_catalog(%s)", (Jsonb(document),)).fetchone()[0]
+        except psycopg.Error as exc:
+            raise StatementError(source, "select private.load_catalog(...)", exc) from exc
+        ms = int((time.perf_counter() - started) * 1000)
+        if not quiet:
+            self.log.append({"seed": source, "written": written, "duration_ms": ms})
+            self.echo(f"seeded {Path(source).name}: {json.dumps(written, sort_keys=True)} ({ms} ms)")
+        for relpath, sql in self.renderer.seeds():
+            started = time.perf_counter()
+            try:
+                conn.execute(sql.encode())
+            except psycopg.Error as exc:
+                raise StatementError(relpath, sql, exc) from exc
+            ms = int((time.perf_counter() - started) * 1000)
+            if not quiet:
+                self.log.append({"seed": relpath, "duration_ms": ms})
+                self.echo(f"seeded {relpath} ({ms} ms)")
 
+    # -- adopt: a database deployed from an export (tenantdb/adopt.py) -----
     def stray_overloads(self, conn: psycopg.Connection, repeatables: list[Repeatable]) -> list[tuple[str, str]]:
         """(regprocedure, file) of each overload of the files' functions that
         none of the files defines — what migrate would drop before applying
@@ -566,18 +726,18 @@ class Engine:
         as 'mark', as `yoyo mark` does), tenantdb.changes and
         tenantdb.repeatables with the checksums migrate records, and the
         target — in one transaction that runs check(connection) first (it
-        raises to record nothing). Creates the bookkeeping tables first, as
-        migrate does. The caller holds the lock."""
+        raises to record nothing), under the migration lock. Creates the
+        bookkeeping tables first, as migrate does."""
+        pooling.refuse_transaction_pooler(self.dsn)
         with tempfile.TemporaryDirectory(prefix="tenantdb-") as tmp:
-            with connect(self.dsn, autocommit=True) as conn:
-                conn.execute(BOOKKEEPING)
             for change in changes:
                 _write_yoyo_migration(Path(tmp), change)
             migrations = {m.id: m for m in read_migrations(tmp)}
             backend = _YoyoBackend(self.dsn)
             try:
-                backend.ensure_internal_schema_updated()
                 with backend.transaction():
+                    self._lock_backend(backend)
+                    self._execute(backend, "tenantdb bookkeeping", BOOKKEEPING)
                     check(backend.connection)
                     for change in changes:
                         backend.mark_one(migrations[change.id], log=True)

@@ -58,3 +58,29 @@ class StatementError(TenantdbError):
         super().__init__(f"{source}: SQLSTATE {sqlstate}: {primary}{where}" + (f" ({note})" if note else ""))
         self.sqlstate = sqlstate
         self.source = source
+
+
+EXIT_REFUSED = 6  # refused to destroy data (or to act on a database) without consent: --yes / --force
+
+
+class DataLoss(TenantdbError):
+    """A rollback or a destructive change would drop tables or columns holding
+    data, and nobody agreed (--yes). Nothing was changed."""
+
+    exit_code = EXIT_REFUSED
+
+    def __init__(self, source: str, lost: list[str]) -> None:
+        self.lost = lost
+        listed = "\n".join(f"  {item}" for item in lost)
+        super().__init__(f"{source} would drop data:\n{listed}\n"
+                         "nothing was changed; run it again with --yes to drop it (take a backup first)")
+
+
+class Refused(TenantdbError):
+    """A command refused a database it was not meant for (exit 6)."""
+
+    exit_code = EXIT_REFUSED
+
+
+class PooledConnection(ConnectError):
+    """The connection goes through a transaction pooler (exit 3)."""

@@ -21,6 +21,10 @@ TARGETS = ("postgres", "supabase")
 # A migration whose first lines carry this marker may be left out with
 # `--without CHANGE` (nothing later depends on it).
 OPTIONAL_MARKER = "-- tenantdb: optional"
+# A migration whose first lines carry this marker declares that it drops
+# data: migrate shows what it would drop (tables with rows, columns with
+# values) and applies it only with --yes.
+DESTRUCTIVE_MARKER = "-- tenantdb: destructive"
 _FUNCTION_RE = re.compile(r"create\s+or\s+replace\s+function\s+([a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*)\s*\(", re.I)
 
 
@@ -114,6 +118,11 @@ class Change:
     @property
     def number(self) -> str:
         return self.id.split("_", 1)[0]
+
+    @property
+    def destructive(self) -> bool:
+        """The file declares that it drops data (DESTRUCTIVE_MARKER in its first 30 lines)."""
+        return DESTRUCTIVE_MARKER in "\n".join(self.sql.splitlines()[:30])
 
     @property
     def checksum(self) -> str:

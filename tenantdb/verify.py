@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 
 import psycopg
@@ -37,6 +38,16 @@ select format('%s.%s.%s', i.schema_name, i.table_name, i.column_name), 'inventor
 """
 
 
+# The rows the seeds would write now, in a transaction that is rolled back:
+# inserts per table (updates are an operator's edits, not missing rows).
+SEED_INSERTS = """
+select format('%I.%I', schemaname, relname), n_tup_ins
+  from pg_catalog.pg_stat_xact_user_tables
+ where n_tup_ins > 0 and schemaname not in ('audit', 'tenantdb')
+ order by 1
+"""
+
+
 @dataclass
 class Problem:
     check: str
@@ -67,6 +78,7 @@ def problems(engine: Engine) -> list[Problem]:
         if conn.execute("select to_regclass('privacy.data_inventory') is not null").fetchone()[0]:
             rows = conn.execute(PERSONAL_DATA_CHECK).fetchall()
             found += [Problem("personal_data", obj, detail) for obj, detail in rows]
+        found += missing_seed_rows(engine, conn, st.pending)
         for relpath, sql in engine.renderer.checks():
             try:
                 rows = conn.execute(sql.encode()).fetchall()
@@ -74,6 +86,31 @@ def problems(engine: Engine) -> list[Problem]:
                 raise StatementError(relpath, sql, exc) from exc
             found += [Problem(*row) for row in rows]
     return found
+
+
+def missing_seed_rows(engine: Engine, conn: psycopg.Connection, pending: list[str]) -> list[Problem]:
+    """Rows the seeds own that are gone (a rollback dropped their table and
+    migrate made it again empty, say): the seeds, with the catalog the last
+    `tenantdb seed` loaded, run in a transaction that is rolled back; every
+    table they would insert into is a problem. Not on a read-only database
+    (a standby), nor before every change is applied."""
+    if pending or conn.execute("select pg_catalog.pg_is_in_recovery() or current_setting('transaction_read_only') = 'on' "
+                               "or to_regprocedure('private.load_catalog(jsonb)') is null").fetchone()[0]:
+        return []
+    recorded = None
+    if conn.execute("select to_regclass('tenantdb.seeded_catalog') is not null").fetchone()[0]:
+        recorded = conn.execute("select source, document from tenantdb.seeded_catalog").fetchone()
+    source, document = recorded or (str(engine.renderer.root / "seeds" / "catalog.json"),
+                                    json.loads((engine.renderer.root / "seeds" / "catalog.json").read_text()))
+    try:
+        with conn.transaction(force_rollback=True):
+            conn.execute("set local lock_timeout = '5s'")
+            engine.load_seeds(conn, document, source, quiet=True)
+            rows = conn.execute(SEED_INSERTS).fetchall()
+    except StatementError as exc:
+        return [Problem("seeded", source, f"the seeds cannot run here: {exc}")]
+    return [Problem("seeded", table, f"{n} row(s) the seeds own are missing (a rollback took them?): run tenantdb seed")
+            for table, n in rows]
 
 
 def as_json(found: list[Problem]) -> list[dict[str, str]]:
