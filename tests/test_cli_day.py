@@ -17,8 +17,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from conftest import ROOT
+from tenantdb import devdb
 from tenantdb.engine import LOCK_KEY
 from tenantdb.paths import SQL_DIRS
 from tenantdb.render import Renderer, Target
@@ -201,6 +203,9 @@ def test_ctrl_c_exits_130(empty_db: str) -> None:
 def test_reset_drops_and_makes_the_database_again(dsn: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("insert into auth.users (email) values ('gone@reset.test')")
+        # a development database: marked as `tenantdb up` and `reset` mark theirs (tests/test_operations.py
+        # shows an unmarked one refused)
+        conn.execute(sql.SQL("comment on database {} is {}").format(sql.Identifier(conn.info.dbname), sql.Literal(devdb.MARK)))
     refused = subprocess.run(CLI + ["reset", "--dsn", dsn], input="n\n", capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert refused.returncode == 1 and scalar(dsn, "select count(*) from identity.users") == 1
     proc = run("reset", "--dsn", dsn, "--yes")

@@ -140,7 +140,7 @@ def test_0018_maps_the_previous_releases_rows_and_its_rollback_maps_them_back(em
         assert set(before["crm.marketing_consents"]) <= set(after["crm.marketing_consents"])
         assert [json.loads(r) for r in after["crm.org_clients"]] and len(after["crm.org_clients"]) == len(before["crm.org_clients"])
         assert conn.execute("select count(*) from public.search_clients('john', %s)", (ids["org_alice"],)).fetchone()[0] == 1
-    assert current.rollback(to="0017_comments") == len(after_0017())
+    assert current.rollback(to="0017_comments", allow_data_loss=True) == len(after_0017())
     with psycopg.connect(empty_db, autocommit=True) as conn:
         back = rows(conn)
         for table in TABLES:
@@ -170,7 +170,7 @@ def test_0018_rolls_back_what_the_trust_model_allows_and_the_old_model_did_not(e
                     (org, json.dumps({"first_name": name, "email": "dup@x.test", "phone": "+15550004444", "address": {"address1": "1 Same St"}})))
             orgs.append(org)
         assert conn.execute("select count(distinct person_id) from crm.org_clients where email = 'dup@x.test'").fetchone()[0] == 2
-    assert current.rollback(to="0017_comments") == len(after_0017())
+    assert current.rollback(to="0017_comments", allow_data_loss=True) == len(after_0017())
     with psycopg.connect(empty_db, autocommit=True) as conn:
         assert conn.execute("select count(*) from crm.person_emails where email = 'dup@x.test'").fetchone()[0] == 1
         assert conn.execute("select count(*) from crm.person_phones where phone_e164 = '+15550004444'").fetchone()[0] == 1
