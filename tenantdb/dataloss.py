@@ -20,13 +20,11 @@ from .errors import DataLoss, TenantdbError
 CAP = 1_000_000  # counts stop here: "more than 1,000,000 rows"
 
 # Ordinary and partitioned tables outside the system schemas and tenantdb's
-# bookkeeping, with whether each holds a row (one statement; row security
-# off, so a policy cannot hide rows from the check: a role it would apply
-# to gets 42501 instead of a wrong "empty").
+# bookkeeping. Whether each holds a row is asked table by table (row
+# security off, so a policy cannot hide rows from the check: a role it
+# would apply to gets 42501 instead of a wrong "empty").
 _TABLES = """
-select c.oid, pg_catalog.format('%I.%I', n.nspname, c.relname),
-       (pg_catalog.xpath('/row/e/text()', pg_catalog.query_to_xml(
-          pg_catalog.format('select exists (select from %I.%I) as e', n.nspname, c.relname), false, true, '')))[1]::text = 'true'
+select c.oid, pg_catalog.format('%I.%I', n.nspname, c.relname)
   from pg_catalog.pg_class c
   join pg_catalog.pg_namespace n on n.oid = c.relnamespace
  where c.relkind in ('r', 'p') and not c.relispartition
@@ -48,7 +46,8 @@ select a.attrelid, a.attnum, pg_catalog.format('%I.%I', n.nspname, c.relname), a
 def _snapshot(conn: psycopg.Connection, source: str) -> tuple[dict[int, tuple[str, bool]], dict[tuple[int, int], tuple[str, str]]]:
     try:
         conn.execute("set local row_security = off")
-        tables = {oid: (name, full) for oid, name, full in conn.execute(_TABLES).fetchall()}
+        tables = {oid: (name, conn.execute(sql.SQL("select exists (select from {})").format(sql.SQL(name))).fetchone()[0])
+                  for oid, name in conn.execute(_TABLES).fetchall()}
     except psycopg.errors.InsufficientPrivilege as exc:
         raise TenantdbError(f"{source}: cannot tell which tables hold rows ({exc.diag.message_primary}); run it as the "
                             "tables' owner with BYPASSRLS, or a superuser. Nothing was changed.") from exc
