@@ -16,7 +16,7 @@ import click
 
 from tenantdb import __version__, export, scaffold, verify
 from tenantdb.db import resolve_dsn
-from tenantdb.engine import Engine
+from tenantdb.engine import Engine, recorded_target
 from tenantdb.errors import EXIT_FAILED, DataLoss, TenantdbError
 from tenantdb.paths import SqlSource, find_sql
 from tenantdb.render import TARGETS, Renderer, Target
@@ -28,7 +28,7 @@ class Context:
     """The options of a run. Global options may come before the subcommand
     or after it (`tenantdb migrate --dsn ...`); the later one wins."""
 
-    def __init__(self, dsn: str | None, target: str, api: str, debug: bool, without: tuple[str, ...] = (),
+    def __init__(self, dsn: str | None, target: str | None, api: str | None, debug: bool, without: tuple[str, ...] = (),
                  sql_dir: str | None = None) -> None:
         self.dsn_option = dsn
         self.target_name = target
@@ -40,8 +40,10 @@ class Context:
 
     @property
     def target(self) -> Target:
+        """--target and --api-schema; where not given, what the database
+        recorded (read by engine()), else postgres and public."""
         try:
-            return Target(self.target_name, self.api)
+            return Target(self.target_name or "postgres", self.api or "public")
         except ValueError as exc:
             raise click.UsageError(str(exc)) from exc
 
@@ -65,8 +67,19 @@ class Context:
         """Progress lines: stdout, or stderr when stdout carries JSON."""
         click.echo(line, err=self.as_json)
 
+    def settle(self, dsn: str) -> Target:
+        """The target: --target and --api-schema where given, else what the
+        database recorded when it was migrated, else postgres and public."""
+        if self.target_name is None or self.api is None:
+            target, api = recorded_target(dsn)
+            self.target_name = self.target_name or target
+            self.api = self.api or api
+        return self.target
+
     def engine(self, lock_timeout: float = 60.0, dsn: str | None = None) -> Engine:
-        return Engine(dsn or resolve_dsn(self.dsn_option), self.renderer, echo=self.say, lock_timeout=lock_timeout)
+        dsn = dsn or resolve_dsn(self.dsn_option)
+        self.settle(dsn)
+        return Engine(dsn, self.renderer, echo=self.say, lock_timeout=lock_timeout)
 
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -128,16 +141,17 @@ def with_consent(c: Context, yes: bool, run: Callable[[bool], int]) -> int:
 @click.option("--dsn", envvar=None,
               help="Connection string; default DATABASE_URL, then DATABASE_URL in ./.env, then the server of "
                    "`tenantdb up` in ./.tenantdb, then libpq's PG* variables.")
-@click.option("--target", type=click.Choice(TARGETS), default="postgres", show_default=True,
-              help="postgres: create the Supabase auth shim where missing; supabase: use Supabase's auth.")
-@click.option("--api-schema", default="public", show_default=True, help="Schema holding the callable API.")
+@click.option("--target", type=click.Choice(TARGETS),
+              help="postgres: create the Supabase auth shim where missing; supabase: use Supabase's auth. "
+                   "Default: the one the database was migrated with, else postgres.")
+@click.option("--api-schema", help="Schema holding the callable API. Default: the database's, else public.")
 @click.option("--without", multiple=True, metavar="CHANGE", envvar="TENANTDB_WITHOUT",
               help="Leave out an optional change (e.g. 0016_client_services); repeatable. Env: TENANTDB_WITHOUT.")
 @click.option("--sql-dir", metavar="DIR", envvar="TENANTDB_SQL_DIR",
               help="Use the SQL in DIR (default: the project checkout around the working directory, else the package's).")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.pass_context
-def cli(ctx: click.Context, dsn: str | None, target: str, api_schema: str, without: tuple[str, ...], sql_dir: str | None,
+def cli(ctx: click.Context, dsn: str | None, target: str | None, api_schema: str | None, without: tuple[str, ...], sql_dir: str | None,
         debug: bool) -> None:
     """tenantdb: the database half of a multi-tenant SaaS, as versioned SQL."""
     ctx.obj = Context(dsn, target, api_schema, debug, without, sql_dir)
@@ -154,11 +168,18 @@ def cli(ctx: click.Context, dsn: str | None, target: str, api_schema: str, witho
 def migrate(c: Context, to: str | None, dry_run: bool, yes: bool, lock_timeout: float) -> None:
     """Apply pending changes, a line when each starts and ends, with its duration."""
     engine = c.engine(lock_timeout)
-    c.say(c.source.describe())
+    to = engine.change_named(to)
     if dry_run:
+        click.echo(c.source.describe(), err=True)  # stdout is the SQL alone
         sql = engine.dry_run(to)
-        emit(c, {"dry_run": True, "sql": sql}) if c.as_json else click.echo(sql)
+        if c.as_json:
+            emit(c, {"dry_run": True, "sql": sql})
+        elif sql:
+            click.echo(sql)
+        else:
+            click.echo("nothing to apply", err=True)  # stdout stays SQL: empty
         return
+    c.say(c.source.describe())
     count = with_consent(c, yes, lambda allow: engine.migrate(to, allow_data_loss=allow))
     if c.as_json:
         emit(c, {"applied": engine.log, "count": count})
@@ -172,11 +193,18 @@ def migrate(c: Context, to: str | None, dry_run: bool, yes: bool, lock_timeout: 
 @pass_ctx
 def status(c: Context) -> None:
     """Applied changes (when, how long), pending, edited, and changed repeatables."""
-    st = c.engine().status()
+    engine = c.engine()
+    st = engine.status()
+    where = engine.database()
     if c.as_json:
-        emit(c, {**st.as_dict(), "sql": str(c.source.root), "sql_source": c.source.kind})
+        emit(c, {**st.as_dict(), "sql": str(c.source.root), "sql_source": c.source.kind, "database": where})
         return
+    click.echo(f"database {where['dbname']} on {where['host']}:{where['port']} as {where['user']} "
+               f"(--target {c.target.name}, --api-schema {c.target.api})")
     click.echo(c.source.describe())
+    if st.unmanaged:
+        click.echo(f"no tenantdb history, but tenantdb's schemas are here ({st.unmanaged}): deployed from an export? "
+                   f"take it over with: {engine.adopt_hint()}")
     for cid in st.applied:
         when = f"  {st.applied_at.get(cid, '')}  {st.duration_ms.get(cid, 0)} ms"
         click.echo(f"applied  {cid}{when}" + ("  EDITED since applied" if cid in st.edited else ""))
@@ -206,6 +234,7 @@ def rollback(c: Context, to: str | None, steps: int | None, all_: bool, yes: boo
     if sum(x is not None and x is not False for x in (to, steps, all_)) > 1:
         raise click.UsageError("choose one of --to, --steps, --all")
     engine = c.engine(lock_timeout)
+    to = engine.change_named(to)
     c.say(c.source.describe())
     count = with_consent(c, yes, lambda allow: engine.rollback(to, steps, all_, allow_data_loss=allow))
     if c.as_json:
@@ -284,7 +313,7 @@ def export_sqitch(c: Context, directory: Path) -> None:
 @pass_ctx
 def export_supabase(c: Context, directory: Path) -> None:
     """supabase/migrations/<timestamp>_<name>.sql and supabase/seed.sql for the Supabase CLI (supabase target)."""
-    renderer = Renderer(Target("supabase", c.api), root=c.source.root, without=c.without)
+    renderer = Renderer(Target("supabase", c.api or "public"), root=c.source.root, without=c.without)
     written = export.supabase(renderer.changes(), directory, seed=export.seed_sql(renderer))
     click.echo(f"wrote {len(written)} files to {directory / 'supabase'} (migrations/, seed.sql)")
 
@@ -337,7 +366,7 @@ def up(c: Context, data_dir: Path) -> None:
     from tenantdb import devdb
 
     started = time.perf_counter()
-    server = embedded.start(data_dir)
+    server = embedded.start(data_dir, say=lambda line: click.echo(line, err=True))
     devdb.mark(server.dsn)  # reset may drop it without --force
     engine = c.engine(dsn=server.dsn)
     if engine.migrate() == 0:
@@ -396,6 +425,7 @@ def adopt(c: Context, to: str | None, dry_run: bool, lock_timeout: float) -> Non
     from tenantdb import adopt as adopting
 
     engine = c.engine(lock_timeout)
+    to = engine.change_named(to)
     c.say(c.source.describe())
     report = adopting.adopt(engine, to, dry_run)
     if c.as_json:
@@ -427,32 +457,60 @@ def docs_cmd(c: Context, out: Path) -> None:
     click.echo(f"wrote {len(written)} files to {out}")
 
 
+@cli.command("types")
+@click.argument("lang", type=click.Choice(["typescript"]))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file (default: stdout).")
+@global_options
+@pass_ctx
+def types_cmd(c: Context, lang: str, out: Path | None) -> None:
+    """Client types of the live schema. typescript: the `Database` type of
+    supabase-js (createClient<Database>), as `supabase gen types typescript`
+    writes it: the API schema's functions, views and tables, and every schema
+    with a table or view role authenticated may read."""
+    from tenantdb import typegen
+
+    text = typegen.generate(resolve_dsn(c.dsn_option), c.api, lang)
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8", newline="\n")
+    click.echo(f"wrote {out}")
+
+
+def fail(message: str, code: int) -> None:
+    """Exit with code: the message on stderr, and with --json also as a JSON
+    object on stdout ({"error": ..., "exit_code": ...}), where a script reads."""
+    click.echo(message, err=True)
+    if "--json" in sys.argv[1:]:
+        click.echo(json.dumps({"error": message.removeprefix("tenantdb: ").strip(), "exit_code": code}))
+    sys.exit(code)
+
+
 def main() -> None:
     debug = "--debug" in sys.argv
+    interrupted = "interrupted: the change in progress was rolled back by PostgreSQL"
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort as exc:
         if isinstance(exc.__cause__, KeyboardInterrupt):  # click turns Ctrl-C into Abort
-            click.echo("interrupted: the change in progress was rolled back by PostgreSQL", err=True)
-            sys.exit(EXIT_INTERRUPTED)
-        click.echo("aborted", err=True)
-        sys.exit(EXIT_FAILED)
+            fail(interrupted, EXIT_INTERRUPTED)
+        fail("aborted", EXIT_FAILED)
     except click.ClickException as exc:
+        if "--json" in sys.argv[1:]:
+            fail(f"{exc.format_message()}", exc.exit_code)
         exc.show()
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        click.echo("interrupted: the change in progress was rolled back by PostgreSQL", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        fail(interrupted, EXIT_INTERRUPTED)
     except TenantdbError as exc:
         if debug:
             traceback.print_exc()
-        click.echo(f"tenantdb: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        fail(f"tenantdb: {exc}", exc.exit_code)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: a message, not a traceback
         if debug:
             traceback.print_exc()
-        click.echo(f"tenantdb: unexpected error: {type(exc).__name__}: {exc} (rerun with --debug)", err=True)
-        sys.exit(EXIT_FAILED)
+        fail(f"tenantdb: unexpected error: {type(exc).__name__}: {exc} (rerun with --debug)", EXIT_FAILED)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ variables (an empty conninfo).
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import psycopg
@@ -57,13 +58,17 @@ def resolve_dsn(dsn: str | None, data_dir: Path | None = None) -> str:
     try:
         conninfo_to_dict(chosen)
     except psycopg.ProgrammingError as exc:
-        raise UsageProblem(f"{source} is not a connection string ({_redacted(exc, chosen)}); expected {DSN_FORMS}") from exc
+        raise UsageProblem(f"{source} is not a connection string ({_redacted(exc, chosen)}); expected {DSN_FORMS}") from None
     return chosen
 
 
-def _redacted(exc: Exception, dsn: str) -> str:
-    """libpq's message without the connection string itself (it may hold a password)."""
-    return " ".join(str(exc).replace(dsn, "<the connection string>").split())
+def _redacted(exc: Exception | str, dsn: str) -> str:
+    """libpq's message without the connection string, nor any quoted piece of
+    it (a bad percent-escape is quoted as written, and it may be the
+    password's): "<redacted>" instead."""
+    text = str(exc).replace(dsn, "<the connection string>")
+    text = re.sub(r'"([^"]*)"', lambda m: '"<redacted>"' if m.group(1) and m.group(1) in dsn else m.group(0), text)
+    return " ".join(text.split())
 
 
 def connect(dsn: str, autocommit: bool = False) -> psycopg.Connection:
@@ -76,15 +81,15 @@ def connect(dsn: str, autocommit: bool = False) -> psycopg.Connection:
     try:
         given = "connect_timeout" in conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as exc:
-        raise UsageProblem(f"not a connection string ({_redacted(exc, dsn)}); expected {DSN_FORMS}") from exc
+        raise UsageProblem(f"not a connection string ({_redacted(exc, dsn)}); expected {DSN_FORMS}") from None
     try:
         if given:
             return psycopg.connect(dsn, autocommit=autocommit, prepare_threshold=None)
         return psycopg.connect(dsn, autocommit=autocommit, connect_timeout=int(timeout), prepare_threshold=None)
     except psycopg.ProgrammingError as exc:
-        raise UsageProblem(f"not a connection string ({_redacted(exc, dsn)}); expected {DSN_FORMS}") from exc
+        raise UsageProblem(f"not a connection string ({_redacted(exc, dsn)}); expected {DSN_FORMS}") from None
     except psycopg.OperationalError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "connection failed"
         if first.removeprefix("connection is bad: ").startswith("invalid "):  # an option's value (sslmode=bogus): the DSN's fault
-            raise UsageProblem(f"{_redacted(first, dsn)}; expected {DSN_FORMS}") from exc
-        raise ConnectError(f"cannot connect to the database: {first}") from exc
+            raise UsageProblem(f"{_redacted(first, dsn)}; expected {DSN_FORMS}") from None
+        raise ConnectError(f"cannot connect to the database: {_redacted(first, dsn)}") from None

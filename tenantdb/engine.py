@@ -122,7 +122,7 @@ select n.nspname || '.' || p.proname, pg_catalog.pg_get_function_identity_argume
 
 # What --target supabase expects to find (Supabase provides it; plain
 # PostgreSQL does not): (what, a query answering true when present).
-_SUPABASE_PREREQUISITES = [
+SUPABASE_PREREQUISITES = [
     ("schema auth", "select to_regnamespace('auth') is not null"),
     ("table auth.users", "select to_regclass('auth.users') is not null"),
     ("function auth.uid()", "select to_regprocedure('auth.uid()') is not null"),
@@ -172,6 +172,27 @@ class _YoyoBackend(PostgresqlPsycopgBackend):
         return data
 
 
+def recorded_target(dsn: str) -> tuple[str | None, str | None]:
+    """(target, API schema) the database was migrated with, from tenantdb's
+    bookkeeping; (None, None) where it has none."""
+    with connect(dsn, autocommit=True) as conn:
+        if conn.execute("select to_regclass('tenantdb.changes') is null").fetchone()[0]:
+            return None, None
+        row = conn.execute(
+            "select (select min(target) from tenantdb.changes), "
+            "(select min(to_jsonb(c) ->> 'api_schema') from tenantdb.changes c)").fetchone()
+        return row[0], row[1]
+
+
+# Where tenantdb's own schemas exist without its bookkeeping, the database was
+# deployed some other way (an export through sqitch or the Supabase CLI).
+_UNMANAGED = """
+select string_agg(nspname, ', ' order by nspname) from pg_catalog.pg_namespace
+ where nspname in ('identity', 'iam', 'tenancy', 'catalog', 'billing', 'usage')
+   and to_regclass('tenantdb.changes') is null
+"""
+
+
 @dataclass
 class Status:
     applied: list[str] = field(default_factory=list)
@@ -181,6 +202,7 @@ class Status:
     unknown: list[str] = field(default_factory=list)  # applied, but not in this package
     applied_at: dict[str, str] = field(default_factory=dict)  # change id -> when (ISO 8601)
     duration_ms: dict[str, int] = field(default_factory=dict)  # change id -> how long it took
+    unmanaged: str = ""  # tenantdb's schemas present without its history (deployed from an export)
 
     def as_dict(self) -> dict:
         """The status for --json: one entry per change, in order, and the repeatables to re-apply."""
@@ -189,7 +211,8 @@ class Status:
         changes += [{"change": c, "state": "pending", "applied_at": None, "duration_ms": None} for c in self.pending]
         changes += [{"change": c, "state": "unknown", "applied_at": self.applied_at.get(c), "duration_ms": self.duration_ms.get(c)}
                     for c in self.unknown]
-        return {"clean": self.clean, "changes": changes, "changed_repeatables": self.stale_repeatables}
+        return {"clean": self.clean, "changes": changes, "changed_repeatables": self.stale_repeatables,
+                "unmanaged_schemas": self.unmanaged or None}
 
     @property
     def clean(self) -> bool:
@@ -229,13 +252,25 @@ class Engine:
         reps = dict(conn.execute("select path, checksum from tenantdb.repeatables").fetchall())
         return changes, reps
 
+    def database(self) -> dict[str, str]:
+        """Which database this is: host (or socket directory), port, name and
+        user, as the server connection reports them (never the password)."""
+        with connect(self.dsn, autocommit=True) as conn:
+            return {"host": conn.info.host, "port": str(conn.info.port), "dbname": conn.info.dbname, "user": conn.info.user}
+
+    def adopt_hint(self) -> str:
+        """The command that takes over a database deployed from an export."""
+        return (f"tenantdb adopt --target {self.renderer.target.name} --api-schema {self.renderer.target.api} --dry-run "
+                "(with the same --dsn; then without --dry-run)")
+
     def status(self) -> Status:
         with connect(self.dsn, autocommit=True) as conn:
             recorded, reps = self._recorded(conn)
+            unmanaged = conn.execute(_UNMANAGED).fetchone()[0] or ""
             details = conn.execute(
                 "select change_id, to_char(applied_at at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), duration_ms "
                 "from tenantdb.changes").fetchall() if recorded else []
-        st = Status()
+        st = Status(unmanaged=unmanaged)
         st.applied_at = {cid: at for cid, at, _ in details}
         st.duration_ms = {cid: ms for cid, _, ms in details}
         known = {c.id for c in self.changes}
@@ -294,6 +329,20 @@ class Engine:
                                 "run it against the primary. Nothing was changed.")
 
     # -- apply -----------------------------------------------------------
+    def change_named(self, name: str | None) -> str | None:
+        """The change id a --to names: its full id (0017_comments) or its
+        number (0017, 17). Refuses an unknown or ambiguous name (exit 2)."""
+        if name is None:
+            return None
+        ids = [c.id for c in self.changes]
+        if name in ids:
+            return name
+        found = [c.id for c in self.changes if name.isdigit() and int(c.number) == int(name)]
+        if len(found) == 1:
+            return found[0]
+        raise UsageProblem(f"--to {name}: no such change (known: {', '.join(ids)}; a number such as "
+                           f"{self.changes[-1].number if self.changes else '0001'} names one too)")
+
     def _select(self, to: str | None) -> list[Change]:
         if to is None:
             return list(self.changes)
@@ -305,6 +354,12 @@ class Engine:
     def _preflight(self, conn: psycopg.Connection, recorded: dict[str, str], selected: list[Change]) -> None:
         """What migrate checks before its first change (a dry run too): no
         applied change edited, and the target's prerequisites in place."""
+        unmanaged = conn.execute(_UNMANAGED).fetchone()[0]
+        if unmanaged:
+            raise UsageProblem(
+                f"this database holds tenantdb's schemas ({unmanaged}) but no tenantdb history: it was deployed from an "
+                f"export (sqitch, the Supabase CLI) or by hand, and migrate would fail on the first of them. Take it over "
+                f"with: {self.adopt_hint()}. Nothing was applied.")
         edited = [c.id for c in self.changes if c.id in recorded and recorded[c.id] != c.checksum]
         if edited:
             raise EditedChange(
@@ -312,7 +367,7 @@ class Engine:
                 "restore the files, or write a new migration (tenantdb status shows them)"
             )
         if self.renderer.target.name == "supabase" and any(c.id not in recorded for c in selected):
-            missing = [what for what, query in _SUPABASE_PREREQUISITES if not conn.execute(query).fetchone()[0]]
+            missing = [what for what, query in SUPABASE_PREREQUISITES if not conn.execute(query).fetchone()[0]]
             if missing:
                 raise UsageProblem(
                     f"--target supabase needs Supabase's auth and roles, and this database lacks: {', '.join(missing)}; "

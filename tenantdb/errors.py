@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-# Exit codes, documented in README.md.
+# Exit codes, documented in docs/cli.md.
 EXIT_OK = 0
 EXIT_FAILED = 1  # a statement failed, or verify found problems
 EXIT_USAGE = 2  # bad arguments (click's own code)

@@ -33,6 +33,29 @@ $mirror$;
 """
 
 
+# Exported scripts say only what matters: the NOTICEs of `if not exists`
+# and of DO blocks (hundreds on a fresh deploy) are left out.
+QUIET_LOCAL = "set local client_min_messages = warning;\n"
+
+
+def supabase_base_check() -> str:
+    """A DO block refusing, before anything else, a database without what
+    --target supabase expects (Supabase's auth schema and roles): the same
+    prerequisites `tenantdb migrate --target supabase` checks."""
+    from .engine import SUPABASE_PREREQUISITES
+
+    tests = "".join(f"  if not ({query}) then missing := missing || {sqlquote(what)}::text; end if;\n"
+                    for what, query in SUPABASE_PREREQUISITES)
+    return ("-- This export is rendered for Supabase: refuse, up front, a database without Supabase's auth and roles.\n"
+            "do $base$\ndeclare missing text[] := '{}';\nbegin\n" + tests +
+            "  if cardinality(missing) > 0 then\n"
+            "    raise exception 'this export is rendered for Supabase (--target supabase) and this database lacks: %',\n"
+            "      array_to_string(missing, ', ') using errcode = '55000',\n"
+            "      hint = 'Apply it to a Supabase project (supabase db push, supabase db reset); on plain PostgreSQL use "
+            "tenantdb migrate, or an export made with --target postgres. Nothing was applied.';\n"
+            "  end if;\nend\n$base$;\n")
+
+
 def deploy_sql(change: Change) -> str:
     parts = [change.sql] + [f"-- {r.path}\n{r.sql}" for r in change.repeatables] + [MIRROR_GRANTS]
     return "\n".join(parts)
@@ -89,7 +112,7 @@ def seed_sql(renderer: Renderer) -> str:
 
 def sqitch_deploy_script(change: Change) -> str:
     """deploy/<change>.sql of the sqitch export (sqitch records its SHA-1 as script_hash)."""
-    return "BEGIN;\n" + deploy_sql(change) + "\nCOMMIT;\n"
+    return "BEGIN;\n" + QUIET_LOCAL + deploy_sql(change) + "\nCOMMIT;\n"
 
 
 def sqitch_script_hash(change: Change) -> str:
@@ -116,7 +139,8 @@ def sqitch(changes: list[Change], out: Path, seed: str | None = None) -> list[Pa
     for change in changes:
         requires = f" [{previous}]" if previous else ""
         lines.append(f"{change.id}{requires} {PLANNED_AT} {PLANNER} # {change.path}")
-        scripts = (("deploy", sqitch_deploy_script(change)), ("revert", "BEGIN;\n" + revert_sql(change) + "\nCOMMIT;\n"),
+        scripts = (("deploy", sqitch_deploy_script(change)),
+                   ("revert", "BEGIN;\n" + QUIET_LOCAL + revert_sql(change) + "\nCOMMIT;\n"),
                    ("verify", verify_sql(change) + "\n"))
         for sub, text in scripts:
             path = out / sub / f"{change.id}.sql"
@@ -136,10 +160,12 @@ def supabase(changes: list[Change], out: Path, seed: str | None = None) -> list[
     folder = out / "supabase" / "migrations"
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for change in changes:
+    for i, change in enumerate(changes):
         version, name = supabase_version(change)
         path = folder / f"{version}_{name}.sql"
-        path.write_text(f"-- tenantdb change {change.id}\n" + deploy_sql(change))
+        # not SET LOCAL: psql -f runs a file outside a transaction (the session ends with the file)
+        path.write_text(f"-- tenantdb change {change.id}\n" + (supabase_base_check() if i == 0 else "") +
+                        "set client_min_messages = warning;\n" + deploy_sql(change))
         written.append(path)
     if seed is not None:
         (out / "supabase" / "seed.sql").write_text(seed)

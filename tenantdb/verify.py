@@ -61,6 +61,11 @@ def problems(engine: Engine) -> list[Problem]:
     found += [Problem("edited", c, "applied file changed since it ran") for c in st.edited]
     found += [Problem("stale", r, "repeatable changed since it was applied") for r in st.stale_repeatables]
     found += [Problem("unknown", c, "applied change not in this package") for c in st.unknown]
+    if st.unmanaged:
+        return [Problem("unmanaged", st.unmanaged, f"tenantdb's schemas without its history: {engine.adopt_hint()}")]
+    if st.pending:
+        # the checks read tables the pending changes make: the pending list comes first, alone
+        return found + [Problem("checks", "-", "not run until the pending changes are applied: tenantdb migrate")]
     defined = {f for change in engine.changes for f in change.functions}
     with connect(engine.dsn, autocommit=True) as conn:
         # private belongs to tenantdb: a function there that no file defines

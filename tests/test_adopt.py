@@ -107,9 +107,12 @@ def test_sqitch_deployment_is_adopted_then_verified_seeded_and_migrated(empty_db
     # sqitch's script_hash is the SHA-1 of the deploy script the export writes
     assert scalar(empty_db, "select script_hash from sqitch.changes where change = '0004_tenancy'") == export.sqitch_script_hash(
         next(c for c in Renderer(Target(), root=sql_copy).changes() if c.id == "0004_tenancy"))
-    # Before: verify finds every change pending.
+    # Before: verify, status and migrate point at adopt (migrate used to fail on `schema "identity" already exists`).
     proc = run("--sql-dir", sql_copy, "--dsn", empty_db, "verify")
-    assert proc.returncode == 1 and "pending: 0001_foundation" in proc.stdout
+    assert proc.returncode == 1 and "unmanaged: " in proc.stdout and "tenantdb adopt" in proc.stdout
+    proc = run("--sql-dir", sql_copy, "--dsn", empty_db, "migrate")
+    assert proc.returncode == 2 and "tenantdb adopt --target postgres --api-schema public --dry-run" in proc.stderr
+    assert "already exists" not in proc.stderr and recorded_nothing(empty_db)
 
     proc = run("--sql-dir", sql_copy, "--dsn", empty_db, "adopt", "--dry-run")
     assert proc.returncode == 0, proc.stderr

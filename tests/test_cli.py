@@ -39,7 +39,9 @@ def test_unreachable_database_is_exit_3_without_traceback() -> None:
 def test_dsn_falls_back_to_database_url(empty_db: str) -> None:
     import os
     proc = run("status", env=dict(os.environ, DATABASE_URL=empty_db))
-    assert proc.returncode == 0 and proc.stdout.splitlines()[:2] == [f"SQL from {ROOT} (the project checkout)", "pending  0001_foundation"]
+    lines = proc.stdout.splitlines()
+    assert proc.returncode == 0 and lines[0].startswith("database empty_")  # status names the database it read first
+    assert lines[1:3] == [f"SQL from {ROOT} (the project checkout)", "pending  0001_foundation"]
 
 
 def test_dry_run_prints_sql_and_changes_nothing(empty_db: str) -> None:

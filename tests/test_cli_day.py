@@ -76,7 +76,7 @@ def test_json_results_of_migrate_status_seed(empty_db: str) -> None:
     assert {c["change"]: c["duration_ms"] for c in status["changes"]} == recorded
     assert all(c["state"] == "applied" and c["applied_at"].endswith("Z") for c in status["changes"])
     text = run("status", "--dsn", empty_db).stdout.splitlines()
-    assert text[1].startswith("applied  0001_foundation  ") and text[1].endswith(f" {recorded['0001_foundation']} ms")
+    assert text[2].startswith("applied  0001_foundation  ") and text[2].endswith(f" {recorded['0001_foundation']} ms")
     seeded = json.loads(run("seed", "--dsn", empty_db, "--json").stdout)
     assert seeded["seeded"][0]["seed"].endswith("catalog.json") and seeded["seeded"][0]["written"]["plans"] >= 1
 
@@ -111,7 +111,7 @@ def test_dsn_from_dotenv(empty_db: str, tmp_path: Path) -> None:
     (tmp_path / ".env").write_text(f"# the app's settings\nexport DATABASE_URL='{empty_db}'\n")
     proc = run("status", "--sql-dir", str(ROOT), cwd=tmp_path, env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"})
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines()[1] == "pending  0001_foundation"
+    assert proc.stdout.splitlines()[2] == "pending  0001_foundation"
 
 
 def test_the_checkout_sql_is_used_and_new_migration_is_seen(empty_db: str, sql_copy: Path) -> None:
@@ -129,7 +129,7 @@ def test_the_checkout_sql_is_used_and_new_migration_is_seen(empty_db: str, sql_c
     again = run("new", "migration", "add_bookings", cwd=sql_copy)
     assert again.returncode == 2 and "exists already" in again.stderr
     status = run("status", "--dsn", empty_db, cwd=sql_copy)
-    assert status.stdout.splitlines()[0] == f"SQL from {sql_copy} (the project checkout)"
+    assert status.stdout.splitlines()[1] == f"SQL from {sql_copy} (the project checkout)"
     assert f"pending  {number}_add_bookings" in status.stdout
     assert run("migrate", "--dsn", empty_db, cwd=sql_copy).returncode == 0
     assert scalar(empty_db, "select to_regclass('app.bookings') is not null") is True
@@ -236,7 +236,10 @@ def test_a_run_time_error_names_its_statement(empty_db: str, sql_copy: Path) -> 
 
 def test_a_database_remembers_its_api_schema_and_target(empty_db: str) -> None:
     assert run("migrate", "--dsn", empty_db, "--api-schema", "api", "--to", "0001_foundation").returncode == 0
-    proc = run("migrate", "--dsn", empty_db)
+    # what the database recorded is the default: no need to repeat --api-schema
+    proc = run("migrate", "--dsn", empty_db, "--to", "0002_identity")
+    assert proc.returncode == 0, proc.stderr
+    proc = run("migrate", "--dsn", empty_db, "--api-schema", "public")
     assert proc.returncode == 2 and "API schema is api, not public" in proc.stderr, proc.stderr
     wrong_target = run("status", "--dsn", empty_db, "--api-schema", "api", "--target", "supabase")
     assert wrong_target.returncode == 2 and "--target postgres" in wrong_target.stderr

@@ -50,4 +50,4 @@ def test_editable_install_runs_and_sees_a_new_migration(empty_db: str, tmp_path:
     assert version.returncode == 0 and version.stdout.startswith("tenantdb, version"), version.stderr
     status = subprocess.run([str(tool), "status", "--dsn", empty_db], capture_output=True, text=True, cwd=ROOT / "migrations", timeout=60)
     assert status.returncode == 0, status.stderr
-    assert status.stdout.splitlines()[0] == f"SQL from {ROOT} (the project checkout)"
+    assert status.stdout.splitlines()[1] == f"SQL from {ROOT} (the project checkout)"
