@@ -5,11 +5,18 @@ files: what is documented is what is there. The domain schemas are those
 whose comment starts with ``tenantdb <schema name>:`` and that hold a
 table or view granted to a client role (anon, authenticated,
 service_role) -- the schemas of ``domain_schemas`` in sql/macros.sql;
-``private`` (helpers no client reads) and the API schema are left out.
+``private`` (helpers no client reads) and the API schema are left out of
+them.
 
 Pages: ``README.md`` (the index), ``<schema>.md`` (an entity-relationship
 diagram, then each table and view), ``access.md`` (who may do what, from
-the policies, the grants and iam.role_permissions). The output is
+the policies, the grants and iam.role_permissions), ``api.md`` (each
+function of the API schema -- the one the database was migrated with,
+``tenantdb.changes.api_schema`` -- with its parameters, return shape,
+volatility, EXECUTE grants, the SQLSTATEs its comment names and its RAISE
+statements give, and an example; then what an app reads). A function
+without a comment is documented anyway and marked "undocumented" (in its
+section and in a list at the top of api.md). The output is
 deterministic -- sorted, no timestamps, OIDs or server version -- so it can
 be committed and compared. Partitions (created month by month) are left
 out; their parent is documented.
@@ -143,6 +150,7 @@ class Catalog:
     grants: dict[str, dict[str, list[str]]]  # qualified relation -> role -> privileges ("UPDATE (a, b)" for columns)
     roles: list[tuple[str, bool, list[str]]]  # iam role key, is_system, permissions
     bypass_rls: set[str]
+    api: Api | None = None  # the API schema's functions and what an app reads
 
     def relation(self, qualified: str) -> Relation:
         for s in self.schemas:
@@ -245,8 +253,9 @@ select r.key, r.is_system,
 POLICY_COMMANDS = {"r": "select", "a": "insert", "w": "update", "d": "delete", "*": "all"}
 
 
-def read_catalog(conn: psycopg.Connection) -> Catalog:
-    """Everything the pages show, from the live catalog."""
+def read_catalog(conn: psycopg.Connection, api_schema: str | None = None) -> Catalog:
+    """Everything the pages show, from the live catalog. api_schema: the schema
+    holding the callable API (default: the one the database was migrated with)."""
     # Every name not in pg_catalog comes out schema-qualified, whatever the
     # caller's search_path: the output does not depend on the connection.
     conn.execute("select pg_catalog.set_config('search_path', 'pg_catalog', false)")
@@ -300,7 +309,8 @@ def read_catalog(conn: psycopg.Connection) -> Catalog:
         if _has_iam(conn) else []
     bypass = {r for (r,) in conn.execute("select rolname::text from pg_catalog.pg_roles where rolbypassrls and rolname = any (%s)",
                                         (list(CLIENT_ROLES) + ["platform_staff"],)).fetchall()}
-    return Catalog(schemas, policies, grants, roles, bypass)
+    api = read_api(conn, api_schema or api_schema_of(conn), schemas)
+    return Catalog(schemas, policies, grants, roles, bypass, api)
 
 
 def _has_iam(conn: psycopg.Connection) -> bool:
@@ -385,10 +395,15 @@ def index_page(cat: Catalog) -> str:
         rows.append([f"[`{s.name}`]({s.name}.md)", text(s.description), str(tables), str(views)])
     lines += table_md(["schema", "holds", "tables", "views"], rows)
     lines += ["", "- [Who may do what](access.md): per table, what each tenant and platform role may select, "
-              "insert, update and delete, and the grants to the client roles.", "",
+              "insert, update and delete, and the grants to the client roles."]
+    if cat.api:
+        lines += [f"- [The API](api.md) (schema `{cat.api.schema}`): every function an app calls — parameters, return "
+                  "shape, whether it only reads, who may call it, what it refuses (SQLSTATEs) and an example — and "
+                  "what an app reads."]
+    lines += ["",
               "The domain schemas are those whose comment starts with `tenantdb <schema>:` and whose tables or "
               "views are granted to a client role (`anon`, `authenticated`, `service_role`); the helpers in "
-              "`private`, the API schema and the bookkeeping schema `tenantdb` are not listed. Partitions "
+              "`private`, the API schema (it has [its own page](api.md)) and the bookkeeping schema `tenantdb` are not listed. Partitions "
               "(created month by month) are not listed; their partitioned table is.", ""]
     return "\n".join(lines)
 
@@ -399,7 +414,7 @@ def schema_page(cat: Catalog, s: Schema) -> str:
     views = [r for r in s.relations if r.is_view]
     lines += ["## Diagram", ""]
     if tables:
-        lines += diagram(s, tables)
+        lines += diagram(s, tables, {x.name for x in cat.schemas})
     else:
         lines += ["No tables: this schema holds views only (below)."]
     lines.append("")
@@ -425,7 +440,7 @@ def first_sentence(comment: str) -> str:
     return match.group(1) if match else comment
 
 
-def diagram(s: Schema, tables: list[Relation]) -> list[str]:
+def diagram(s: Schema, tables: list[Relation], documented: set[str]) -> list[str]:
     lines = ["```mermaid", "erDiagram"]
     for r in tables:
         lines.append(f'  "{r.qualified}" {{')
@@ -442,8 +457,10 @@ def diagram(s: Schema, tables: list[Relation]) -> list[str]:
     lines.append("```")
     others = sorted({f"{fk.ref_schema}.{fk.ref_table}" for r in tables for fk in r.foreign_keys if fk.ref_schema != s.name})
     if others:
+        # a link where the schema has a page here; auth (Supabase's or the shim) has none
         lines += ["", "Referenced from other schemas (shown without columns): "
-                  + ", ".join(f"[`{o}`]({o.split('.')[0]}.md#{anchor(o)})" for o in others) + "."]
+                  + ", ".join(f"[`{o}`]({o.split('.')[0]}.md#{anchor(o)})" if o.split(".")[0] in documented else f"`{o}`"
+                              for o in others) + "."]
     lines += ["", "Lines: solid when the foreign key is part of the primary key (identifying), dashed otherwise; "
               "labelled with the referencing columns."]
     return lines
@@ -610,7 +627,7 @@ def access_page(cat: Catalog) -> str:
              "shape than the policy macros write (the table's policies are listed on its schema page).",
              "- `service_role` bypasses row-level security: its grants are the whole story. Writes that no policy "
              "allows happen through the API functions (SECURITY DEFINER, in `private`), which check the same "
-             "permissions themselves; this page does not cover functions.", "",
+             "permissions themselves; this page does not cover functions ([the API page](api.md) does).", "",
              "Limits: the page reads policies, not data. It does not show that a suspended organization admits only "
              "`*.read` and `*.view` permissions, that a deleted one admits none, that triggers refuse some writes "
              "(append-only tables, state machines, plan limits), or what a column privilege leaves out of an "
@@ -635,28 +652,609 @@ def access_page(cat: Catalog) -> str:
     return "\n".join(lines)
 
 
+# -- the API schema ----------------------------------------------------------------
+
+# Database roles whose EXECUTE an API function is checked for.
+API_ROLES = ("anon", "authenticated", "service_role", "organization_scoped", "platform_staff")
+# The role a signed-in app reads as, for "What an app reads".
+APP_ROLE = "authenticated"
+NOT_ERRORS = ("debug", "log", "info", "notice", "warning")
+SQLSTATE = re.compile(r"(?<!\w)(?=[0-9A-Z]*[0-9])[0-9A-Z]{5}(?!\w)")
+PRIVATE_CALL = re.compile(r"\bprivate\.(\w+)\s*\(")
+WRAPPER = re.compile(r"\s*select\s+(?:\*\s+from\s+)?private\.(\w+)\s*\(", re.I)
+VOLATILITY = {"i": "immutable", "s": "stable", "v": "volatile"}
+
+
+@dataclass
+class Parameter:
+    name: str
+    type: str
+    mode: str  # in, out, inout, variadic, table
+    default: str | None
+
+
+@dataclass
+class Refusal:
+    sqlstate: str
+    condition: str
+    in_comment: bool = False
+    raised_by: list[str] = field(default_factory=list)  # functions whose RAISE gives it
+
+
+@dataclass
+class Function:
+    schema: str
+    name: str
+    identity: str  # pg_get_function_identity_arguments
+    arguments: str  # pg_get_function_arguments: names, types, defaults
+    result: str  # pg_get_function_result
+    parameters: list[Parameter]
+    returns_set: bool
+    return_type: str
+    return_columns: list[tuple[str, str]]  # TABLE/OUT columns, or the attributes of a composite return type
+    volatility: str
+    security_definer: bool
+    language: str
+    comment: str | None
+    callers: list[str]  # API_ROLES holding EXECUTE
+    refused_roles: list[str]  # API_ROLES without it
+    twin: str | None  # private.<name> a SQL wrapper calls
+    twin_definer: bool
+    twin_callers: list[str]
+    refusals: list[Refusal]
+    unresolved: list[str]  # "private.f: errcode = code" where the SQLSTATE is not a literal
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+    @property
+    def inputs(self) -> list[Parameter]:
+        return [p for p in self.parameters if p.mode in ("in", "inout", "variadic")]
+
+
+@dataclass
+class Readable:
+    relation: Relation
+    columns: list[str] | None  # None: every column; else the columns APP_ROLE may select
+    anon: bool  # signed-out callers may select it too
+    page: str | None  # the schema page documenting it, or None (documented here)
+
+
+@dataclass
+class Api:
+    schema: str
+    functions: list[Function]
+    reads: list[Readable]
+    app_role: bool  # APP_ROLE exists
+
+
+API_FUNCTIONS = """
+select p.oid, p.proname::text, pg_catalog.pg_get_function_identity_arguments(p.oid),
+       pg_catalog.pg_get_function_arguments(p.oid), pg_catalog.pg_get_function_result(p.oid),
+       p.proretset, pg_catalog.format_type(p.prorettype, null), t.typrelid::oid, p.provolatile::text, p.prosecdef,
+       l.lanname::text, p.prosrc, obj_description(p.oid, 'pg_proc'),
+       array(select coalesce(nullif(p.proargnames[a.i], ''), '$' || a.i)
+               from generate_series(1, coalesce(array_length(p.proallargtypes, 1), p.pronargs)) a(i) order by a.i),
+       array(select pg_catalog.format_type(x, null)
+               from unnest(coalesce(p.proallargtypes, p.proargtypes::oid[])) with ordinality u(x, i) order by u.i),
+       coalesce(p.proargmodes::text[], array_fill('i'::text, array[p.pronargs])),
+       array(select coalesce(pg_catalog.pg_get_function_arg_default(p.oid, a.i), '')
+               from generate_series(1, coalesce(array_length(p.proallargtypes, 1), p.pronargs)) a(i) order by a.i)
+  from pg_catalog.pg_proc p
+  join pg_catalog.pg_type t on t.oid = p.prorettype
+  join pg_catalog.pg_language l on l.oid = p.prolang
+ where p.pronamespace = %s::regnamespace and p.prokind in ('f', 'p')
+   and not exists (select from pg_catalog.pg_depend d
+                    where d.classid = 'pg_catalog.pg_proc'::regclass and d.objid = p.oid and d.deptype = 'e')
+"""
+
+PRIVATE_FUNCTIONS = """
+select p.proname::text, p.prosrc, p.prosecdef, p.oid
+  from pg_catalog.pg_proc p
+ where p.pronamespace = 'private'::regnamespace
+"""
+
+COMPOSITE_COLUMNS = """
+select a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod)
+  from pg_catalog.pg_attribute a
+ where a.attrelid = %s and a.attnum > 0 and not a.attisdropped
+ order by a.attnum
+"""
+
+MODES = {"i": "in", "o": "out", "b": "inout", "v": "variadic", "t": "table"}
+
+API_RELATIONS = """
+select c.oid, c.relname::text, c.relkind::text, obj_description(c.oid, 'pg_class'), coalesce(c.reloptions, '{}')
+  from pg_catalog.pg_class c
+ where c.relnamespace = %s::regnamespace and c.relkind in ('r', 'p', 'v', 'm') and not c.relispartition
+   and not exists (select from pg_catalog.pg_depend d
+                    where d.classid = 'pg_catalog.pg_class'::regclass and d.objid = c.oid and d.deptype = 'e')
+"""
+
+READABLE = """
+select pg_catalog.has_table_privilege(%(role)s, c.oid, 'SELECT'),
+       array(select a.attname::text from pg_catalog.pg_attribute a
+              where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
+                and pg_catalog.has_column_privilege(%(role)s, c.oid, a.attnum, 'SELECT') order by a.attnum),
+       %(anon)s and pg_catalog.has_any_column_privilege('anon', c.oid, 'SELECT')
+  from pg_catalog.pg_class c
+ where c.relnamespace = %(schema)s::regnamespace and c.relname = %(name)s
+"""
+
+
+def api_schema_of(conn: psycopg.Connection) -> str:
+    """The API schema the database was migrated with (tenantdb.changes.api_schema,
+    as the engine reads it), else the schema holding check_username_available
+    outside private, else public."""
+    row = conn.execute(
+        "select to_jsonb(c) ->> 'api_schema' from tenantdb.changes c where to_jsonb(c) ->> 'api_schema' is not null "
+        "union all "
+        "select n.nspname::text from pg_catalog.pg_proc p join pg_catalog.pg_namespace n on n.oid = p.pronamespace "
+        "where p.proname = 'check_username_available' and n.nspname <> 'private' limit 1").fetchone() \
+        if conn.execute("select to_regclass('tenantdb.changes') is not null").fetchone()[0] else None
+    return row[0] if row else "public"
+
+
+def condition_names() -> dict[str, str]:
+    """SQLSTATE -> PostgreSQL condition name, from psycopg's table of errors
+    (its class names, where it does not list the name: 22004 and 39004 are
+    both null_value_not_allowed)."""
+    table = getattr(psycopg.errors, "_sqlcodes", {})
+    names: dict[str, str] = {}
+    for code, cls in sorted((k, c) for k, c in table.items() if re.fullmatch(r"[0-9A-Z]{5}", k)):
+        aliases = sorted(k.lower() for k, c in table.items() if c is cls and k != code)
+        snake = re.sub(r"(?<!^)(?=[A-Z])", "_", cls.__name__).lower()
+        names[code] = aliases[0] if aliases else re.sub(r"_(ext)?$", "", snake)
+    return names
+
+
+CONDITIONS = condition_names()
+# Condition name -> SQLSTATE as PL/pgSQL reads errcode = '<name>': the first
+# code of that name in PostgreSQL's order.
+CONDITION_CODES: dict[str, str] = {}
+for _code, _name in sorted(CONDITIONS.items()):
+    CONDITION_CODES.setdefault(_name, _code)
+
+
+def sqlstate_of(value: str) -> str | None:
+    """A SQLSTATE, from a code ('22023') or a condition name ('invalid_parameter_value')."""
+    value = value.strip()
+    if re.fullmatch(r"[0-9A-Z]{5}", value):
+        return value
+    if value.lower() in CONDITION_CODES:
+        return CONDITION_CODES[value.lower()]
+    try:
+        return psycopg.errors.lookup(value).sqlstate
+    except KeyError:
+        return None
+
+
+def comment_sqlstates(comment: str | None) -> list[str]:
+    """The SQLSTATEs a comment names: five characters with a digit that PostgreSQL knows
+    (so "10000 items" is not one)."""
+    found = []
+    for code in SQLSTATE.findall(comment or ""):
+        try:
+            psycopg.errors.lookup(code)
+        except KeyError:
+            continue
+        if code not in found:
+            found.append(code)
+    return sorted(found)
+
+
+def _mask(src: str) -> str:
+    """src with comments blanked and the insides of string literals (quoted and
+    dollar-quoted) replaced by '_', each character at its place."""
+    out = list(src)
+    i, n = 0, len(src)
+    while i < n:
+        if src.startswith("--", i):
+            j = src.find("\n", i)
+            j = n if j < 0 else j
+            out[i:j] = " " * (j - i)
+            i = j
+        elif src.startswith("/*", i):
+            j = src.find("*/", i + 2)
+            j = n if j < 0 else j + 2
+            out[i:j] = " " * (j - i)
+            i = j
+        elif src[i] == "'":
+            j = i + 1
+            while j < n:
+                if src[j] == "'":
+                    if j + 1 < n and src[j + 1] == "'":
+                        j += 2
+                        continue
+                    break
+                j += 1
+            out[i + 1:j] = "_" * (j - i - 1)
+            i = j + 1
+        elif src[i] == "$" and (m := re.match(r"\$([A-Za-z_]\w*)?\$", src[i:])) and not (i and re.match(r"\w", src[i - 1])):
+            tag = m.group(0)
+            j = src.find(tag, i + len(tag))
+            j = n if j < 0 else j
+            out[i + len(tag):j] = "_" * (j - i - len(tag))
+            i = j + len(tag)
+        else:
+            i += 1
+    return "".join(out)
+
+
+def raised(src: str) -> tuple[list[str], list[str]]:
+    """The SQLSTATEs a function body's RAISE statements give (a RAISE EXCEPTION
+    without an errcode: P0001), and the errcodes it takes from an expression
+    it does not assign a literal to."""
+    masked = _mask(src)
+    codes: list[str] = []
+    unresolved: list[str] = []
+    for m in re.finditer(r"\braise\b", masked, re.I):
+        end = masked.find(";", m.end())
+        end = len(masked) if end < 0 else end
+        stmt, orig = masked[m.start():end], src[m.start():end]
+        words = re.match(r"raise\s*(\w*)", stmt, re.I)
+        level = words.group(1).lower() if words else ""
+        if level in NOT_ERRORS:
+            continue
+        if not stmt[5:].strip():
+            continue  # RAISE; re-raises what a handler caught
+        code = None
+        if e := re.search(r"\berrcode\s*=\s*", stmt, re.I):
+            value = orig[e.end():]
+            if lit := re.match(r"'([^']*)'", value):
+                code = sqlstate_of(lit.group(1)) or lit.group(1)
+            else:
+                expr = re.match(r"[\w.]+", value)
+                var = expr.group(0) if expr else value.split(",")[0].strip()
+                assigned = re.findall(rf"\b{re.escape(var)}\s*:=\s*'([^']*)'", src)
+                if assigned:
+                    for a in assigned:
+                        c = sqlstate_of(a) or a
+                        if c not in codes:
+                            codes.append(c)
+                else:
+                    unresolved.append(f"errcode = {var}")
+                continue
+        elif s := re.match(r"raise\s+sqlstate\s+'([^']*)'", orig, re.I):
+            code = s.group(1)
+        elif level and level != "exception" and level != "using":
+            code = sqlstate_of(level) or level
+        else:
+            code = "P0001"
+        if code not in codes:
+            codes.append(code)
+    return codes, unresolved
+
+
+def _refusals(comment: str | None, src: str, private: dict[str, list[tuple[str, bool]]]) -> tuple[list[Refusal], list[str]]:
+    """What a function refuses: the SQLSTATEs its comment names, and those raised
+    by RAISE in its body and in the private functions it calls, transitively."""
+    by_code: dict[str, Refusal] = {}
+
+    def get(code: str) -> Refusal:
+        return by_code.setdefault(code, Refusal(code, CONDITIONS.get(code, "")))
+
+    for code in comment_sqlstates(comment):
+        get(code).in_comment = True
+    unresolved: list[str] = []
+    seen: set[str] = set()
+    todo = [("", src)]
+    while todo:
+        where, body = todo.pop(0)
+        codes, dynamic = raised(body)
+        for code in codes:
+            r = get(code)
+            if where and where not in r.raised_by:
+                r.raised_by.append(where)
+            elif not where and "(itself)" not in r.raised_by:
+                r.raised_by.append("(itself)")
+        unresolved += [f"{where or '(itself)'}: {d}" for d in dynamic]
+        for callee in sorted(set(PRIVATE_CALL.findall(_mask(body)))):
+            if callee not in seen and callee in private:
+                seen.add(callee)
+                todo += [(f"private.{callee}", b) for b, _ in private[callee]]
+    for r in by_code.values():
+        r.raised_by.sort(key=lambda w: (w != "(itself)", w))
+    return [by_code[c] for c in sorted(by_code)], sorted(set(unresolved))
+
+
+def read_api(conn: psycopg.Connection, schema: str, domain: list[Schema]) -> Api | None:
+    if not conn.execute("select to_regnamespace(%s) is not null", (schema,)).fetchone()[0]:
+        return None
+    roles = [r for (r,) in conn.execute("select rolname::text from pg_catalog.pg_roles where rolname = any (%s)",
+                                        (list(API_ROLES),)).fetchall()]
+    roles = [r for r in API_ROLES if r in roles]
+    private: dict[str, list[tuple[str, bool]]] = {}
+    private_oids: dict[str, list[int]] = {}
+    if conn.execute("select to_regnamespace('private') is not null").fetchone()[0]:
+        for name, src, definer, oid in sorted(conn.execute(PRIVATE_FUNCTIONS).fetchall()):
+            private.setdefault(name, []).append((src, definer))
+            private_oids.setdefault(name, []).append(oid)
+    functions = []
+    for (oid, name, identity, arguments, result, retset, rettype, typrelid, volatility, definer, language, src, comment,
+         argnames, argtypes, argmodes, argdefaults) in conn.execute(API_FUNCTIONS, (schema,)).fetchall():
+        params = [Parameter(n, t, MODES[m], d or None) for n, t, m, d in zip(argnames, argtypes, argmodes, argdefaults)]
+        columns = [(p.name, p.type) for p in params if p.mode in ("out", "inout", "table")]
+        if not columns and typrelid:
+            columns = [tuple(r) for r in conn.execute(COMPOSITE_COLUMNS, (typrelid,)).fetchall()]
+        if columns and len(columns) == 1 and not retset and not typrelid:
+            columns = []  # a single OUT parameter returns a scalar
+        callers = [r for r in roles if conn.execute("select pg_catalog.has_function_privilege(%s, %s::oid, 'EXECUTE')",
+                                                    (r, oid)).fetchone()[0]]
+        wrapper = WRAPPER.match(src) if language == "sql" else None
+        twin = wrapper.group(1) if wrapper and wrapper.group(1) in private else None
+        twin_callers: list[str] = []
+        if twin:
+            for r in roles:
+                if all(conn.execute("select pg_catalog.has_function_privilege(%s, %s::oid, 'EXECUTE') "
+                                    "and pg_catalog.has_schema_privilege(%s, 'private', 'USAGE')", (r, o, r)).fetchone()[0]
+                       for o in private_oids[twin]):
+                    twin_callers.append(r)
+        refusals, unresolved = _refusals(comment, src, private)
+        functions.append(Function(
+            schema=schema, name=name, identity=identity, arguments=arguments, result=result, parameters=params,
+            returns_set=retset, return_type=rettype, return_columns=columns, volatility=VOLATILITY[volatility],
+            security_definer=definer, language=language, comment=comment, callers=callers,
+            refused_roles=[r for r in roles if r not in callers], twin=f"private.{twin}" if twin else None,
+            twin_definer=bool(twin) and all(d for _, d in private[twin]), twin_callers=twin_callers,
+            refusals=refusals, unresolved=unresolved))
+    functions.sort(key=lambda f: (f.name, f.identity))
+
+    app_role = bool(conn.execute("select exists (select from pg_catalog.pg_roles where rolname = %s)", (APP_ROLE,)).fetchone()[0])
+    anon = bool(conn.execute("select exists (select from pg_catalog.pg_roles where rolname = 'anon')").fetchone()[0])
+    reads: list[Readable] = []
+    if app_role:
+        api_relations = []
+        rows = sorted(conn.execute(API_RELATIONS, (schema,)).fetchall(), key=lambda r: r[1])
+        for oid, relname, relkind, rcomment, options in rows:
+            kind = {"r": "table", "p": "partitioned table", "v": "view", "m": "materialized view"}[relkind]
+            api_relations.append(Relation(schema, relname, kind, rcomment,
+                                          [Column(*c) for c in conn.execute(COLUMNS, (oid,)).fetchall()],
+                                          options=sorted(options)))
+        for rel, page in [(r, None) for r in api_relations] + [(r, f"{s.name}.md") for s in domain for r in s.relations]:
+            whole, columns, anon_reads = conn.execute(READABLE, {"role": APP_ROLE, "anon": anon, "schema": rel.schema,
+                                                                 "name": rel.name}).fetchone()
+            if whole or columns:
+                reads.append(Readable(rel, None if whole else list(columns), bool(anon_reads), page))
+    return Api(schema, functions, reads, app_role)
+
+
+# Placeholder values of the examples, by parameter type: (SQL literal, JavaScript value).
+PLACEHOLDERS = {
+    "uuid": ("'00000000-0000-0000-0000-000000000000'", "'00000000-0000-0000-0000-000000000000'"),
+    "text": ("'text'", "'text'"),
+    "character varying": ("'text'", "'text'"),
+    "character": ("'t'", "'t'"),
+    "citext": ("'text'", "'text'"),
+    "name": ("'name'", "'name'"),
+    "smallint": ("1", "1"),
+    "integer": ("1", "1"),
+    "bigint": ("1", "1"),
+    "numeric": ("1.5", "1.5"),
+    "real": ("1.5", "1.5"),
+    "double precision": ("1.5", "1.5"),
+    "boolean": ("true", "true"),
+    "jsonb": ("'{}'", "{}"),
+    "json": ("'{}'", "{}"),
+    "timestamp with time zone": ("'2025-01-01T00:00:00Z'", "'2025-01-01T00:00:00Z'"),
+    "timestamp without time zone": ("'2025-01-01T00:00:00'", "'2025-01-01T00:00:00'"),
+    "date": ("'2025-01-01'", "'2025-01-01'"),
+    "time without time zone": ("'12:00:00'", "'12:00:00'"),
+    "interval": ("'1 hour'", "'1 hour'"),
+    "inet": ("'192.0.2.1'", "'192.0.2.1'"),
+}
+
+
+def placeholder(type_name: str) -> tuple[str, str]:
+    if type_name.endswith("[]"):
+        sql, js = placeholder(type_name[:-2])
+        return f"array[{sql}]", f"[{js}]"
+    return PLACEHOLDERS.get(type_name, ("'value'", "'value'"))
+
+
+def example(api: Api, f: Function) -> list[str]:
+    """A SQL call with named arguments and a supabase-js call; parameters with a
+    default are left out (named in a comment)."""
+    required = [p for p in f.inputs if p.default is None]
+    optional = [p for p in f.inputs if p.default is not None]
+    sql_args = ", ".join(f"{p.name} => {placeholder(p.type)[0]}" for p in required)
+    js_args = ", ".join(f"{p.name}: {placeholder(p.type)[1]}" for p in required)
+    if any(p.name.startswith("$") for p in f.inputs):  # unnamed parameters: positional call, no rpc
+        sql = f"select * from {f.qualified}({', '.join(placeholder(p.type)[0] for p in required)});"
+        js = [f"// {f.name} has unnamed parameters: PostgREST cannot call it by name"]
+    else:
+        sql = f"select * from {f.qualified}({sql_args});"
+        client = "supabase" if api.schema == "public" else f"supabase.schema('{api.schema}')"
+        js = [f"const {{ data, error }} = await {client}.rpc('{f.name}'" + (f", {{ {js_args} }})" if required else ")")]
+    lines = ["```sql", sql]
+    if optional:
+        lines.append("-- optional: " + ", ".join(f"{p.name} (default {p.default})" for p in optional))
+    lines += ["```", "", "```js"] + js
+    if optional:
+        lines.append("// optional: " + ", ".join(p.name for p in optional))
+    lines.append("```")
+    return lines
+
+
+def return_shape(f: Function) -> str:
+    if f.return_type == "void" and not f.returns_set:
+        return "nothing (`void`)."
+    if f.return_columns:
+        return ("a set of rows" if f.returns_set else "one row") + ", with the columns below."
+    if f.return_type in ("json", "jsonb"):
+        return (("a set of " if f.returns_set else "one ") + f"`{f.return_type}` value: "
+                "a JSON document (its keys: see the description).")
+    if f.returns_set:
+        return f"a set of `{f.return_type}` values."
+    return f"one `{f.return_type}` value."
+
+
+def refusal_rows(f: Function) -> list[list[str]]:
+    rows = []
+    for r in f.refusals:
+        by = ", ".join("this function" if w == "(itself)" else f"`{w}`" for w in r.raised_by)
+        if not by:
+            by = "— (not by a RAISE: a constraint, a trigger or the server)"
+        rows.append([f"`{r.sqlstate}`", f"`{r.condition}`" if r.condition else "(not a PostgreSQL condition)",
+                     "yes" if r.in_comment else "no", by])
+    return rows
+
+
+def function_heading(f: Function, overloaded: set[str]) -> str:
+    return f"{f.qualified}({f.identity})" if f.name in overloaded else f.qualified
+
+
+def api_page(cat: Catalog) -> str:
+    api = cat.api
+    assert api is not None
+    overloaded = {f.name for f in api.functions if sum(g.name == f.name for g in api.functions) > 1}
+    undocumented = [f for f in api.functions if not (f.comment or "").strip()]
+    stable = sum(1 for f in api.functions if f.volatility != "volatile")
+    lines = [MARKER, "", f"# API: schema `{api.schema}`", "",
+             "[All schemas](README.md) · [Who may do what](access.md)", "",
+             f"The functions an app calls (PostgREST `POST /rpc/<name>`, `supabase.rpc(name, {{args}})`, or SQL) — "
+             f"{len(api.functions)} of them, {stable} of which only read — then [what an app reads](#what-an-app-reads): "
+             f"the views of `{api.schema}` and the tables the `{APP_ROLE}` role may select.", "",
+             "## How this page is derived", "",
+             "- **Signature**, **parameters** (names, types, defaults) and **returns**: `pg_proc` "
+             "(`pg_get_function_arguments`, `pg_get_function_result`). Arguments are passed by name.",
+             "- **Reads only / writes**: the function's volatility. A `stable` function only reads: it works on a read "
+             "replica, and PostgREST runs it read-only. A `volatile` one may write: call it on the primary.",
+             f"- **Callable by**: which of {', '.join(f'`{r}`' for r in API_ROLES)} hold EXECUTE "
+             "(`has_function_privilege`, from the catalog's grants). Most functions are SECURITY INVOKER wrappers "
+             "over a SECURITY DEFINER twin in `private`, which checks the caller's permissions itself: holding "
+             "EXECUTE is where the checks start, not where they end.",
+             "- **Refuses**: the SQLSTATEs named in the function's comment, and those of the `RAISE` statements "
+             "(`errcode = '<code>'` or a condition name; a `RAISE EXCEPTION` without one gives `P0001`) in its "
+             "body and in the `private` functions it calls, directly or not. A code named in the comment that no "
+             "`RAISE` gives comes from a constraint, a trigger or the server. A code raised by a helper may concern "
+             "a path the function does not take.",
+             "- **Description**: the function's comment (`comment on function`).", ""]
+    if undocumented:
+        lines += ["**Undocumented**: " + ", ".join(f"[`{function_heading(f, overloaded)}`](#{anchor(function_heading(f, overloaded))})"
+                                               for f in undocumented)
+                  + " — no comment, so nothing says what it returns, who may call it or what it refuses.", ""]
+    lines += ["## Functions", ""]
+    for f in api.functions:
+        heading = function_heading(f, overloaded)
+        gist = text(first_sentence(f.comment)) if (f.comment or "").strip() else "**undocumented (no comment)**"
+        mark = "reads" if f.volatility != "volatile" else "writes"
+        lines.append(f"- [`{heading}`](#{anchor(heading)}) ({mark}): {gist}")
+    lines.append("")
+    for f in api.functions:
+        heading = function_heading(f, overloaded)
+        lines += [f"### {heading}", ""]
+        if (f.comment or "").strip():
+            lines += [text(f.comment), ""]
+        else:
+            lines += ["**Undocumented: this function has no comment** (`comment on function`): what it returns, who "
+                      "may call it and what it refuses are not described.", ""]
+        lines += ["```sql", f"{f.qualified}({f.arguments})", f"  returns {f.result}", "```", ""]
+        reads = (f"`{f.volatility}` — reads only: works on a read replica." if f.volatility != "volatile"
+                 else "`volatile` — may write: call it on the primary.")
+        callers = ", ".join(f"`{r}`" for r in f.callers) or "nobody of the client roles"
+        if f.refused_roles:
+            callers += "; not " + ", ".join(f"`{r}`" for r in f.refused_roles)
+        facts = [f"- **Returns**: {return_shape(f)}", f"- **Reads only / writes**: {reads}", f"- **Callable by**: {callers}."]
+        if f.twin:
+            facts.append(f"- **Runs**: `{f.twin}`" + (" with its owner's rights (SECURITY DEFINER)" if f.twin_definer else "")
+                         + f"; `{f.qualified}` itself is SECURITY {'DEFINER' if f.security_definer else 'INVOKER'}.")
+            missing = [r for r in f.callers if r not in f.twin_callers]
+            if missing:
+                facts.append(f"- **Note**: {', '.join(f'`{r}`' for r in missing)} may execute `{f.qualified}` but not "
+                             f"`{f.twin}`: refused with `42501` before it runs.")
+        else:
+            facts.append(f"- **Runs**: its own body ({f.language}), SECURITY {'DEFINER' if f.security_definer else 'INVOKER'}.")
+        lines += facts + [""]
+        if f.inputs:
+            lines += ["Parameters:", ""]
+            lines += table_md(["name", "type", "default"],
+                              [[f"`{p.name}`" + (" (variadic)" if p.mode == "variadic" else ""), text(p.type), code(p.default)]
+                               for p in f.inputs])
+            lines.append("")
+        if f.return_columns:
+            lines += ["Returned columns:", ""]
+            lines += table_md(["column", "type"], [[f"`{n}`", text(t)] for n, t in f.return_columns])
+            lines.append("")
+        if f.refusals:
+            lines += ["Refuses:", ""]
+            lines += table_md(["SQLSTATE", "condition", "in the comment", "raised by"], refusal_rows(f))
+            lines.append("")
+        else:
+            lines += ["Refuses: nothing of its own (no SQLSTATE in its comment, no `RAISE` in its body or the private "
+                      "functions it calls).", ""]
+        if f.unresolved:
+            lines += ["Also raises an SQLSTATE computed at run time: " + "; ".join(f"`{u}`" for u in f.unresolved) + ".", ""]
+        lines += ["Example:", ""] + example(api, f) + [""]
+    lines += ["## What an app reads", ""]
+    if not api.app_role:
+        lines += [f"There is no `{APP_ROLE}` role in this database.", ""]
+        return "\n".join(lines)
+    lines += [f"What the `{APP_ROLE}` role (a signed-in user) may select: the views and tables of `{api.schema}`, then "
+              "the tables and views of the domain schemas (`has_table_privilege`; where only some columns are granted, "
+              "those columns). Row-level security then narrows the rows: see [who may do what](access.md). "
+              "\"Signed out too\" marks what `anon` may select as well.", ""]
+    groups: list[tuple[str, list[Readable]]] = []
+    for r in api.reads:
+        if not groups or groups[-1][0] != r.relation.schema:
+            groups.append((r.relation.schema, []))
+        groups[-1][1].append(r)
+    for schema, readables in groups:
+        lines += [f"### {schema}", ""]
+        for r in readables:
+            rel = r.relation
+            where = f"[{rel.kind}]({r.page}#{anchor(rel.qualified)})" if r.page else rel.kind
+            if rel.is_view or rel.kind == "materialized view":
+                invoker = "security_invoker=true" in rel.options
+                if rel.kind == "view":
+                    where += " (`security_invoker`: the policies of the tables it reads apply)" if invoker else " (runs with its owner's rights)"
+            head = f"- **`{rel.qualified}`** — {where}" + (", signed out too" if r.anon else "")
+            if r.page:
+                columns = [c for c in rel.columns if r.columns is None or c.name in r.columns]
+                shown = ", ".join(f"`{c.name}` {text(c.type)}" for c in columns)
+                lines.append(f"{head}" + (" (these columns only)" if r.columns is not None else "") + f": {shown}.")
+            else:
+                lines.append(head + (f": {text(rel.comment)}" if rel.comment else ""))
+                lines.append("")
+                columns = [c for c in rel.columns if r.columns is None or c.name in r.columns]
+                lines += ["  " + line for line in table_md(["column", "type", "comment"],
+                                                           [[f"`{c.name}`", text(c.type), text(c.comment)] for c in columns])]
+                lines.append("")
+        lines.append("")
+    return "\n".join(lines)
+
+
 # -- output --------------------------------------------------------------------
 
 def pages(cat: Catalog) -> dict[str, str]:
     """File name -> content."""
     out = {"README.md": index_page(cat), "access.md": access_page(cat)}
+    if cat.api:
+        out["api.md"] = api_page(cat)
     for s in cat.schemas:
         out[f"{s.name}.md"] = schema_page(cat, s)
     return {name: body.rstrip("\n") + "\n" for name, body in out.items()}
 
 
-def generate(dsn: str) -> dict[str, str]:
+def generate(dsn: str, api_schema: str | None = None) -> dict[str, str]:
+    """The pages of the database at dsn. api_schema: the --api-schema asked for;
+    by default the one the database was migrated with, which it must match."""
     with connect(dsn, autocommit=True) as conn:
         if not conn.execute("select to_regclass('tenantdb.changes') is not null").fetchone()[0] \
            or not conn.execute("select exists (select from tenantdb.changes)").fetchone()[0]:
             raise TenantdbError("tenantdb docs: this database has no tenantdb changes applied (wrong --dsn?); "
                                 "nothing was written")
-        return pages(read_catalog(conn))
+        installed = api_schema_of(conn)
+        if api_schema and api_schema != installed:
+            raise TenantdbError(f"tenantdb docs: this database's API schema is {installed}, not {api_schema}: "
+                                f"pass --api-schema {installed}; nothing was written")
+        return pages(read_catalog(conn, installed))
 
 
-def write(dsn: str, out: Path) -> list[Path]:
+def write(dsn: str, out: Path, api_schema: str | None = None) -> list[Path]:
     """Write the pages to out; remove pages an earlier run wrote that are no longer generated."""
-    generated = generate(dsn)
+    generated = generate(dsn, api_schema)
     out.mkdir(parents=True, exist_ok=True)
     for old in sorted(out.glob("*.md")):
         if old.name not in generated and old.read_text(errors="replace").startswith(MARKER):

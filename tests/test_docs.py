@@ -10,10 +10,13 @@ import sys
 from pathlib import Path
 
 import psycopg
+import psycopg.errors
+import pytest
 
 from conftest import ROOT
 from tenantdb import docs
 from tenantdb.engine import Engine
+from tenantdb.errors import TenantdbError
 from tenantdb.render import Renderer, Target
 
 COMMITTED = ROOT / "docs" / "schema"
@@ -41,6 +44,7 @@ def test_committed_docs_are_current(dsn: str, tmp_path: Path) -> None:
     docs.write(dsn, tmp_path)
     made = {p.name: p.read_bytes() for p in tmp_path.glob("*.md")}
     committed = {p.name: p.read_bytes() for p in COMMITTED.glob("*.md")}
+    assert "api.md" in made, "tenantdb docs wrote no API page"
     assert sorted(made) == sorted(committed), f"{STALE} (files differ: {sorted(set(made) ^ set(committed))})"
     stale = sorted(name for name in made if made[name] != committed[name])
     assert not stale, f"{STALE} (changed: {', '.join(stale)})"
@@ -52,9 +56,10 @@ def test_the_pages_are_the_domain_schemas(dsn: str) -> None:
     cat = catalog(dsn)
     assert [s.name for s in cat.schemas] == sorted(domain_schemas())
     pages = docs.pages(cat)
-    assert sorted(pages) == sorted(["README.md", "access.md"] + [f"{s}.md" for s in domain_schemas()])
+    assert sorted(pages) == sorted(["README.md", "access.md", "api.md"] + [f"{s}.md" for s in domain_schemas()])
     for s in domain_schemas():
         assert f"[`{s}`]({s}.md)" in pages["README.md"]
+    assert "[The API](api.md) (schema `public`)" in pages["README.md"]
 
 
 def test_output_does_not_depend_on_the_connection(dsn: str) -> None:
@@ -75,7 +80,7 @@ def test_the_cli_writes_the_pages_and_removes_its_stale_ones(dsn: str, tmp_path:
     proc = subprocess.run([sys.executable, str(ROOT / "cli.py"), "--dsn", dsn, "docs", str(out)],
                           capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == f"wrote {len(domain_schemas()) + 2} files to {out}"
+    assert proc.stdout.strip() == f"wrote {len(domain_schemas()) + 3} files to {out}"
     assert not (out / "gone.md").exists() and (out / "notes.md").exists()
     assert (out / "access.md").read_text() == docs.generate(dsn)["access.md"]
 
@@ -156,6 +161,147 @@ def test_matrix_reads_grants_and_policies(dsn: str) -> None:
     assert matrix_cell(page, "identity.users", "tenant_guest", "select") == "~ own rows"
     assert matrix_cell(page, "audit.platform_actions", "platform_support", "select") == "✓ `platform.security.view`"
     assert "| `platform_support` |" not in page.split("\n### identity.users\n", 1)[1].split("\n### ", 1)[0]
+
+
+# -- the API page --------------------------------------------------------------------
+
+API_FUNCTIONS = """
+select p.proname::text, pg_catalog.pg_get_function_identity_arguments(p.oid), obj_description(p.oid, 'pg_proc'),
+       p.provolatile::text, p.oid
+  from pg_catalog.pg_proc p
+ where p.pronamespace = 'public'::regnamespace and p.prokind in ('f', 'p')
+   and not exists (select from pg_catalog.pg_depend d
+                    where d.classid = 'pg_catalog.pg_proc'::regclass and d.objid = p.oid and d.deptype = 'e')
+ order by 1, 2
+"""
+CALLERS = ("anon", "authenticated", "service_role", "organization_scoped", "platform_staff")
+
+
+def named_sqlstates(comment: str | None) -> set[str]:
+    """The SQLSTATEs a comment names, found independently of tenantdb.docs:
+    five characters with a digit that psycopg knows as an error code."""
+    found = set()
+    for word in re.findall(r"\b[0-9A-Z]{5}\b", comment or ""):
+        if re.search(r"\d", word):
+            try:
+                psycopg.errors.lookup(word)
+            except KeyError:
+                continue
+            found.add(word)
+    return found
+
+
+def sections(page: str) -> dict[str, str]:
+    """### heading -> its text, up to the next heading."""
+    parts = re.split(r"^### (.+)$", page.split("\n## What an app reads", 1)[0], flags=re.M)
+    return {parts[i]: parts[i + 1] for i in range(1, len(parts), 2)}
+
+
+def test_every_api_function_has_a_section_with_its_refusals(dsn: str) -> None:
+    """Each function of the API schema (from the catalog, overloads each) has
+    a section: its signature, whether it only reads, who holds EXECUTE, every
+    SQLSTATE its comment names in the refusal table, and an example."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        functions = conn.execute(API_FUNCTIONS).fetchall()
+        grants = {oid: [r for r in CALLERS if conn.execute("select has_function_privilege(%s, %s::oid, 'execute')",
+                                                           (r, oid)).fetchone()[0]] for *_, oid in functions}
+        page = docs.pages(docs.read_catalog(conn))["api.md"]
+    assert len(functions) >= 60, "the API schema lost its functions"
+    names = [name for name, *_ in functions]
+    found = sections(page)
+    expected = {f"public.{name}" if names.count(name) == 1 else f"public.{name}({identity})"
+                for name, identity, *_ in functions}
+    assert sorted(found) == sorted(expected)
+    assert "**Undocumented**" not in page, "an API function has no comment"
+    for name, identity, comment, volatility, oid in functions:
+        heading = f"public.{name}" if names.count(name) == 1 else f"public.{name}({identity})"
+        section = found[heading]
+        assert comment and " ".join(comment.split())[:40].replace("*", "\\*") in section, heading
+        assert f"public.{name}(" in section.split("```sql\n", 1)[1], heading
+        reads = "reads only: works on a read replica" in section
+        assert reads == (volatility in ("s", "i")), heading
+        callers = re.search(r"\*\*Callable by\*\*: (.*)", section).group(1).split("; not ")[0]
+        assert re.findall(r"`(\w+)`", callers) == grants[oid], heading
+        refused = set(re.findall(r"^\| `([0-9A-Z]{5})` \|", section, flags=re.M))
+        named = named_sqlstates(comment)
+        assert named <= refused, f"{heading}: the comment names {sorted(named - refused)}, the page does not list them"
+        if named:
+            assert refused, heading
+        assert f"supabase.rpc('{name}'" in section and f"select * from public.{name}(" in section, heading
+
+
+def test_refusals_come_from_the_comment_and_the_raise_statements(dsn: str) -> None:
+    """A code named in the comment only, one raised by a helper the twin calls,
+    and the comment-less case: the function is documented and marked."""
+    with psycopg.connect(dsn) as conn:
+        conn.execute("""
+            create function private.docs_probe_check(p int) returns void language plpgsql as $$
+            begin
+              if p < 0 then raise exception 'negative' using errcode = 'numeric_value_out_of_range'; end if;
+              -- raise exception 'commented out' using errcode = '22012';
+              raise notice 'not an error';
+            end $$;
+            create function private.docs_probe(p int) returns int language plpgsql security definer as $$
+            begin
+              perform private.docs_probe_check(p);
+              if p = 0 then raise exception 'zero; really' using errcode = 'P0002'; end if;
+              if p = 1 then raise 'plain'; end if;
+              return p;
+            end $$;
+            create function public.docs_probe(p_x integer default 3) returns integer language sql stable
+              as $$ select private.docs_probe(p_x) $$;
+            comment on function public.docs_probe(integer) is 'A probe. Unknown: P0002; taken: 23505; more than 10000: 22023.';
+            create function public.docs_probe(p_x integer, p_y text) returns table (a uuid, b jsonb) language sql
+              as $$ select null::uuid, null::jsonb $$;
+            revoke all on function public.docs_probe(integer, text) from public;
+            grant execute on function public.docs_probe(integer, text) to service_role;
+        """)
+        page = docs.pages(docs.read_catalog(conn))["api.md"]
+        conn.rollback()
+    found = sections(page)
+    one, two = found["public.docs_probe(p_x integer)"], found["public.docs_probe(p_x integer, p_y text)"]
+    assert "| `P0002` | `no_data_found` | yes | `private.docs_probe` |" in one
+    assert "| `22003` | `numeric_value_out_of_range` | no | `private.docs_probe_check` |" in one
+    assert "| `P0001` | `raise_exception` | no | `private.docs_probe` |" in one
+    assert "| `23505` | `unique_violation` | yes | — (not by a RAISE" in one
+    assert "| `22023` |" in one and "`22012`" not in one  # 10000 is no SQLSTATE; a commented-out RAISE is none
+    assert "reads only: works on a read replica" in one
+    assert "**Runs**: `private.docs_probe` with its owner's rights (SECURITY DEFINER)" in one
+    assert "select * from public.docs_probe();\n-- optional: p_x (default 3)" in one
+    assert "await supabase.rpc('docs_probe')" in one
+
+    assert "**Undocumented: this function has no comment**" in two
+    assert "[`public.docs_probe(p_x integer, p_y text)`](#publicdocs_probep_x-integer-p_y-text)" in page.split("## Functions", 1)[0]
+    assert "**Callable by**: `service_role`; not `anon`, `authenticated`, `organization_scoped`, `platform_staff`." in two
+    assert "| `a` | uuid |" in two and "| `b` | jsonb |" in two
+    assert "select * from public.docs_probe(p_x => 1, p_y => 'text');" in two
+    assert "await supabase.rpc('docs_probe', { p_x: 1, p_y: 'text' })" in two
+    assert "may write: call it on the primary" in two
+
+
+def test_the_api_page_lists_what_an_app_reads(dsn: str) -> None:
+    """The views of the API schema with their columns, and the domain tables
+    authenticated may select (some columns only where only those are granted)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        readable = [r[0] for r in conn.execute(
+            "select format('%%I.%%I', n.nspname, c.relname) from pg_class c join pg_namespace n on n.oid = c.relnamespace "
+            "where n.nspname = any (%s) and c.relkind in ('r', 'p', 'v') and not c.relispartition "
+            "and has_table_privilege('authenticated', c.oid, 'select') order by 1", (domain_schemas(),)).fetchall()]
+        views = [r[0] for r in conn.execute(
+            "select relname from pg_class c where relnamespace = 'public'::regnamespace and relkind = 'v' "
+            "and not exists (select from pg_depend d where d.objid = c.oid and d.deptype = 'e') order by 1").fetchall()]
+    page = docs.generate(dsn)["api.md"].split("\n## What an app reads\n", 1)[1]
+    listed = re.findall(r"^- \*\*`([\w.]+)`\*\*", page, flags=re.M)
+    assert views and [f"public.{v}" for v in views] == listed[:len(views)]
+    assert set(readable) <= set(listed)
+    assert "- **`app.projects`** — [table](app.md#appprojects): `organization_id` uuid" in page
+    assert "- **`identity.sessions`** — [table](identity.md#identitysessions) (these columns only)" in page
+    assert "`token_hash`" not in page.split("identity.sessions`**", 1)[1].split("\n", 1)[0]
+
+
+def test_docs_refuses_another_api_schema(dsn: str) -> None:
+    with pytest.raises(TenantdbError, match="API schema is public, not api"):
+        docs.generate(dsn, api_schema="api")
 
 
 # -- column comments ---------------------------------------------------------------
