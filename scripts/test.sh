@@ -3,6 +3,8 @@
 #   * Debian packages (as root, or through sudo): PostgreSQL 15 with pgTAP
 #     and pg_cron, sqitch with its Postgres driver, pgbouncer (the tests
 #     start their own instance, tests/servers.py; never the system service).
+#     Node.js and npm (tests/test_types.py runs `npm ci` and tsc in
+#     examples/supabase-js).
 #   * Python packages: tenantdb with its [test] extra, in .venv.
 # Extra arguments go to pytest, in both runs (e.g. scripts/test.sh -k isolation).
 set -euo pipefail
@@ -13,6 +15,10 @@ missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
+# Node and npm for tests/test_types.py (tsc over the supabase-js examples):
+# checked as commands, since a Node from elsewhere (nodesource) brings its
+# own npm and conflicts with Debian's npm package.
+command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing Debian packages: ${missing[*]}"
   sudo=""
@@ -35,7 +41,8 @@ status=0
 #    CRM trust attacks, the access races, the active organization (its
 #    plan test reads 18's planner), the reads on a hot standby (the
 #    wheel has pg_basebackup: the standby runs 18 too) and the role switch
-#    through pgbouncer, and the operations tests (locks, poolers, consent).
+#    through pgbouncer, the operations tests (locks, poolers, consent) and
+#    the production role setup of docs/app-guide.md.
 #    pgTAP is plain SQL: Debian's build for 15 is copied into the wheel's
 #    extension directory. TENANTDB_SKIP_PG18=1 skips this part.
 if [ "${TENANTDB_SKIP_PG18:-0}" != 1 ]; then
@@ -45,6 +52,6 @@ if [ "${TENANTDB_SKIP_PG18:-0}" != 1 ]; then
   TENANTDB_PG_BINDIR="$embedded/bin" .venv/bin/python -m pytest "$@" \
     tests/test_smoke_harness.py tests/test_pgtap.py tests/test_isolation.py tests/test_refusal_matrix.py tests/test_crm_trust.py \
     tests/test_access_races.py tests/test_active_organization.py tests/test_standby.py tests/test_pooler.py \
-    tests/test_operations.py || status=$?
+    tests/test_operations.py tests/test_app_setup.py || status=$?
 fi
 exit "$status"

@@ -7,16 +7,23 @@
 // normalized types and stores it with the service role key. Storing is
 // idempotent per (provider, provider_event_id): a redelivery answers
 // duplicate = true and writes nothing, so answer 200 either way. Applying
-// the event is a worker's job (payment_worker.mjs), not the webhook's.
+// the event is a worker's job (payment_worker.ts), not the webhook's.
+//
+// Deploy database.types.ts beside it (e.g. supabase/functions/_shared/) and
+// import it from there: the rpc call below is then type-checked as well.
 import Stripe from 'npm:stripe@14'
 import { createClient } from 'npm:@supabase/supabase-js@2'
+import type { Database, Json } from './database.types.ts'
 
 const stripe = new Stripe(Deno.env.get('STRIPE_SECRET_KEY')!)
-const supabaseAdmin = createClient(Deno.env.get('SUPABASE_URL')!, Deno.env.get('SUPABASE_SERVICE_ROLE_KEY')!)
+const supabaseAdmin = createClient<Database>(Deno.env.get('SUPABASE_URL')!, Deno.env.get('SUPABASE_SERVICE_ROLE_KEY')!)
+
+// p_payload is jsonb: Json in the generated types.
+type Payload = { [key: string]: Json | undefined }
 
 // tenantdb understands subscription.updated and payment.succeeded|failed|refunded
 // (README, "Payment-event inbox"); it stores others too and marks them skipped.
-function normalize(event: Stripe.Event): { type: string; payload: Record<string, unknown> } {
+function normalize(event: Stripe.Event): { type: string; payload: Payload } {
   if (event.type === 'customer.subscription.updated') {
     const sub = event.data.object as Stripe.Subscription
     return {
@@ -32,7 +39,7 @@ function normalize(event: Stripe.Event): { type: string; payload: Record<string,
       },
     }
   }
-  return { type: event.type, payload: event.data.object as unknown as Record<string, unknown> }
+  return { type: event.type, payload: event.data.object as unknown as Payload }
 }
 
 Deno.serve(async (req) => {
@@ -57,7 +64,7 @@ Deno.serve(async (req) => {
       p_payload: normalized.payload,
       p_occurred_at: new Date(event.created * 1000).toISOString(),
     })
-    .single<{ event_id: string; duplicate: boolean }>()
+    .single() // returns table (event_id, duplicate): one row
   if (error) return new Response(error.message, { status: 500 }) // the provider retries
   return Response.json({ received: true, event_id: data.event_id, duplicate: data.duplicate })
 })

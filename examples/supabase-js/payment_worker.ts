@@ -3,7 +3,7 @@
 // applies them; failures are recorded and retried up to 10 attempts.
 // For bigger batches: claim_payment_events, then handle_payment_event per
 // event, each in its own request.
-import { supabaseAdmin } from './client.mjs'
+import { supabaseAdmin } from './client.ts'
 
 export async function processPaymentEvents(worker = 'payment-worker') {
   const { data, error } = await supabaseAdmin.rpc('process_payment_events', {

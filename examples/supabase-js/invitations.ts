@@ -4,15 +4,19 @@
 // the role they hand out. The token is returned once (only its sha256 is
 // stored): put it in the invitation link you email. The invitee signs in
 // with the invited address and accepts; that makes the membership.
-import { supabase } from './client.mjs'
+import { supabase } from './client.ts'
 
 // As the inviter.
-export async function inviteMember(organizationId, email, roleKey = 'tenant_member') {
+export async function inviteMember(
+  organizationId: string,
+  email: string,
+  roleKey = 'tenant_member', // tenant_admin | tenant_member | tenant_guest
+): Promise<{ invitationId: string; token: string }> {
   const { data, error } = await supabase
     .rpc('invite_member', {
       p_organization_id: organizationId,
       p_email: email,
-      p_role_key: roleKey, // tenant_admin | tenant_member | tenant_guest
+      p_role_key: roleKey,
     })
     .single() // returns table (invitation_id, token): one row
   if (error) throw error
@@ -22,7 +26,7 @@ export async function inviteMember(organizationId, email, roleKey = 'tenant_memb
 // As the invitee, signed in with the invited email (e.g. on the page the
 // invitation link opens): 42501 for another address, 55000 for an expired,
 // revoked or used invitation, P0002 for an unknown token.
-export async function acceptInvitation(token) {
+export async function acceptInvitation(token: string): Promise<string> {
   const { data: organizationId, error } = await supabase.rpc('accept_invitation', { p_token: token })
   if (error) throw error
   return organizationId

@@ -5,10 +5,10 @@
 // members; not guests) may record for their own organization with their own
 // session. Either way a retry with the same key writes nothing and answers
 // { event_id, duplicate: true } — so retry freely.
-import { supabase, supabaseAdmin } from './client.mjs'
+import { supabase, supabaseAdmin } from './client.ts'
 
 // In the back end (service role key).
-export async function recordUsage(organizationId, meterKey, quantity, idempotencyKey) {
+export async function recordUsage(organizationId: string, meterKey: string, quantity: number, idempotencyKey: string) {
   const { data, error } = await supabaseAdmin
     .rpc('record_usage', {
       p_organization_id: organizationId,
@@ -22,7 +22,7 @@ export async function recordUsage(organizationId, meterKey, quantity, idempotenc
 }
 
 // As a signed-in member with usage.record.
-export async function recordUsageAsMember(organizationId, meterKey, quantity, idempotencyKey) {
+export async function recordUsageAsMember(organizationId: string, meterKey: string, quantity: number, idempotencyKey: string) {
   const { data, error } = await supabase
     .rpc('record_usage', {
       p_organization_id: organizationId,

@@ -6,11 +6,20 @@
 // schema too: `db-schemas = "public, billing"` (Supabase: Settings → API →
 // Exposed schemas → add billing). Its grants and policies are already
 // there: members read their organizations' rows, only with billing.view,
-// and nobody writes through the API.
-import { supabase, supabaseAdmin } from './client.mjs'
+// and nobody writes through the API. The generated types hold `billing`
+// (with what `authenticated` may read), so the columns below are checked.
+import type { Tables } from './database.types.ts'
+import { supabase, supabaseAdmin } from './client.ts'
+
+// A row of the list. The declared return type is what makes tsc check the
+// select string: a misspelt column there makes `data` a SelectQueryError.
+export type Invoice = Pick<
+  Tables<{ schema: 'billing' }, 'invoices'>,
+  'id' | 'period_start' | 'period_end' | 'status' | 'currency' | 'total_minor' | 'finalized_at'
+>
 
 // As a signed-in member. Without billing.view the list is empty (RLS), not an error.
-export async function listInvoices(organizationId) {
+export async function listInvoices(organizationId: string): Promise<Invoice[]> {
   const { data, error } = await supabase
     .schema('billing')
     .from('invoices')
@@ -26,7 +35,7 @@ export async function listInvoices(organizationId) {
 // period) and finalize it (applies credit, stamps the total, opens it).
 // periodStart: the first day of the organization's billing period
 // ('YYYY-MM-DD', e.g. from billing.subscriptions.current_period_start).
-export async function billPeriod(organizationId, periodStart) {
+export async function billPeriod(organizationId: string, periodStart: string): Promise<{ invoiceId: string; totalMinor: number }> {
   const { data: invoiceId, error } = await supabaseAdmin.rpc('generate_invoice', {
     p_organization_id: organizationId,
     p_period_start: periodStart,
