@@ -1,5 +1,6 @@
 """examples/: the Python examples run end to end against a fresh database
-and leave the effects they claim; every supabase.rpc call of the
+(through examples/python/run_all.py, the runner a developer uses) and leave
+the effects they claim; every supabase.rpc call of the
 supabase-js examples names a function of the API schema with its exact
 parameter names, and runs as PostgREST would run it (the JSON body typed by
 the function's parameters, in a transaction with the role switch and the
@@ -9,11 +10,12 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import re
 import subprocess
 import sys
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -22,6 +24,7 @@ import pytest
 from psycopg import sql
 
 from conftest import ROOT
+from tenantdb import client
 
 EXAMPLES = ROOT / "examples"
 PY = EXAMPLES / "python"
@@ -41,10 +44,11 @@ def example(name: str):
 
 
 def run_example(name: str, dsn: str) -> dict:
-    """Run examples/python/<name>.py DSN as a user would; its last line is a JSON summary."""
-    done = subprocess.run([sys.executable, str(PY / f"{name}.py"), dsn], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, f"{name}.py failed:\n{done.stdout}\n{done.stderr}"
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    """Run examples/python/<name>.py DSN as a user would, through the runner's
+    run_one (a new process; this checkout's tenantdb); its last line is a JSON summary."""
+    result = example("run_all").run_one(name, dsn)
+    assert result.ok, f"{name}.py failed:\n{result.said}\n{result.error}"
+    return result.summary
 
 
 def one(conn: psycopg.Connection, query: str, params: tuple = ()):
@@ -169,12 +173,60 @@ CHECKS = {
     "invoices": check_invoices,
     "app_flow": check_app_flow,
 }
-HELPERS = {"postgrest"}  # imported by the examples, not run
+HELPERS = {"postgrest", "run_all"}  # imported by the examples, or running them
 
 
 def test_every_python_example_has_a_check() -> None:
     files = {p.stem for p in PY.glob("*.py")}
     assert files - HELPERS == set(CHECKS), "each runnable example needs its check in CHECKS"
+    run_all = example("run_all")
+    assert run_all.HELPERS == HELPERS
+    assert sorted(run_all.discover()) == sorted(CHECKS), "the runner runs every example"
+    assert run_all.discover()[-1] == "app_flow"  # all of it in order, last
+
+
+def run_all_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(PY / "run_all.py"), *args], capture_output=True, text=True, timeout=600,
+                          cwd=cwd, env=env)
+
+
+def test_the_runner_runs_every_example_and_reports_each(dsn: str) -> None:
+    done = run_all_cli("--dsn", dsn, "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["example"] for r in results] == example("run_all").discover()
+    assert all(r["ok"] and r["error"] == "" for r in results), results
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for r in results:
+            CHECKS[r["example"]](conn, r["summary"])
+    report = run_all_cli("--dsn", dsn, "--only", "record_usage", "create_organization")
+    assert report.returncode == 0, report.stdout + report.stderr
+    lines = report.stdout.splitlines()
+    assert lines[0].startswith("running 2 examples against database ")
+    assert [line.split()[:2] for line in lines[1:3]] == [["ok", "create_organization"], ["ok", "record_usage"]]
+    assert lines[-1] == "2 examples: 2 ok, 0 failing"
+
+
+def test_the_runner_finds_tenantdb_up_and_says_when_there_is_no_database(dsn: str, tmp_path: Path) -> None:
+    """Without --dsn or DATABASE_URL the runner uses the server `tenantdb up`
+    recorded in ./.tenantdb, as the tenantdb commands do; with none, exit 2."""
+    from tenantdb import embedded
+
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    done = run_all_cli("--only", "feature_access", cwd=tmp_path, env=env)
+    assert done.returncode == 2 and "tenantdb up" in done.stderr, done.stdout + done.stderr
+    data = tmp_path / ".tenantdb"  # what `tenantdb up` leaves: its record and the server's pid file
+    data.mkdir()
+    (data / embedded.RECORD).write_text(json.dumps(asdict(embedded.Server(dsn=dsn, tcp_dsn=dsn, port=0, data_dir=str(data)))))
+    (data / "postmaster.pid").write_text("")
+    done = run_all_cli("--only", "feature_access", cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines()[1].split()[:2] == ["ok", "feature_access"]
+    failing = run_all_cli("--dsn", "host=/nonexistent dbname=nothing connect_timeout=2", "--only", "feature_access")
+    assert failing.returncode == 1 and "FAIL  feature_access" in failing.stdout
+    assert failing.stdout.splitlines()[-1] == "1 examples: 0 ok, 1 failing (feature_access)"
+    unknown = run_all_cli("--dsn", dsn, "--only", "nope")
+    assert unknown.returncode == 2 and "no example nope" in unknown.stderr
 
 
 @pytest.mark.parametrize("name", sorted(CHECKS))
@@ -193,18 +245,38 @@ def test_python_examples_run_twice_on_one_database(dsn: str) -> None:
 
 
 def test_the_request_helpers_act_as_postgrest_and_end_with_the_transaction(dsn: str) -> None:
+    """The request blocks are tenantdb.client's; examples/python/postgrest.py re-exports them."""
     postgrest = example("postgrest")
-    with postgrest.connect(dsn) as conn:
+    assert all(getattr(postgrest, n) is getattr(client, n) for n in ("as_user", "as_service", "as_anon", "connect",
+                                                                     "request", "sign_up"))
+    with client.connect(dsn) as conn:
         login = one(conn, "select current_user")[0]
-        user = postgrest.sign_up(conn, f"helper-{uuid.uuid4().hex[:8]}@example.com")
-        with postgrest.as_user(conn, user):
+        user = client.sign_up(conn, f"helper-{uuid.uuid4().hex[:8]}@example.com")
+        org = str(one(conn, "select organization_id from tenancy.memberships where user_id = %s", (user,))[0])
+        with client.as_user(conn, user):
             assert one(conn, "select current_user, auth.uid()::text, auth.role()") == ("authenticated", user, "authenticated")
-        with postgrest.as_service(conn):
+        with client.as_user(conn, user, organization_id=org):  # the pre-request narrows it, as PostgREST's would
+            assert one(conn, "select current_user, auth.jwt() ->> 'organization_id'") == ("organization_scoped", org)
+        with client.as_service(conn):
             assert one(conn, "select current_user, auth.uid(), auth.role()") == ("service_role", None, "service_role")
+        with client.as_service(conn, user_id=user):
+            assert one(conn, "select current_user, auth.uid()::text") == ("service_role", user)
+        with client.as_anon(conn):
+            assert one(conn, "select current_user, auth.uid(), auth.role()") == ("anon", None, "anon")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):  # refused by scope_request: not a member
+            with client.as_user(conn, user, organization_id=str(uuid.uuid4())):
+                pass
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):  # a refusal inside the block rolls it back
+            with client.as_user(conn, user):
+                conn.execute("select public.renew_subscriptions()")
         assert one(conn, "select current_user, coalesce(current_setting('request.jwt.claims', true), '')") == (login, "")
+        with conn.transaction():  # inside an open transaction the switch would outlive the block
+            with pytest.raises(ValueError):
+                with client.as_user(conn, user):
+                    pass
     with psycopg.connect(dsn) as conn:  # not autocommit: the switch would outlive the block
         with pytest.raises(ValueError):
-            with postgrest.as_user(conn, user):
+            with client.as_user(conn, user):
                 pass
 
 
@@ -309,6 +381,10 @@ def js_files() -> list[Path]:
     return sorted([*JS.glob("*.mjs"), *JS.glob("*.ts")])
 
 
+# createClient(…), or createClient<Database>(…) typed by the generated types (tests/test_types.py)
+CREATE_CLIENT = r"createClient(?:<\w+>)?\("
+
+
 def all_rpc_calls() -> list[RpcCall]:
     return [c for f in js_files() for c in rpc_calls(f)]
 
@@ -340,15 +416,15 @@ def test_both_forms_show_the_six_calls() -> None:
 def test_the_clients_are_what_their_names_say() -> None:
     """`supabase` holds the anon key (the user's session), `supabaseAdmin` the
     service role key; the receivers' names decide the role the calls run as below."""
-    client = (JS / "client.mjs").read_text()
-    assert re.search(r"supabase\s*=\s*createClient\([^)]*SUPABASE_ANON_KEY", client)
-    assert re.search(r"supabaseAdmin\s*=\s*createClient\([^)]*SUPABASE_SERVICE_ROLE_KEY", client)
+    client = (JS / "client.ts").read_text()
+    assert re.search(rf"supabase\s*=\s*{CREATE_CLIENT}[^)]*SUPABASE_ANON_KEY", client)
+    assert re.search(rf"supabaseAdmin\s*=\s*{CREATE_CLIENT}[^)]*SUPABASE_SERVICE_ROLE_KEY", client)
     for f in js_files():
         text = f.read_text()
         assert {c.client for c in rpc_calls(f)} <= {"supabase", "supabaseAdmin"}, f.name
         if "supabaseAdmin." in text or re.search(r"supabaseAdmin\s*\.rpc", text):
-            assert (re.search(r"import \{[^}]*\bsupabaseAdmin\b[^}]*\} from './client.mjs'", text)
-                    or re.search(r"supabaseAdmin\s*=\s*createClient\([^;]*SUPABASE_SERVICE_ROLE_KEY", text)), f.name
+            assert (re.search(r"import \{[^}]*\bsupabaseAdmin\b[^}]*\} from './client\.ts'", text)
+                    or re.search(rf"supabaseAdmin\s*=\s*{CREATE_CLIENT}[^;]*SUPABASE_SERVICE_ROLE_KEY", text)), f.name
 
 
 @dataclass

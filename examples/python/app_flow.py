@@ -12,7 +12,7 @@
    plan in force when a period starts is what its invoice bills, so Pro
    appears on the next period's invoice.
 
-    python examples/python/app_flow.py DSN     # e.g. DSN="$(tenantdb up | tail -1)"
+    python examples/python/app_flow.py [DSN]     # e.g. DSN="$(tenantdb up | tail -1)"
 
 The last line of output is a JSON summary (ids, answers).
 """
@@ -23,12 +23,14 @@ import json
 import uuid
 from datetime import datetime, timezone
 
+from tenantdb.client import connect, sign_up
+
 from create_organization import create_organization
 from feature_access import check_feature_access
 from invitations import accept_invitation, invite_member
 from invoices import bill_current_period, list_invoices
 from payment_webhook import ingest_payment_event, process_payment_events, subscription_updated
-from postgrest import connect, sign_up, run_example
+from postgrest import run_example
 from record_usage import record_usage
 
 FEATURE = "max_api_calls_per_month"  # measured by meter api_call

@@ -1,6 +1,6 @@
 """Create an organization: the signed-in user becomes its tenant_owner.
 
-    python examples/python/create_organization.py DSN
+    python examples/python/create_organization.py [DSN]
 """
 
 from __future__ import annotations
@@ -9,8 +9,9 @@ import json
 import uuid
 
 import psycopg
+from tenantdb.client import as_user, connect, sign_up
 
-from postgrest import as_user, connect, sign_up, run_example
+from postgrest import run_example
 
 
 def create_organization(conn: psycopg.Connection, user_id: str, name: str, slug: str) -> str:

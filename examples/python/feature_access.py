@@ -1,7 +1,7 @@
 """Check a feature gate: the plan's limit, what this billing period used,
 and whether the next unit is allowed.
 
-    python examples/python/feature_access.py DSN
+    python examples/python/feature_access.py [DSN]
 """
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ import json
 import uuid
 
 import psycopg
+from tenantdb.client import as_user, connect, sign_up
 
 from create_organization import create_organization
-from postgrest import as_user, connect, sign_up, run_example
+from postgrest import run_example
 
 
 def check_feature_access(conn: psycopg.Connection, user_id: str, feature_key: str, organization_id: str) -> dict:

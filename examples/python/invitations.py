@@ -4,7 +4,7 @@ The owner (any member with `member.invite`) invites an email address and
 gets a one-time token to send; the invitee signs in with that address and
 accepts it, which makes the membership.
 
-    python examples/python/invitations.py DSN
+    python examples/python/invitations.py [DSN]
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ import json
 import uuid
 
 import psycopg
+from tenantdb.client import as_user, connect, sign_up
 
 from create_organization import create_organization
-from postgrest import as_user, connect, sign_up, run_example
+from postgrest import run_example
 
 
 def invite_member(conn: psycopg.Connection, user_id: str, organization_id: str, email: str,

@@ -11,7 +11,7 @@ table's policies show each member only their organizations' invoices.
 There is no invoice view or function in the API schema: with supabase-js
 the `billing` schema must be exposed (see examples/README.md).
 
-    python examples/python/invoices.py DSN
+    python examples/python/invoices.py [DSN]
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ import uuid
 
 import psycopg
 from psycopg.rows import dict_row
+from tenantdb.client import as_service, as_user, connect, sign_up
 
 from create_organization import create_organization
-from postgrest import as_service, as_user, connect, sign_up, run_example
+from postgrest import run_example
 
 INVOICE_COLUMNS = "id, period_start, period_end, status, currency, total_minor, finalized_at"
 

@@ -8,7 +8,7 @@ idempotent per (provider, provider_event_id): a redelivery answers
 events with `process_payment_events` (or `claim_payment_events` +
 `handle_payment_event`).
 
-    python examples/python/payment_webhook.py DSN
+    python examples/python/payment_webhook.py [DSN]
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from datetime import datetime, timezone
 
 import psycopg
 from psycopg.types.json import Jsonb
+from tenantdb.client import as_service, connect, sign_up
 
 from create_organization import create_organization
-from postgrest import as_service, connect, sign_up, run_example
+from postgrest import run_example
 
 
 def ingest_payment_event(conn: psycopg.Connection, provider: str, provider_event_id: str, event_type: str,

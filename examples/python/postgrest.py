@@ -1,68 +1,48 @@
-"""What PostgREST does for every request, for a back end that talks to
-Postgres directly (psycopg 3).
+"""What the examples share: the request blocks of `tenantdb.client` (re-exported
+here for code that imported them from this file) and the examples' command
+line.
 
-PostgREST runs each HTTP request as one transaction: it switches to the
-role the JWT names (`set local role`, written `set_config('role', …, true)`)
-and puts the JWT's claims in `request.jwt.claims`, where `auth.uid()`,
-`auth.jwt()` and `auth.role()` read them. The policies and the API
-functions then see exactly the caller a supabase-js request would have.
+The request blocks are part of the package now:
 
-    with as_user(conn, user_id):      # the user's own JWT (anon key + session)
-        conn.execute("select * from public.create_organization(p_name => %s, p_slug => %s)", ...)
-    with as_service(conn):            # the service role key: back end only
-        conn.execute("select * from public.ingest_payment_event(...)", ...)
+    from tenantdb.client import as_anon, as_service, as_user, connect, request, sign_up
 
-The connection must be in autocommit mode (`connect` below), so that each
-`with` block is its own transaction and its role switch ends with it.
+Each runs one transaction as PostgREST runs a request: `set local role`
+and the JWT's claims in `request.jwt.claims` (and the pre-request
+`scope_request` for a request that names its organization). See
+tenantdb/client.py and docs/app-guide.md.
 """
 
 from __future__ import annotations
 
-import json
 import sys
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable
+from typing import Any
 
-import psycopg
+from tenantdb.client import SWITCH, as_anon, as_service, as_user, connect, request, sign_up
 
-SWITCH = "select set_config('request.jwt.claims', %s, true), set_config('role', %s, true)"
-
-
-def connect(dsn: str) -> psycopg.Connection:
-    """A connection for request blocks: autocommit, so each block is one transaction."""
-    return psycopg.connect(dsn, autocommit=True)
+__all__ = ["SWITCH", "as_anon", "as_service", "as_user", "connect", "request", "sign_up", "example_dsn", "run_example"]
 
 
-@contextmanager
-def _request(conn: psycopg.Connection, role: str, claims: dict) -> Iterator[psycopg.Connection]:
-    if not conn.autocommit:
-        # Inside an open transaction the role switch would outlive the block.
-        raise ValueError("use an autocommit connection (postgrest.connect): each request is its own transaction")
-    with conn.transaction():
-        conn.execute(SWITCH, (json.dumps(claims), role))
-        yield conn
-
-
-def as_user(conn: psycopg.Connection, user_id: str) -> AbstractContextManager[psycopg.Connection]:
-    """One request of a signed-in user: role `authenticated`, claims with `sub`."""
-    return _request(conn, "authenticated", {"sub": str(user_id), "role": "authenticated", "aud": "authenticated"})
-
-
-def as_service(conn: psycopg.Connection) -> AbstractContextManager[psycopg.Connection]:
-    """One request made with the service role key (trusted back end, bypasses RLS)."""
-    return _request(conn, "service_role", {"role": "service_role"})
-
-
-def sign_up(conn: psycopg.Connection, email: str) -> str:
-    """Stands in for Supabase Auth's sign-up in these examples: a row in
-    `auth.users` (tenantdb's shim on the postgres target), written as the
-    DSN's own role. Triggers make the profile and the personal organization.
-    A real app signs users up through Supabase Auth (or its own auth)."""
-    return str(conn.execute("insert into auth.users (email) values (%s) returning id", (email,)).fetchone()[0])
-
-
-def run_example(main, doc: str | None) -> None:
-    """The command line of every example: one argument, the DSN."""
-    if len(sys.argv) != 2:
+def example_dsn(argv: list[str], doc: str | None) -> str:
+    """The DSN an example runs against: its one argument; without one,
+    DATABASE_URL, DATABASE_URL in ./.env, or the server `tenantdb up` started
+    in ./.tenantdb (as the tenantdb commands find it)."""
+    if len(argv) > 2 or (len(argv) == 2 and argv[1] in ("-h", "--help")):
         sys.exit(doc)
-    main(sys.argv[1])
+    if len(argv) == 2:
+        return argv[1]
+    from tenantdb.db import resolve_dsn
+    from tenantdb.errors import TenantdbError
+
+    try:
+        dsn = resolve_dsn(None)
+    except TenantdbError as exc:
+        sys.exit(f"{exc}")
+    if not dsn:
+        sys.exit(f"{doc}\nno database: give its DSN, set DATABASE_URL, or run `tenantdb up` in this directory first")
+    return dsn
+
+
+def run_example(main: Callable[[str], Any], doc: str | None) -> None:
+    """The command line of every example: `python <example>.py [DSN]`."""
+    main(example_dsn(sys.argv, doc))

@@ -5,7 +5,7 @@ whose role holds `usage.record` may record for their own organization too
 (`user_id=`). A retry with the same key writes nothing and answers
 `duplicate = true` with the first event's id.
 
-    python examples/python/record_usage.py DSN
+    python examples/python/record_usage.py [DSN]
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import json
 import uuid
 
 import psycopg
+from tenantdb.client import as_service, as_user, connect, sign_up
 
 from create_organization import create_organization
-from postgrest import as_service, as_user, connect, sign_up, run_example
+from postgrest import run_example
 
 
 def record_usage(conn: psycopg.Connection, organization_id: str, meter_key: str, quantity: int,
