@@ -108,7 +108,7 @@ def test_migrating_role_must_bypass_rls(empty_db: str) -> None:
 
 def test_other_target_is_refused(dsn: str) -> None:
     proc = subprocess.run(CLI + ["--dsn", dsn, "--target", "supabase", "migrate"], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and "migrated with --target postgres" in proc.stderr  # a usage error (README: exit codes)
+    assert proc.returncode == 2 and "migrated with --target postgres" in proc.stderr  # a usage error (docs/cli.md: exit codes)
 
 
 APPEND_ONLY = ["audit.platform_actions", "audit.security_events", "audit.impersonation_sessions", "audit.impersonation_endings",

@@ -12,7 +12,7 @@ above each block left out). The only edits, made at run time by fill():
 and, for the member's own organization only, STEP_1_FREE: step 1 with
 'enterprise' replaced by 'free' (a member may not choose a paid plan).
 test_the_guide_is_copied_verbatim checks the copies against the seed file
-when it is at hand.
+when it is at hand (../shared/seeds/, beside the checkout).
 """
 
 from __future__ import annotations
@@ -208,9 +208,16 @@ def acme(conn: psycopg.Connection) -> dict[str, uuid.UUID]:
     return {"alice": alice, "org": org}
 
 
+# The design documents are not shipped with the package; a checkout next to
+# them (../shared/seeds/) compares the copies above with the original.
+DESIGN_DOCUMENTS = ROOT.parent / "shared" / "seeds"
+
+
 def test_the_guide_is_copied_verbatim() -> None:
-    found = sorted((ROOT / "docs" / "design-documents").glob("000_*.txt"))
-    assert len(found) == 1, "docs/design-documents/ holds the design documents, seed 000 among them"
+    if not DESIGN_DOCUMENTS.is_dir():
+        pytest.skip(f"the design documents are not at hand ({DESIGN_DOCUMENTS}): the copies cannot be compared")
+    found = sorted(DESIGN_DOCUMENTS.glob("000_*.txt"))
+    assert len(found) == 1, f"{DESIGN_DOCUMENTS} holds the design documents, seed 000 among them"
     guide = found[0].read_text()
     for name, sql in (("STEP_1", STEP_1), ("STEP_2", STEP_2), ("STEP_3", STEP_3), ("MONTHLY_USAGE", MONTHLY_USAGE),
                       ("STEP_4", STEP_4), ("RLS_EXAMPLE", RLS_EXAMPLE)):
@@ -283,7 +290,7 @@ def test_step_1_without_a_user_is_refused(conn) -> None:
 
 
 def test_the_guides_rls_example_cannot_run_on_a_view(conn, acme) -> None:
-    """The views inherit the tables' policies instead (README)."""
+    """The views inherit the tables' policies instead (docs/design-appendix.md)."""
     with pytest.raises(psycopg.Error) as info:
         conn.execute(RLS_EXAMPLE)
     assert info.value.sqlstate == "42809"  # wrong_object_type: not a table

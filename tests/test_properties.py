@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 USERNAME_RULE = re.compile(r"[A-Za-z][A-Za-z0-9_]{2,29}")
-# The documented reserved names (README; migrations/0002_identity.sql).
+# The documented reserved names (docs/concepts-tenancy.md; migrations/0002_identity.sql).
 RESERVED = {"admin", "administrator", "root", "system", "support", "help", "api", "www", "mail", "billing",
             "security", "staff", "owner", "superadmin", "platform", "console", "dashboard", "settings", "login",
             "logout", "signup", "null", "anonymous", "tenantdb", "postgres", "service_role", "authenticated", "anon"}
@@ -56,7 +56,7 @@ def test_username_check_follows_the_documented_rule(dsn: str, name: str) -> None
 # Any sequence of membership, role-permission and organization-status
 # changes leaves the derived access table equal to the live join it
 # replaces (what the RLS helpers read is never stale, nor extra). The
-# oracle states the status rule of the README on its own.
+# oracle states the status rule of docs/concepts-tenancy.md on its own.
 
 LIVE_ACCESS = """
 select ms.user_id::text, rp.permission_key, ms.organization_id::text
