@@ -17,6 +17,11 @@
     is accepted on write as well. -#}
 {% set role_names = [('tenant_owner', 'owner'), ('tenant_admin', 'admin'), ('tenant_member', 'member'), ('tenant_guest', 'guest')] %}
 
+-- The schema's description, as a user of the package reads it (the
+-- migration's said where it came from; that mapping is in the docs'
+-- design appendix).
+comment on schema client_services is 'tenantdb client_services: the compatibility schema of the onboarding guide''s organizations, accounts, usage_logs, billing_records and transactions, as security_invoker views over tenancy, iam, usage and billing (one source of truth, no data of its own).';
+
 -- private.currency_exponent(currency char(3)) -> integer
 -- Returns the ISO 4217 minor-unit exponent of an active currency code
 -- (case-insensitive): 0 for JPY, KRW, ...; 3 for BHD, IQD, JOD, KWD, LYD,
