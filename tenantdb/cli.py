@@ -398,10 +398,10 @@ def reset(c: Context, yes: bool, force: bool) -> None:
     with a comment on the database), or marked so by hand, unless --force."""
     from tenantdb import devdb, pooling
 
-    if c.target.name == "supabase":
+    dsn = resolve_dsn(c.dsn_option)
+    if c.settle(dsn).name == "supabase":  # --target supabase, or a database migrated for it
         raise click.UsageError("tenantdb reset drops the database, and with it Supabase's own auth schema: "
                                "use `supabase db reset` for a Supabase database")
-    dsn = resolve_dsn(c.dsn_option)
     name, where = devdb.check_resettable(dsn, force)
     pooling.refuse_transaction_pooler(dsn)
     if not yes:

@@ -638,6 +638,7 @@ class Engine:
         reverted) unless allow_data_loss."""
         with connect(self.dsn, autocommit=True) as conn:
             self._recorded(conn)  # refuses another --target / --api-schema
+            self._writable(conn, "roll back")
         pooling.refuse_transaction_pooler(self.dsn)
         with tempfile.TemporaryDirectory(prefix="tenantdb-") as tmp:
             backend = _YoyoBackend(self.dsn)
@@ -687,8 +688,7 @@ class Engine:
 
     def _revert(self, backend: _YoyoBackend, migrations: dict, victims: list[Change]) -> None:
         """Run the rollback of each victim, newest first, in the open transaction."""
-        for change in reversed(victims):
-            self.echo(f"reverting {change.id} ...")
+        for change in reversed(victims):  # no progress lines here: a guarded rollback runs this twice
             migration = migrations[change.id]
             # The rollback file first (it drops the change's own views and
             # tables), then the functions of the change's repeatables with
@@ -724,6 +724,7 @@ class Engine:
         except (OSError, ValueError) as exc:
             raise TenantdbError(f"{catalog_path}: not a readable JSON catalog: {exc}") from exc
         with connect(self.dsn) as conn:
+            self._writable(conn, "seed")
             self._lock(conn, "seed", search_path=False)
             self.load_seeds(conn, document, str(catalog_path))
             try:

@@ -19,6 +19,7 @@ import pytest
 from psycopg import sql
 
 from conftest import ROOT, conninfo
+from tenantdb import devdb
 from tenantdb.engine import LOCK_KEY
 from tenantdb.paths import SQL_DIRS
 from tenantdb.render import Renderer, Target
@@ -208,6 +209,7 @@ def test_rollback_that_drops_rows_lists_them_and_needs_yes(dsn: str) -> None:
     assert f"catalog.meters.aggregation ({values} values)" in proc.stderr, "a dropped column holding values is listed"
     assert scalar(dsn, "select count(*) from tenantdb.changes") == before, "nothing was reverted"
     assert scalar(dsn, "select count(*) from app.projects") == 1
+    assert "revert" not in proc.stdout, "a refused rollback does not say it reverted anything"
     # --json: the same refusal, exit 6
     assert run("--dsn", dsn, "rollback", "--to", "0012_limits", "--json").returncode == 6
     # at a terminal the question is asked: here, stdin is not one, so it is never asked
@@ -215,6 +217,7 @@ def test_rollback_that_drops_rows_lists_them_and_needs_yes(dsn: str) -> None:
     proc = run("--dsn", dsn, "rollback", "--to", "0012_limits", "--yes")
     assert proc.returncode == 0, proc.stderr
     assert "dropped app.projects (1 row)" in proc.stdout and f"dropped {counted}" in proc.stdout
+    assert proc.stdout.count("reverted 0018_crm_trust") == 1 and "reverted 0013_crm" in proc.stdout
     assert scalar(dsn, "select to_regclass('app.projects') is null and to_regclass('crm.people') is null")
 
 
@@ -247,6 +250,68 @@ def test_a_change_marked_destructive_shows_what_it_drops_and_needs_yes(dsn: str,
     assert "0099_no_descriptions dropped app.projects.description (2 values)" in proc.stdout
     assert scalar(dsn, "select count(*) from information_schema.columns where table_schema = 'app' "
                        "and table_name = 'projects' and column_name = 'description'") == 0
+
+
+def test_a_destructive_change_dropping_a_partition_with_rows_needs_yes(dsn: str, sql_copy: Path) -> None:
+    """A partition is a table of its own: dropping one that holds rows is
+    data lost, though its parent stays."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("create table app.logbook (at date not null, line text) partition by range (at)")
+        conn.execute("create table app.logbook_2024 partition of app.logbook for values from ('2024-01-01') to ('2025-01-01')")
+        conn.execute("create table app.logbook_2025 partition of app.logbook for values from ('2025-01-01') to ('2026-01-01')")
+        conn.execute("insert into app.logbook select date '2024-01-01' + g % 300, 'x' from generate_series(0, 499) g")
+        conn.execute("insert into app.logbook values ('2025-03-01', 'kept')")
+    (sql_copy / "migrations" / "0099_old_logs.sql").write_text("-- tenantdb: destructive\ndrop table app.logbook_2024;\n")
+    (sql_copy / "migrations" / "0099_old_logs.rollback.sql").write_text("select 1;\n")
+    proc = run("--dsn", dsn, "--sql-dir", str(sql_copy), "migrate")
+    assert proc.returncode == 6, proc.stderr
+    assert "app.logbook_2024 (500 rows)" in proc.stderr, proc.stderr
+    assert scalar(dsn, "select count(*) from app.logbook") == 501, "nothing was dropped"
+    proc = run("--dsn", dsn, "--sql-dir", str(sql_copy), "migrate", "--yes")
+    assert proc.returncode == 0, proc.stderr
+    assert scalar(dsn, "select count(*) from app.logbook") == 1
+
+
+def test_rows_that_row_security_hides_from_the_migrator_count_as_data(dsn: str) -> None:
+    """A role that row security binds cannot see whether a table holds rows:
+    the check refuses to call such a table empty, and leaves alone the
+    tables it cannot read but does not drop."""
+    from tenantdb import dataloss
+    from tenantdb.errors import DataLoss
+
+    role = f"migrator_{os.getpid()}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"create role {role} login nobypassrls")
+        conn.execute(f"grant create, usage on schema app to {role}")
+    try:
+        with psycopg.connect(dsn + f" user={role}") as conn:
+            conn.execute("create table app.hidden (id int)")
+            conn.execute("alter table app.hidden enable row level security")
+            conn.execute("alter table app.hidden force row level security")
+            conn.execute("create policy none_seen on app.hidden using (false) with check (true)")
+            conn.execute("insert into app.hidden values (1)")
+            assert conn.execute("select count(*) from app.hidden").fetchone()[0] == 0, "the role sees none of its rows"
+            with pytest.raises(DataLoss) as err:
+                dataloss.guarded(conn, lambda: conn.execute("drop table app.hidden"), "probe", allow=False)
+            assert "app.hidden (rows not counted: row security or privileges hide them from this role)" in str(err.value)
+            conn.rollback()
+            assert dataloss.guarded(conn, lambda: conn.execute("select 1"), "probe", allow=False) == []
+            assert conn.execute("select current_setting('row_security')").fetchone()[0] == "on", "left as it was"
+            conn.rollback()
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("drop table if exists app.hidden")
+            conn.execute(f"drop owned by {role}")
+            conn.execute(f"drop role {role}")
+
+
+def test_reset_refuses_a_database_migrated_for_supabase(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("comment on database {} is {}").format(sql.Identifier(conn.info.dbname), sql.Literal(devdb.MARK)))
+        conn.execute("update tenantdb.changes set target = 'supabase'")  # as a database migrated with --target supabase
+    proc = run("--dsn", dsn, "reset", "--force", "--yes")
+    assert proc.returncode == 2 and "supabase db reset" in proc.stderr, proc.stderr
+    assert scalar(dsn, "select count(*) from tenantdb.changes") == len(CHANGE_IDS), "nothing dropped"
 
 
 def test_a_destructive_change_with_nothing_to_lose_applies_without_asking(dsn: str, sql_copy: Path) -> None:
