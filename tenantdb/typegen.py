@@ -15,7 +15,11 @@ What goes in is what an app reaches through PostgREST:
 
 A relation's ``Row`` holds the columns ``authenticated`` may select,
 ``Insert`` those it may insert and ``Update`` those it may update (``never``
-where it may insert or update none). Partitions and objects of extensions
+where it may insert or update none). The columns a function returns (RETURNS
+TABLE, OUT parameters) are ``T | null``: the catalog cannot say one is never
+null (``search_clients`` returns a client without email as
+``primary_email: null``); ``supabase gen types`` writes them non-null.
+Partitions and objects of extensions
 (pgTAP's functions, say) are left out. The output is deterministic: sorted
 by name, no OIDs, no server version, so it can be committed and compared.
 """
@@ -385,9 +389,9 @@ class TypeScript:
     def returns(self, fn: Function) -> tuple[str, str | None]:
         """(Returns, SetofOptions) of a function."""
         many = "[]" if fn.returns_set else ""
-        if fn.outputs:  # RETURNS TABLE (...), or OUT parameters
+        if fn.outputs:  # RETURNS TABLE (...), or OUT parameters: the catalog cannot say one is never null
             columns = sorted(fn.outputs, key=lambda p: p.name)
-            return self.obj([f"{key(p.name)}: {self.ts(p.type)}" for p in columns]) + many, None
+            return self.obj([f"{key(p.name)}: {self.ts(p.type)} | null" for p in columns]) + many, None
         t = self.cat.types.get(fn.returns)
         rel = self.included.get((t.schema, t.name)) if t and t.kind == "c" and t.relkind != "c" else None
         if rel is not None and rel.schema == self.cat.api:

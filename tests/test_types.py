@@ -133,7 +133,7 @@ def test_functions_as_supabase_js_expects_them(dsn: str) -> None:
     invite = block(text, ["public", "Functions", "invite_member"])
     assert fields(block(text, ["public", "Functions", "invite_member", "Args"])) == {
         "p_email": "string", "p_organization_id": "string", "p_role_key?": "string", "p_valid_for?": "string"}
-    assert "Returns: {\n" in invite and re.search(r"invitation_id: string\n\s+token: string\n\s+\}\[\]", invite)
+    assert "Returns: {\n" in invite and re.search(r"invitation_id: string \| null\n\s+token: string \| null\n\s+\}\[\]", invite)
     assert "accept_invitation: { Args: { p_token: string }; Returns: string }" in fns
     assert "is_platform_team_member: { Args: never; Returns: boolean }" in fns
     assert re.search(r"leave_organization: \{\n\s+Args: \{ p_organization_id: string \}\n\s+Returns: undefined", fns)
@@ -236,7 +236,7 @@ def test_postgres_types_map_as_postgrest_returns_them(probe_types: str) -> None:
                      r"\s+isSetofReturn: true\n", fns)
     assert re.search(r"probe_item: \{\n\s+Args: \{ p_id: number \}\n\s+Returns: \{\n(.*\n){3}\s+SetofOptions: \{\n"
                      r"(.*\n){2}\s+isOneToOne: true\n\s+isSetofReturn: false\n", fns)
-    assert re.search(r"probe_out: \{\n\s+Args: \{ p_a: number \}\n\s+Returns: \{\n\s+label: string\n\s+total: number\n\s+\}\n", fns)
+    assert re.search(r"probe_out: \{\n\s+Args: \{ p_a: number \}\n\s+Returns: \{\n\s+label: string \| null\n\s+total: number \| null\n\s+\}\n", fns)
     assert re.search(r'p_ids: string\[\]\n\s+p_mood\?: Database\["probe"\]\["Enums"\]\["mood"\]\n'
                      r'\s+p_point\?: Database\["probe"\]\["CompositeTypes"\]\["point"\]\n\s+\}\n'
                      r'\s+Returns: Database\["probe"\]\["Enums"\]\["mood"\]\[\]', fns)

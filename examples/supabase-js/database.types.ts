@@ -1746,41 +1746,41 @@ export type Database = {
       claim_campaign_sends: {
         Args: { p_batch_size?: number; p_lease?: string; p_worker: string }
         Returns: {
-          attempts: number
-          campaign_id: string
-          channel: string
-          email: string
-          first_name: string
-          last_name: string
-          organization_id: string
-          person_id: string
-          phone_e164: string
-          send_id: string
-          template: Json
+          attempts: number | null
+          campaign_id: string | null
+          channel: string | null
+          email: string | null
+          first_name: string | null
+          last_name: string | null
+          organization_id: string | null
+          person_id: string | null
+          phone_e164: string | null
+          send_id: string | null
+          template: Json | null
         }[]
       }
       claim_payment_events: {
         Args: { p_lease?: string; p_max_events?: number; p_worker: string }
         Returns: {
-          attempt: number
-          event_id: string
+          attempt: number | null
+          event_id: string | null
         }[]
       }
       claim_reminders: {
         Args: { p_batch_size?: number; p_lease?: string; p_worker: string }
         Returns: {
-          attempts: number
-          email: string
-          first_name: string
-          last_name: string
-          org_client_id: string
-          organization_id: string
-          payload: Json
-          phone_e164: string
-          reminder_id: string
-          send_at: string
-          slot: string
-          type: string
+          attempts: number | null
+          email: string | null
+          first_name: string | null
+          last_name: string | null
+          org_client_id: string | null
+          organization_id: string | null
+          payload: Json | null
+          phone_e164: string | null
+          reminder_id: string | null
+          send_at: string | null
+          slot: string | null
+          type: string | null
         }[]
       }
       client_account: { Args: { p_org_client_id: string }; Returns: Json }
@@ -1791,10 +1791,10 @@ export type Database = {
       client_timeline: {
         Args: { p_before?: string; p_limit?: number; p_org_client_id: string }
         Returns: {
-          created_at: string
-          data: Json
-          id: string
-          type: string
+          created_at: string | null
+          data: Json | null
+          id: string | null
+          type: string | null
         }[]
       }
       complete_campaign_send: {
@@ -1869,8 +1869,8 @@ export type Database = {
           p_provider_event_id: string
         }
         Returns: {
-          duplicate: boolean
-          event_id: string
+          duplicate: boolean | null
+          event_id: string | null
         }[]
       }
       invite_member: {
@@ -1881,8 +1881,8 @@ export type Database = {
           p_valid_for?: string
         }
         Returns: {
-          invitation_id: string
-          token: string
+          invitation_id: string | null
+          token: string | null
         }[]
       }
       is_platform_team_member: { Args: never; Returns: boolean }
@@ -1893,13 +1893,13 @@ export type Database = {
       my_service_history: {
         Args: { p_before?: string; p_limit?: number }
         Returns: {
-          created_at: string
-          data: Json
-          id: string
-          org_client_id: string
-          organization_id: string
-          organization_name: string
-          type: string
+          created_at: string | null
+          data: Json | null
+          id: string | null
+          org_client_id: string | null
+          organization_id: string | null
+          organization_name: string | null
+          type: string | null
         }[]
       }
       open_incident: {
@@ -1918,17 +1918,17 @@ export type Database = {
           p_source: string
         }
         Returns: {
-          balance_minor: number
-          duplicate: boolean
-          entry_id: string
+          balance_minor: number | null
+          duplicate: boolean | null
+          entry_id: string | null
         }[]
       }
       process_payment_events: {
         Args: { p_lease?: string; p_max_events?: number; p_worker: string }
         Returns: {
-          error: string
-          event_id: string
-          outcome: string
+          error: string | null
+          event_id: string | null
+          outcome: string | null
         }[]
       }
       propagate_contact_update: {
@@ -1940,8 +1940,8 @@ export type Database = {
           p_phone?: string
         }
         Returns: {
-          person_id: string
-          success: boolean
+          person_id: string | null
+          success: boolean | null
         }[]
       }
       purge_audit: { Args: { p_older_than: string }; Returns: number }
@@ -1984,17 +1984,17 @@ export type Database = {
           p_quantity: number
         }
         Returns: {
-          duplicate: boolean
-          event_id: string
+          duplicate: boolean | null
+          event_id: string | null
         }[]
       }
       record_usage_batch: {
         Args: { p_events: Json; p_organization_id: string }
         Returns: {
-          duplicate: boolean
-          event_id: string
-          idempotency_key: string
-          item: number
+          duplicate: boolean | null
+          event_id: string | null
+          idempotency_key: string | null
+          item: number | null
         }[]
       }
       remove_member: {
@@ -2011,16 +2011,16 @@ export type Database = {
       search_clients: {
         Args: { p_limit?: number; p_org_id: string; p_query: string }
         Returns: {
-          created_at: string
-          first_name: string
-          last_name: string
-          ltv_cents: number
-          org_client_id: string
-          person_id: string
-          primary_email: string
-          primary_phone_e164: string
-          status: string
-          tags: string[]
+          created_at: string | null
+          first_name: string | null
+          last_name: string | null
+          ltv_cents: number | null
+          org_client_id: string | null
+          person_id: string | null
+          primary_email: string | null
+          primary_phone_e164: string | null
+          status: string | null
+          tags: string[] | null
         }[]
       }
       set_invoice_status: {
@@ -2075,8 +2075,8 @@ export type Database = {
           p_phone?: string
         }
         Returns: {
-          is_new: boolean
-          person_id: string
+          is_new: boolean | null
+          person_id: string | null
         }[]
       }
       withdraw_consent: {

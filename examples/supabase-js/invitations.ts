@@ -20,6 +20,9 @@ export async function inviteMember(
     })
     .single() // returns table (invitation_id, token): one row
   if (error) throw error
+  // (the types say a returned column may be null: a function's row is not
+  // checked column by column; invite_member always fills both)
+  if (data.invitation_id === null || data.token === null) throw new Error('invite_member returned no invitation')
   return { invitationId: data.invitation_id, token: data.token }
 }
 
