@@ -1,4 +1,21 @@
 {% import 'sql/macros.sql' as m with context -%}
+{#- request_role: a role a request switches to (PostgREST switches to the
+    role a signed JWT names; scope_request to organization_scoped): made
+    once, nologin noinherit, with its comment, and granted to PostgREST's
+    login role (Supabase's authenticator) where that exists. -#}
+{% macro request_role(name, comment) -%}
+do $role$
+begin
+  if not exists (select from pg_catalog.pg_roles where rolname = {{ name | sqlquote }}) then
+    create role {{ name }} nologin noinherit;
+  end if;
+  comment on role {{ name }} is {{ comment | sqlquote }};
+  if exists (select from pg_catalog.pg_roles where rolname = 'authenticator') then
+    grant {{ name }} to authenticator;
+  end if;
+end
+$role$;
+{%- endmacro %}
 -- Helpers every domain uses.
 
 -- private.set_updated_at() -> trigger
@@ -70,18 +87,7 @@ revoke all on function private.refuse_change from public, anon, authenticated;
 -- applies to it, no function is granted to it; staff act through the API
 -- functions with their ordinary authenticated token. Created here, in a
 -- repeatable file, so that an upgrade gets it before the policies name it.
-do $staff$
-begin
-  if not exists (select from pg_catalog.pg_roles where rolname = 'platform_staff') then
-    create role platform_staff nologin noinherit;
-  end if;
-  comment on role platform_staff is 'tenantdb: platform staff reading across organizations (platform_select policies); a staff token names this role.';
-  -- PostgREST's login role (Supabase's authenticator) must be able to switch to it.
-  if exists (select from pg_catalog.pg_roles where rolname = 'authenticator') then
-    grant platform_staff to authenticator;
-  end if;
-end
-$staff$;
+{{ request_role('platform_staff', 'tenantdb: platform staff reading across organizations (platform_select policies); a staff token names this role.') }}
 grant usage on schema private to platform_staff;
 
 -- organization_scoped: the database role of a request that names its
@@ -98,17 +104,7 @@ grant usage on schema private to platform_staff;
 -- planner multiplies their selectivities, expects no rows, and sorts a big
 -- organization's rows instead of walking its index in order
 -- (docs/access.md).
-do $scoped$
-begin
-  if not exists (select from pg_catalog.pg_roles where rolname = 'organization_scoped') then
-    create role organization_scoped nologin noinherit;
-  end if;
-  comment on role organization_scoped is 'tenantdb: a signed-in request scoped to its active organization (the privileges of authenticated; tenant policies narrowed to that organization).';
-  if exists (select from pg_catalog.pg_roles where rolname = 'authenticator') then
-    grant organization_scoped to authenticator;
-  end if;
-end
-$scoped$;
+{{ request_role('organization_scoped', 'tenantdb: a signed-in request scoped to its active organization (the privileges of authenticated; tenant policies narrowed to that organization).') }}
 
 -- private.client_grant_differences() -> table (verb, kind, object, col, privilege_type)
 -- The grants and revokes that would give organization_scoped exactly the
