@@ -172,16 +172,28 @@ class _YoyoBackend(PostgresqlPsycopgBackend):
         return data
 
 
+def installed_with(conn: psycopg.Connection) -> tuple[list[str], str | None]:
+    """(the --target values, the API schema) tenantdb's bookkeeping recorded
+    for this database: ([], None) where it has none. The API schema of a
+    database recorded before tenantdb kept it is the schema holding
+    check_username_available outside private. The one reader of both, for
+    the engine, `docs` and `types`."""
+    if conn.execute("select to_regclass('tenantdb.changes') is null").fetchone()[0]:
+        return [], None
+    targets = [r[0] for r in conn.execute("select distinct target from tenantdb.changes order by 1").fetchall()]
+    api = conn.execute(
+        "select to_jsonb(c) ->> 'api_schema' from tenantdb.changes c where to_jsonb(c) ->> 'api_schema' is not null "
+        "union all "
+        "select n.nspname::text from pg_catalog.pg_proc p join pg_catalog.pg_namespace n on n.oid = p.pronamespace "
+        "where p.proname = 'check_username_available' and n.nspname <> 'private' limit 1").fetchone()
+    return targets, api[0] if api else None
+
+
 def recorded_target(dsn: str) -> tuple[str | None, str | None]:
-    """(target, API schema) the database was migrated with, from tenantdb's
-    bookkeeping; (None, None) where it has none."""
+    """(target, API schema) the database was migrated with; None for what it did not record."""
     with connect(dsn, autocommit=True) as conn:
-        if conn.execute("select to_regclass('tenantdb.changes') is null").fetchone()[0]:
-            return None, None
-        row = conn.execute(
-            "select (select min(target) from tenantdb.changes), "
-            "(select min(to_jsonb(c) ->> 'api_schema') from tenantdb.changes c)").fetchone()
-        return row[0], row[1]
+        targets, api = installed_with(conn)
+    return (targets[0] if targets else None), api
 
 
 # Where tenantdb's own schemas exist without its bookkeeping, the database was
@@ -232,21 +244,16 @@ class Engine:
     def _recorded(self, conn: psycopg.Connection) -> tuple[dict[str, str], dict[str, str]]:
         if conn.execute("select to_regclass('tenantdb.changes') is not null").fetchone()[0] is False:
             return {}, {}
-        targets = [r[0] for r in conn.execute("select distinct target from tenantdb.changes").fetchall()]
+        targets, api = installed_with(conn)
         if targets and targets != [self.renderer.target.name]:
             raise UsageProblem(
                 f"this database was migrated with --target {', '.join(targets)}, not {self.renderer.target.name}; "
                 "pass the same --target (and --api-schema) it was installed with"
             )
-        api = conn.execute(
-            "select to_jsonb(c) ->> 'api_schema' from tenantdb.changes c where to_jsonb(c) ->> 'api_schema' is not null "
-            "union all "
-            "select n.nspname::text from pg_catalog.pg_proc p join pg_catalog.pg_namespace n on n.oid = p.pronamespace "
-            "where p.proname = 'check_username_available' and n.nspname <> 'private' limit 1").fetchone()
-        if api and api[0] != self.renderer.target.api:
+        if api and api != self.renderer.target.api:
             raise UsageProblem(
-                f"this database's API schema is {api[0]}, not {self.renderer.target.api}: "
-                f"pass --api-schema {api[0]} (the schema a database was installed with cannot change)"
+                f"this database's API schema is {api}, not {self.renderer.target.api}: "
+                f"pass --api-schema {api} (the schema a database was installed with cannot change)"
             )
         changes = dict(conn.execute("select change_id, checksum from tenantdb.changes").fetchall())
         reps = dict(conn.execute("select path, checksum from tenantdb.repeatables").fetchall())

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import psycopg
 
 from .db import connect
+from .engine import installed_with
 from .errors import TenantdbError, UsageProblem
 
 READER = "authenticated"
@@ -540,11 +541,8 @@ def typescript(cat: Catalog) -> str:
 
 
 def recorded_api(conn: psycopg.Connection) -> str:
-    """The API schema the database was migrated with (tenantdb's bookkeeping), else public."""
-    if conn.execute("select to_regclass('tenantdb.changes') is null").fetchone()[0]:
-        return "public"
-    row = conn.execute("select min(to_jsonb(c) ->> 'api_schema') from tenantdb.changes c").fetchone()
-    return row[0] or "public"
+    """The API schema the database was migrated with (as the engine reads it), else public."""
+    return installed_with(conn)[1] or "public"
 
 
 def generate(dsn: str, api: str | None = None, lang: str = "typescript") -> str:
