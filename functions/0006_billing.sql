@@ -121,7 +121,11 @@ comment on function private.subscriptions_status_transition is 'Trigger: the sub
 -- AFTER INSERT OR UPDATE: writes a subscription_history row for every new
 -- subscription and every plan or status change, so no client can skip it.
 -- change_type: created, upgrade / downgrade (by plan rank), cancelled,
--- reactivated, trial_ended, status_changed.
+-- reactivated, trial_ended, status_changed. A cancellation's new plan is
+-- null. The transaction-local settings tenantdb.change_event,
+-- tenantdb.change_amount_paid (minor units), tenantdb.change_reason and
+-- tenantdb.change_by, set by the function making the change, fill
+-- provider_event_id, amount_paid_minor, reason and created_by.
 create or replace function private.subscriptions_record_history()
   returns trigger
   language plpgsql
@@ -156,13 +160,20 @@ begin
   else
     return null;
   end if;
+  -- A cancellation leaves no plan: its new plan is null (seed 003).
   insert into billing.subscription_history (organization_id, subscription_id, old_plan_key, new_plan_key,
                                             old_status, new_status, change_type, created_by,
-                                            proration_credit_minor, proration_charge_minor, reason)
-  values (new.organization_id, new.id, old.plan_key, coalesce(new.pending_plan_key, new.plan_key), old.status, new.status, kind, auth.uid(),
+                                            proration_credit_minor, proration_charge_minor, reason,
+                                            provider_event_id, amount_paid_minor)
+  values (new.organization_id, new.id, old.plan_key,
+          case when kind <> 'cancelled' then coalesce(new.pending_plan_key, new.plan_key) end,
+          old.status, new.status, kind,
+          coalesce(nullif(current_setting('tenantdb.change_by', true), '')::uuid, auth.uid()),
           nullif(current_setting('tenantdb.proration_credit', true), '')::bigint,
           nullif(current_setting('tenantdb.proration_charge', true), '')::bigint,
-          nullif(current_setting('tenantdb.change_reason', true), ''));
+          nullif(current_setting('tenantdb.change_reason', true), ''),
+          nullif(current_setting('tenantdb.change_event', true), ''),
+          nullif(current_setting('tenantdb.change_amount_paid', true), '')::bigint);
   return null;
 end
 $fn$;
@@ -242,13 +253,27 @@ comment on function private.organizations_keep_financial_records is 'Trigger: an
 
 -- private.record_subscription_change(p_organization_id uuid, p_old_plan_id uuid, p_new_plan_id uuid,
 --   p_change_type varchar, p_stripe_event_id varchar, p_amount_paid numeric, p_created_by uuid) -> uuid
--- Seed 003's signature: records a change reported from outside (a provider
--- event, a sales contract) in subscription_history and returns its id.
--- Plan ids are catalog.plans.id; p_amount_paid is in major units and is
--- stored in minor units (x 100, rounded half away from zero). Refuses:
--- not trusted and no platform.billing.adjust (42501); unknown organization
--- or plan id (P0002); unknown change type (22023). Callable by service_role
--- and platform staff.
+-- Seed 003's signature, and the one way a change reported from outside (a
+-- provider event, a sales contract) is made: it changes the subscription
+-- and returns the id of the one subscription_history row of the change.
+--   upgrade / downgrade: the live subscription on p_old_plan_id moves to
+--     p_new_plan_id now (the provider already charged: no proration, a
+--     pending downgrade is dropped); cancelled: it is canceled now;
+--     reactivated: past_due or unpaid -> active; trial_ended: trialing ->
+--     active. The history row, written by the subscriptions trigger, carries
+--     p_stripe_event_id, p_amount_paid (major units, stored x 100 in minor
+--     units, rounded half away from zero) and p_created_by.
+--   Already made (the subscription is on p_new_plan_id, canceled, active):
+--     the history row of that change is returned, no second row: the row
+--     with p_stripe_event_id when there is one, else the latest row of the
+--     change. A replay with the same event id returns the same row.
+--   trial_started, and a change the subscription does not match (another
+--     plan than p_old_plan_id, no subscription): only recorded, as a row
+--     with reported = true.
+-- Plan ids are catalog.plans.id. Refuses: not trusted and no
+-- platform.billing.adjust (42501); unknown organization or plan id
+-- (P0002); unknown change type, or upgrade/downgrade against the plans'
+-- ranks (22023). Callable by service_role and platform staff.
 create or replace function private.record_subscription_change(
   p_organization_id uuid, p_old_plan_id uuid, p_new_plan_id uuid, p_change_type varchar,
   p_stripe_event_id varchar, p_amount_paid numeric, p_created_by uuid)
@@ -257,35 +282,88 @@ create or replace function private.record_subscription_change(
   {{ m.definer() }}
 as $fn$
 declare
-  old_key text;
-  new_key text;
-  sub uuid;
-  new_id uuid;
+  old_plan catalog.plans;
+  new_plan catalog.plans;
+  sub billing.subscriptions;
+  made_id uuid;
+  new_status text;
 begin
   perform private.require_platform('platform.billing.adjust');
   if not exists (select from tenancy.organizations o where o.id = p_organization_id) then
     raise exception 'record_subscription_change: no organization %', p_organization_id using errcode = 'P0002';
   end if;
   if p_old_plan_id is not null then
-    select key into old_key from catalog.plans where id = p_old_plan_id;
+    select * into old_plan from catalog.plans where id = p_old_plan_id;
     if not found then raise exception 'record_subscription_change: no plan %', p_old_plan_id using errcode = 'P0002'; end if;
   end if;
   if p_new_plan_id is not null then
-    select key into new_key from catalog.plans where id = p_new_plan_id;
+    select * into new_plan from catalog.plans where id = p_new_plan_id;
     if not found then raise exception 'record_subscription_change: no plan %', p_new_plan_id using errcode = 'P0002'; end if;
   end if;
   if p_change_type is null or p_change_type not in ('upgrade', 'downgrade', 'cancelled', 'reactivated', 'trial_started', 'trial_ended') then
     raise exception 'record_subscription_change: change type "%" is not one of upgrade, downgrade, cancelled, reactivated, trial_started, trial_ended', p_change_type
       using errcode = '22023';
   end if;
-  select s.id into sub from billing.subscriptions s
-   where s.organization_id = p_organization_id order by (s.status <> 'canceled') desc, s.created_at desc limit 1;
-  insert into billing.subscription_history (organization_id, subscription_id, old_plan_key, new_plan_key, change_type,
-                                            provider_event_id, amount_paid_minor, created_by, reported)
-  values (p_organization_id, sub, old_key, new_key, p_change_type, p_stripe_event_id,
-          round(p_amount_paid * 100)::bigint, coalesce(p_created_by, auth.uid()), true)
-  returning id into new_id;
-  return new_id;
+  if p_change_type in ('upgrade', 'downgrade') and old_plan.key is not null and new_plan.key is not null
+     and (p_change_type = 'upgrade') <> (new_plan.rank >= old_plan.rank) then
+    raise exception 'record_subscription_change: % to % is not a % (plan ranks % and %)', old_plan.key, new_plan.key, p_change_type,
+      old_plan.rank, new_plan.rank using errcode = '22023';
+  end if;
+  -- A replay of the same provider event: the row it made.
+  if p_stripe_event_id is not null then
+    select h.id into made_id from billing.subscription_history h
+     where h.organization_id = p_organization_id and h.provider_event_id = p_stripe_event_id and h.change_type = p_change_type
+     order by h.created_at desc limit 1;
+    if found then
+      return made_id;
+    end if;
+  end if;
+  select * into sub from billing.subscriptions s
+   where s.organization_id = p_organization_id and s.status <> 'canceled' for update;
+  perform set_config('tenantdb.change_event', coalesce(p_stripe_event_id, ''), true),
+          set_config('tenantdb.change_amount_paid', coalesce(round(p_amount_paid * 100)::bigint::text, ''), true),
+          set_config('tenantdb.change_by', coalesce(p_created_by::text, ''), true);
+  if sub.id is not null and p_change_type in ('upgrade', 'downgrade') and new_plan.key is not null
+     and sub.plan_key = coalesce(old_plan.key, sub.plan_key) and sub.plan_key <> new_plan.key then
+    update billing.subscriptions s set plan_key = new_plan.key, pending_plan_key = null, last_event_at = now()
+     where s.organization_id = sub.organization_id and s.id = sub.id;
+  elsif sub.id is not null and p_change_type = 'cancelled' and sub.plan_key = coalesce(old_plan.key, sub.plan_key) then
+    update billing.subscriptions s set status = 'canceled', last_event_at = now()
+     where s.organization_id = sub.organization_id and s.id = sub.id;
+  elsif sub.id is not null and (p_change_type, sub.status) in (('reactivated', 'past_due'), ('reactivated', 'unpaid'), ('trial_ended', 'trialing')) then
+    update billing.subscriptions s set status = 'active', last_event_at = now()
+     where s.organization_id = sub.organization_id and s.id = sub.id;
+  else
+    -- Already made, by another path: the row of that change.
+    select h.id into made_id from billing.subscription_history h
+     where h.organization_id = p_organization_id and not h.reported and h.change_type = p_change_type
+       and h.old_plan_key is not distinct from coalesce(old_plan.key, h.old_plan_key)
+       and (h.new_plan_key is not distinct from new_plan.key or p_change_type <> 'upgrade' and p_change_type <> 'downgrade')
+       and (sub.id is null or h.subscription_id = sub.id or p_change_type = 'cancelled')
+       and (p_change_type <> 'cancelled' or sub.id is null)
+       and (p_change_type not in ('upgrade', 'downgrade') or sub.plan_key = new_plan.key)
+       and (p_change_type not in ('reactivated', 'trial_ended') or sub.status = 'active')
+     order by h.created_at desc limit 1;
+    if made_id is null then
+      -- Nothing the subscription matches: recorded as reported.
+      select s.id into sub.id from billing.subscriptions s
+       where s.organization_id = p_organization_id order by (s.status <> 'canceled') desc, s.created_at desc limit 1;
+      insert into billing.subscription_history (organization_id, subscription_id, old_plan_key, new_plan_key, change_type,
+                                                provider_event_id, amount_paid_minor, created_by, reported)
+      values (p_organization_id, sub.id, old_plan.key, new_plan.key, p_change_type, p_stripe_event_id,
+              round(p_amount_paid * 100)::bigint, coalesce(p_created_by, auth.uid()), true)
+      returning id into made_id;
+    end if;
+    perform set_config('tenantdb.change_event', '', true), set_config('tenantdb.change_amount_paid', '', true),
+            set_config('tenantdb.change_by', '', true);
+    return made_id;
+  end if;
+  perform set_config('tenantdb.change_event', '', true), set_config('tenantdb.change_amount_paid', '', true),
+            set_config('tenantdb.change_by', '', true);
+  select h.id into made_id from billing.subscription_history h
+   where h.organization_id = p_organization_id and h.subscription_id = sub.id
+   order by h.created_at desc, h.id desc limit 1;
+  return made_id;
 end
 $fn$;
 comment on function private.record_subscription_change is 'Definer twin of record_subscription_change.';
@@ -293,7 +371,7 @@ comment on function private.record_subscription_change is 'Definer twin of recor
 {{ m.api_function('record_subscription_change',
    'p_organization_id uuid, p_old_plan_id uuid, p_new_plan_id uuid, p_change_type varchar, p_stripe_event_id varchar default null, p_amount_paid numeric default null, p_created_by uuid default null',
    'uuid', 'p_organization_id, p_old_plan_id, p_new_plan_id, p_change_type, p_stripe_event_id, p_amount_paid, p_created_by',
-   'Records a subscription change in subscription_history and returns its id. Needs service_role or platform.billing.adjust (42501); unknown organization or plan: P0002; unknown change type: 22023.') }}
+   'Makes a reported subscription change (upgrade/downgrade now, cancel, reactivate, end a trial) and returns its one history row; a change already made returns its row. Needs service_role or platform.billing.adjust (42501); unknown organization or plan: P0002; unknown change type or a rank-contradicting upgrade/downgrade: 22023.') }}
 
 -- private.change_subscription_plan(organization_id uuid, plan_key text) -> jsonb
 -- Moves the live subscription to another active plan and returns
@@ -769,6 +847,10 @@ comment on function private.ingest_payment_event is 'Definer twin of ingest_paym
 --                          current_period_end, provider_subscription_id, seats}
 --   payment.succeeded / payment.failed / payment.refunded
 --                         {organization_id, provider_payment_id, amount_minor, currency, reason}
+--   invoice.paid, invoice.payment_succeeded, invoice.payment_failed,
+--   invoice.voided, invoice.refunded, charge.refunded, and payment.* naming
+--   an invoice (provider_invoice_id, invoice_id or metadata.invoice_id):
+--                         settle one of our invoices (private.apply_invoice_event)
 -- An event older than the subscription's last applied event is skipped, so
 -- an older state never overwrites a newer one. Other types are skipped.
 -- Raises on bad payloads (the attempt is recorded as failed).
@@ -790,6 +872,7 @@ begin
     if sub.last_event_at is not null and e.occurred_at < sub.last_event_at then
       return 'skipped';  -- older than the state already applied (ties: applied in arrival order)
     end if;
+    perform set_config('tenantdb.change_event', e.provider_event_id, true);
     update billing.subscriptions s
        set plan_key = coalesce(e.payload ->> 'plan_key', s.plan_key),
            status = coalesce(e.payload ->> 'status', s.status),
@@ -801,7 +884,13 @@ begin
            provider_subscription_id = coalesce(e.payload ->> 'provider_subscription_id', s.provider_subscription_id),
            last_event_at = e.occurred_at
      where s.organization_id = sub.organization_id and s.id = sub.id;
+    perform set_config('tenantdb.change_event', '', true);
     return 'processed';
+  elsif e.event_type in ('invoice.paid', 'invoice.payment_succeeded', 'invoice.payment_failed', 'invoice.voided',
+                         'invoice.refunded', 'charge.refunded')
+     or (e.event_type in ('payment.succeeded', 'payment.failed', 'payment.refunded')
+         and (e.payload ?| array['invoice_id', 'provider_invoice_id'] or e.payload -> 'metadata' ? 'invoice_id')) then
+    return private.apply_invoice_event(e);
   elsif e.event_type in ('payment.succeeded', 'payment.failed', 'payment.refunded') then
     perform private.record_one_off_payment(org, e.provider, e.payload ->> 'provider_payment_id',
       (e.payload ->> 'amount_minor')::bigint, e.payload ->> 'currency', e.payload ->> 'reason',
@@ -811,7 +900,7 @@ begin
   return 'skipped';
 end
 $fn$;
-comment on function private.apply_payment_event is 'Internal: applies one normalized inbox event (subscription.updated, payment.*).';
+comment on function private.apply_payment_event is 'Internal: applies one normalized inbox event (subscription.updated, payment.*, invoice.*).';
 revoke all on function private.apply_payment_event from public, anon, authenticated;
 
 -- private.claim_payment_events(worker text, max_events integer, lease interval) -> table (event_id uuid, attempt integer)

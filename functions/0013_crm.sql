@@ -1256,18 +1256,23 @@ comment on function private.schedule_reminders is 'Definer twin of schedule_remi
 {{ m.api_function('schedule_reminders', 'p_now timestamptz default now()', 'integer', 'p_now',
    'The reminder scheduler: creates the missing job (24 h, 2 h) and invoice (2 days, due day) reminders, cancels those no longer due; returns how many it created. Back end only (42501). pg_cron runs it every 15 minutes where installed.') }}
 
--- private.claim_reminders(p_worker text, p_batch_size integer, p_lease interval)
+-- private.claim_reminders(p_worker text, p_batch_size integer, p_lease interval, p_look_ahead interval)
 --   -> table (reminder_id, organization_id, org_client_id, type, slot, send_at, payload, attempts,
 --             first_name, last_name, email, phone_e164)
--- A sending worker's batch: due, pending reminders nobody holds (FOR
+-- A sending worker's batch: pending reminders due within p_look_ahead
+-- (default 15 minutes: a worker run every 15 minutes sends each reminder
+-- before its time, never up to 15 minutes late) that nobody holds (FOR
 -- UPDATE SKIP LOCKED, so two workers never claim the same one), oldest
 -- first, with the contact to send to (the organization's own record of
 -- its client); each is leased to the worker for
 -- p_lease (a worker that dies lets them go). A reminder whose job is not
 -- scheduled or whose invoice is not open is never claimed. Refuses: a
 -- caller that is not trusted (42501); a batch outside 1..1000, a lease
--- outside 10 s..1 h or no worker name (22023).
-create or replace function private.claim_reminders(p_worker text, p_batch_size integer, p_lease interval)
+-- outside 10 s..1 h, a look-ahead outside 0..1 h or no worker name (22023).
+-- The look-ahead came in a later release: the three-argument versions go.
+drop function if exists {{ api }}.claim_reminders(text, integer, interval);
+drop function if exists private.claim_reminders(text, integer, interval);
+create or replace function private.claim_reminders(p_worker text, p_batch_size integer, p_lease interval, p_look_ahead interval)
   returns table (reminder_id uuid, organization_id uuid, org_client_id uuid, type text, slot text, send_at timestamptz, payload jsonb,
                  attempts integer, first_name text, last_name text, email text, phone_e164 text)
   language plpgsql
@@ -1275,11 +1280,14 @@ create or replace function private.claim_reminders(p_worker text, p_batch_size i
 as $fn$
 begin
   perform private.crm_require_worker('claim_reminders', p_worker, coalesce(p_batch_size, 0), coalesce(p_lease, interval '0'));
+  if p_look_ahead is null or p_look_ahead not between interval '0' and interval '1 hour' then
+    raise exception 'claim_reminders: the look-ahead must be between 0 and 1 hour (got %)', p_look_ahead using errcode = '22023';
+  end if;
   return query
   with due as (
     select r.organization_id, r.id
       from crm.reminders r
-     where r.status = 'pending' and r.send_at <= now()
+     where r.status = 'pending' and r.send_at <= now() + p_look_ahead
        and (r.lease_until is null or r.lease_until < now())
        and (r.job_id is null or exists (select from crm.jobs j where j.organization_id = r.organization_id and j.id = r.job_id
                                                                   and j.status = 'scheduled' and j.start_at > now()))
@@ -1304,10 +1312,10 @@ end
 $fn$;
 comment on function private.claim_reminders is 'Definer twin of claim_reminders.';
 {{ m.private_grants('claim_reminders') }}
-{{ m.api_function('claim_reminders', "p_worker text, p_batch_size integer default 100, p_lease interval default '5 minutes'",
+{{ m.api_function('claim_reminders', "p_worker text, p_batch_size integer default 100, p_lease interval default '5 minutes', p_look_ahead interval default '15 minutes'",
    'table (reminder_id uuid, organization_id uuid, org_client_id uuid, type text, slot text, send_at timestamptz, payload jsonb, attempts integer, first_name text, last_name text, email text, phone_e164 text)',
-   'p_worker, p_batch_size, p_lease',
-   'A sending worker\'s batch of due reminders with the contact to send to, leased to it (SKIP LOCKED: two workers never share one). Back end only (42501); bad batch or lease: 22023.') }}
+   'p_worker, p_batch_size, p_lease, p_look_ahead',
+   'A sending worker\'s batch of reminders due within the look-ahead (default 15 minutes, the scheduler\'s interval) with the contact to send to, leased to it (SKIP LOCKED: two workers never share one). Back end only (42501); bad batch, lease or look-ahead: 22023.') }}
 
 -- Campaigns ---------------------------------------------------------------------------
 

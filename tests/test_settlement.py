@@ -1,0 +1,299 @@
+"""Settlement from payment webhooks: the provider's invoice events move our
+invoices (paid, failed attempts, void, refunds) once per event, in provider
+time, with the ledger entries they imply and the subscription's dunning
+state; plus the subscription history and reminder look-ahead the design
+documents describe. The end-of-month story and the subscription-history use
+cases run as one scenario each."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import psycopg
+import pytest
+
+from test_crm import request, signup
+from test_crm_trust import book, refused, service
+
+T0 = datetime(2030, 1, 5, 12, 0, tzinfo=timezone.utc)
+
+
+def org_of(conn: psycopg.Connection, email: str) -> tuple[str, str]:
+    uid = str(conn.execute("insert into auth.users (email) values (%s) returning id", (email,)).fetchone()[0])
+    org = str(conn.execute("select id from tenancy.organizations where personal_owner_id = %s", (uid,)).fetchone()[0])
+    return uid, org
+
+
+def webhook(conn: psycopg.Connection, event_id: str, event_type: str, payload: dict, at: datetime) -> list[tuple]:
+    """Ingest one provider event and run the inbox, as the back end; returns
+    (provider_event_id, outcome, error) of this event (earlier failed events
+    are retried by the same run)."""
+    with service(conn):
+        ev = conn.execute("select event_id from public.ingest_payment_event('stripe', %s, %s, %s, %s)",
+                          (event_id, event_type, json.dumps(payload), at)).fetchone()[0]
+        return [(event_id, r[0], r[1]) for r in conn.execute("select outcome, error from public.process_payment_events('w') "
+                                                             "where event_id = %s", (ev,)).fetchall()]
+
+
+def replay(conn: psycopg.Connection, event_id: str) -> str:
+    """The worker handles an already processed event again."""
+    with service(conn):
+        ev = conn.execute("select id from billing.payment_events where provider_event_id = %s", (event_id,)).fetchone()[0]
+        return conn.execute("select public.handle_payment_event(%s, 'w2')", (ev,)).fetchone()[0]
+
+
+def open_invoice(conn: psycopg.Connection, org: str, plan: str = "pro") -> tuple[str, int]:
+    """An open invoice of the next billing period, on `plan`; its id and total."""
+    conn.execute("select public.record_subscription_change(%s, (select id from catalog.plans where key = 'free'), "
+                 "(select id from catalog.plans where key = %s), 'upgrade')", (org, plan))
+    start = conn.execute("select end_date from private.billing_period(%s, now())", (org,)).fetchone()[0]
+    inv = str(conn.execute("select public.generate_invoice(%s, %s)", (org, start)).fetchone()[0])
+    total = conn.execute("select public.finalize_invoice(%s, %s)", (org, inv)).fetchone()[0]
+    return inv, total
+
+
+def invoice(conn: psycopg.Connection, inv: str) -> dict:
+    cur = conn.execute("select * from billing.invoices where id = %s", (inv,))
+    return dict(zip([c.name for c in cur.description], cur.fetchone()))
+
+
+def sub_status(conn: psycopg.Connection, org: str) -> str:
+    return conn.execute("select status from billing.subscriptions where organization_id = %s order by created_at desc limit 1",
+                        (org,)).fetchone()[0]
+
+
+def ref(org: str, inv: str, **more: object) -> dict:
+    return {"organization_id": org, "provider_invoice_id": "in_" + inv[:8], "metadata": {"invoice_id": inv}, **more}
+
+
+# --- invoice.paid -------------------------------------------------------------
+
+def test_invoice_paid_marks_the_invoice_paid_at_the_event_time_once(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        _, org = org_of(conn, "paid@s.test")
+        inv, total = open_invoice(conn, org)
+        assert webhook(conn, "evt_p1", "invoice.paid", ref(org, inv, amount_paid_minor=total), T0) == [("evt_p1", "processed", None)]
+        row = invoice(conn, inv)
+        assert (row["status"], row["paid_at"], row["amount_paid_minor"]) == ("paid", T0, total)
+        assert row["provider_invoice_id"] == "in_" + inv[:8], "the provider's id is linked on first sight"
+        # The same event handled again, and Stripe's twin event: nothing more.
+        assert replay(conn, "evt_p1") == "skipped"
+        assert webhook(conn, "evt_p2", "invoice.payment_succeeded", {"organization_id": org, "provider_invoice_id": "in_" + inv[:8]},
+                       T0 + timedelta(seconds=1)) == [("evt_p2", "skipped", None)]
+        assert invoice(conn, inv)["paid_at"] == T0
+        assert conn.execute("select count(*) filter (where applied), count(*) from billing.invoice_payment_events where invoice_id = %s",
+                            (inv,)).fetchone() == (1, 2)
+
+
+def test_an_overpayment_is_credited_with_source_billing(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        _, org = org_of(conn, "over@s.test")
+        inv, total = open_invoice(conn, org)
+        webhook(conn, "evt_o1", "invoice.paid", ref(org, inv, amount_paid_minor=total + 250), T0)
+        assert conn.execute("select source, amount_minor from billing.credit_ledger where organization_id = %s", (org,)).fetchall() == [
+            ("billing", 250)]
+        assert conn.execute("select public.credit_balance(%s)", (org,)).fetchone()[0] == 250
+
+
+def test_the_ledger_accepts_source_billing_and_still_refuses_an_unknown_one(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        _, org = org_of(conn, "ledger@s.test")
+        with service(conn):
+            conn.execute("select * from public.post_credit(%s, 500, 'USD', 'billing', 'k1', 'from billing')", (org,))
+            refused(conn, psycopg.errors.CheckViolation, "select * from public.post_credit(%s, 500, 'USD', 'gift', 'k2', 'x')", (org,),
+                    match="credit_ledger_source_known")
+        assert conn.execute("select array_agg(source) from billing.credit_ledger where organization_id = %s", (org,)).fetchone()[0] == ["billing"]
+
+
+# --- failed payments and dunning ----------------------------------------------
+
+def test_a_failed_payment_is_counted_and_the_subscription_goes_past_due_then_active(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        _, org = org_of(conn, "fail@s.test")
+        inv, total = open_invoice(conn, org)
+        assert webhook(conn, "evt_f1", "invoice.payment_failed", ref(org, inv, error="card_declined"), T0)[0][1] == "processed"
+        assert replay(conn, "evt_f1") == "skipped"
+        # payment.failed naming the invoice counts too.
+        assert webhook(conn, "evt_f2", "payment.failed", {"organization_id": org, "invoice_id": inv, "error": "insufficient_funds"},
+                       T0 + timedelta(days=1))[0][1] == "processed"
+        row = invoice(conn, inv)
+        assert (row["status"], row["failed_payment_count"], row["last_payment_failed_at"], row["last_payment_error"]) == (
+            "open", 2, T0 + timedelta(days=1), "insufficient_funds")
+        assert sub_status(conn, org) == "past_due"
+        # The seed's "failed invoices", one query (docs/concepts-billing.md).
+        failed = conn.execute("select id from billing.invoices where organization_id = %s and status = 'open' and failed_payment_count > 0",
+                              (org,)).fetchall()
+        assert [str(r[0]) for r in failed] == [inv]
+        webhook(conn, "evt_f3", "invoice.paid", ref(org, inv), T0 + timedelta(days=2))
+        assert (invoice(conn, inv)["status"], sub_status(conn, org)) == ("paid", "active")
+        assert conn.execute("select change_type, provider_event_id from billing.subscription_history where organization_id = %s "
+                            "and change_type in ('status_changed', 'reactivated') order by created_at", (org,)).fetchall() == [
+            ("status_changed", "evt_f1"), ("reactivated", "evt_f3")]
+
+
+def test_the_subscription_is_canceled_after_the_configured_number_of_failures(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        _, org = org_of(conn, "dunning@s.test")
+        conn.execute("insert into billing.settings (organization_id, dunning_max_failures) values (%s, 2)", (org,))
+        inv, _ = open_invoice(conn, org)
+        webhook(conn, "evt_d1", "invoice.payment_failed", ref(org, inv), T0)
+        assert sub_status(conn, org) == "past_due"
+        webhook(conn, "evt_d2", "invoice.payment_failed", ref(org, inv), T0 + timedelta(days=3))
+        assert sub_status(conn, org) == "canceled"
+        assert conn.execute("select canceled_at from billing.subscriptions where organization_id = %s", (org,)).fetchone()[0] == \
+            T0 + timedelta(days=3)
+        assert invoice(conn, inv)["status"] == "open", "the debt stays open (Stripe's default)"
+        refused(conn, psycopg.errors.CheckViolation, "update billing.settings set dunning_max_failures = 0 where organization_id = %s", (org,),
+                match="settings_dunning_max_failures_range")
+
+
+def test_an_older_event_never_undoes_a_newer_state(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        _, org = org_of(conn, "order@s.test")
+        inv, _ = open_invoice(conn, org)
+        # The retry succeeded at T0+1d; the failure of T0 is delivered after it.
+        webhook(conn, "evt_r2", "invoice.paid", ref(org, inv), T0 + timedelta(days=1))
+        assert webhook(conn, "evt_r1", "invoice.payment_failed", ref(org, inv), T0)[0][1] == "skipped"
+        assert (invoice(conn, inv)["status"], sub_status(conn, org)) == ("paid", "active")
+        # A void older than the payment is recorded, not applied; a newer one is refused (refund instead).
+        assert webhook(conn, "evt_r0", "invoice.voided", ref(org, inv), T0 - timedelta(days=1))[0][1] == "skipped"
+        out = webhook(conn, "evt_r3", "invoice.voided", ref(org, inv), T0 + timedelta(days=5))
+        assert out[0][1] == "failed" and out[0][2].startswith("55000")
+        assert invoice(conn, inv)["status"] == "paid"
+
+        # Voided first (newer), then an older payment: stays void.
+        _, org2 = org_of(conn, "order2@s.test")
+        inv2, _ = open_invoice(conn, org2)
+        webhook(conn, "evt_v2", "invoice.voided", ref(org2, inv2), T0 + timedelta(days=1))
+        assert webhook(conn, "evt_v1", "invoice.paid", ref(org2, inv2), T0)[0][1] == "skipped"
+        row = invoice(conn, inv2)
+        assert (row["status"], row["voided_at"]) == ("void", T0 + timedelta(days=1))
+
+
+def test_a_voided_invoice_gives_its_credit_back(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        _, org = org_of(conn, "void@s.test")
+        with service(conn):
+            conn.execute("select * from public.post_credit(%s, 700, 'USD', 'promo', 'promo-1', 'welcome')", (org,))
+        inv, total = open_invoice(conn, org)
+        assert conn.execute("select public.credit_balance(%s)", (org,)).fetchone()[0] == 0
+        webhook(conn, "evt_vo", "invoice.voided", {"organization_id": org, "invoice_id": inv}, T0)
+        assert invoice(conn, inv)["status"] == "void"
+        assert conn.execute("select public.credit_balance(%s)", (org,)).fetchone()[0] == 700
+
+
+def test_refunds_keep_the_invoice_paid_and_may_go_to_credit(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        _, org = org_of(conn, "refund@s.test")
+        inv, total = open_invoice(conn, org)
+        # Delivered before the payment: fails, and is applied on a later run once the invoice is paid.
+        out = webhook(conn, "evt_rf1", "charge.refunded", ref(org, inv, amount_refunded_minor=500, to_credit=True), T0 + timedelta(hours=2))
+        assert out[0][1] == "failed" and out[0][2].startswith("55000")
+        outcomes = webhook(conn, "evt_pd", "invoice.paid", ref(org, inv), T0)
+        with service(conn):
+            conn.execute("update billing.payment_event_processing set locked_until = null")
+            outcomes += conn.execute("select outcome from public.process_payment_events('w')").fetchall()
+        row = invoice(conn, inv)
+        assert (row["status"], row["amount_refunded_minor"]) == ("paid", 500)
+        assert conn.execute("select source, amount_minor from billing.credit_ledger where organization_id = %s", (org,)).fetchall() == [
+            ("billing", 500)]
+        out = webhook(conn, "evt_rf2", "invoice.refunded", ref(org, inv, amount_refunded_minor=total), T0 + timedelta(hours=3))
+        assert out[0][1] == "failed" and out[0][2].startswith("22023"), "more than was paid is refused"
+        assert invoice(conn, inv)["amount_refunded_minor"] == 500
+
+
+def test_bad_settlement_events_fail_with_a_clear_error_and_change_nothing(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        _, org = org_of(conn, "bad@s.test")
+        _, other = org_of(conn, "other@s.test")
+        inv, total = open_invoice(conn, org)
+        before = invoice(conn, inv)
+        cases = {
+            "evt_b1": ("invoice.paid", {"provider_invoice_id": "in_x"}, "22023"),                 # no organization
+            "evt_b2": ("invoice.paid", {"organization_id": org}, "22023"),                        # no invoice reference
+            "evt_b3": ("invoice.paid", {"organization_id": org, "provider_invoice_id": "in_nope"}, "P0002"),
+            "evt_b4": ("invoice.paid", {"organization_id": other, "invoice_id": inv}, "P0002"),   # another organization's invoice
+            "evt_b5": ("invoice.paid", ref(org, inv, amount_paid_minor=total - 1), "22023"),      # short payment
+            "evt_b6": ("invoice.paid", ref(org, inv, currency="EUR"), "22023"),
+        }
+        for evt, (kind, payload, state) in cases.items():
+            out = webhook(conn, evt, kind, payload, T0)
+            assert out[0][1] == "failed" and out[0][2].startswith(state), (evt, out)
+        after = invoice(conn, inv)
+        assert {k: after[k] for k in ("status", "paid_at", "provider_invoice_id", "failed_payment_count")} == \
+            {k: before[k] for k in ("status", "paid_at", "provider_invoice_id", "failed_payment_count")}
+        assert conn.execute("select count(*) from billing.invoice_payment_events").fetchone()[0] == 0
+
+
+def test_members_cannot_settle_and_read_only_their_own_settlements(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        alice, org = org_of(conn, "alice@s.test")
+        bob, _ = org_of(conn, "bob@s.test")
+        inv, _ = open_invoice(conn, org)
+        webhook(conn, "evt_m1", "invoice.payment_failed", ref(org, inv), T0)
+        with request(conn, alice):
+            refused(conn, psycopg.errors.InsufficientPrivilege,
+                    "select * from public.ingest_payment_event('stripe', 'evt_x', 'invoice.paid', %s, now())", (json.dumps(ref(org, inv)),))
+            refused(conn, psycopg.errors.InsufficientPrivilege, "select * from public.process_payment_events('me')")
+            refused(conn, psycopg.errors.InsufficientPrivilege,
+                    "insert into billing.invoice_payment_events (organization_id, invoice_id, payment_event_id, kind, occurred_at, applied) "
+                    "select organization_id, invoice_id, payment_event_id, kind, occurred_at, applied from billing.invoice_payment_events")
+            assert conn.execute("select count(*) from billing.invoice_payment_events").fetchone()[0] == 1
+        with request(conn, bob):
+            assert conn.execute("select count(*) from billing.invoice_payment_events").fetchone()[0] == 0
+        with conn.transaction():
+            conn.execute("select set_config('role', 'anon', true)")
+            refused(conn, psycopg.errors.InsufficientPrivilege, "select count(*) from billing.invoice_payment_events")
+        assert invoice(conn, inv)["status"] == "open"
+
+
+# --- subscription history (record_subscription_change, cancellations) ---------
+
+def test_a_cancellation_row_has_no_new_plan(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        _, org = org_of(conn, "cancel@s.test")
+        with service(conn):
+            conn.execute("select public.cancel_subscription(%s, false)", (org,))
+        assert conn.execute("select old_plan_key, new_plan_key, new_plan_id from billing.subscription_history "
+                            "where organization_id = %s and change_type = 'cancelled'", (org,)).fetchall() == [("free", None, None)]
+
+
+def test_record_subscription_change_beside_the_real_change_writes_one_row(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        uid, org = org_of(conn, "flow@s.test")
+        ids = dict(conn.execute("select key, id from catalog.plans where key in ('free', 'pro', 'business')").fetchall())
+        with service(conn):
+            conn.execute("select public.change_subscription_plan(%s, 'pro')", (org,))
+            first = conn.execute("select public.record_subscription_change(%s, %s, %s, 'upgrade', 'evt_u1', 20.00, %s)",
+                                 (org, ids["free"], ids["pro"], uid)).fetchone()[0]
+            again = conn.execute("select public.record_subscription_change(%s, %s, %s, 'upgrade', 'evt_u1', 20.00, %s)",
+                                 (org, ids["free"], ids["pro"], uid)).fetchone()[0]
+        assert first == again
+        assert conn.execute("select count(*) from billing.subscription_history where organization_id = %s and change_type = 'upgrade'",
+                            (org,)).fetchone()[0] == 1
+        # Made by record_subscription_change itself: the plan changes, its row carries the event and amount.
+        with service(conn):
+            made = conn.execute("select public.record_subscription_change(%s, %s, %s, 'upgrade', 'evt_u2', 100.00, %s)",
+                                (org, ids["pro"], ids["business"], uid)).fetchone()[0]
+        assert conn.execute("select plan_key from billing.subscriptions where organization_id = %s", (org,)).fetchone()[0] == "business"
+        assert conn.execute("select change_type, provider_event_id, amount_paid_minor, created_by::text, reported "
+                            "from billing.subscription_history where id = %s", (made,)).fetchone() == ("upgrade", "evt_u2", 10000, uid, False)
+        with service(conn):
+            refused(conn, psycopg.errors.InvalidParameterValue,
+                    "select public.record_subscription_change(%s, %s, %s, 'upgrade')", (org, ids["business"], ids["free"]))
+
+
+# --- reminders look ahead -----------------------------------------------------
+
+def test_claim_reminders_looks_ahead_fifteen_minutes_by_default(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        alice, org = signup(conn, "remind@s.test")
+        job = book(conn, alice, org, {"first_name": "Dee", "phone": "+15552220001"})
+        soon, later = [str(r[0]) for r in conn.execute("select id from crm.reminders where job_id = %s order by slot", (job["id"],)).fetchall()]
+        conn.execute("update crm.reminders set send_at = now() + interval '10 minutes' where id = %s", (soon,))
+        conn.execute("update crm.reminders set send_at = now() + interval '20 minutes' where id = %s", (later,))
+        with service(conn):
+            assert conn.execute("select count(*) from public.claim_reminders('w1', 10, interval '1 minute', interval '0')").fetchone()[0] == 0
+            assert [str(r[0]) for r in conn.execute("select reminder_id from public.claim_reminders('w1')").fetchall()] == [soon]
+            refused(conn, psycopg.errors.InvalidParameterValue, "select * from public.claim_reminders('w1', 10, interval '1 minute', interval '2 hours')")
