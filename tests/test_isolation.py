@@ -138,7 +138,13 @@ def world(dsn: str) -> dict[str, str]:
         conn.execute("select * from public.record_usage(%s, 'api_call', 100001, 'fixture-1')", (org_a,))
         conn.execute("select public.aggregate_usage('daily', now() - interval '1 day', now() + interval '1 day')")
         conn.execute("select public.record_organization_usage(%s)", (org_a,))
-        conn.execute("select public.generate_invoice(%s, (select start_date from private.billing_period(%s, now())))", (org_a, org_a))
+        billed = conn.execute("select public.generate_invoice(%s, (select start_date from private.billing_period(%s, now())))",
+                              (org_a, org_a)).fetchone()[0]
+        # A failed payment attempt the provider reported on it (invoice_payment_events).
+        conn.execute("select public.finalize_invoice(%s, %s)", (org_a, billed))
+        conn.execute("select * from public.ingest_payment_event('stripe', 'evt_a_inv', 'invoice.payment_failed', %s, now())",
+                     (json.dumps({"organization_id": org_a, "invoice_id": str(billed)}),))
+        conn.execute("select * from public.process_payment_events('fixture')")
         conn.execute("insert into billing.connected_accounts (organization_id, provider, provider_account_id, application_fee_bps, status) "
                      "values (%s, 'stripe', 'acct_a', 250, 'active')", (org_a,))
         conn.execute("select public.track_platform_revenue(%s, 'stripe', 'ch_a', 10000, 'USD')", (org_a,))

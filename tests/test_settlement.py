@@ -297,3 +297,103 @@ def test_claim_reminders_looks_ahead_fifteen_minutes_by_default(dsn: str) -> Non
             assert conn.execute("select count(*) from public.claim_reminders('w1', 10, interval '1 minute', interval '0')").fetchone()[0] == 0
             assert [str(r[0]) for r in conn.execute("select reminder_id from public.claim_reminders('w1')").fetchall()] == [soon]
             refused(conn, psycopg.errors.InvalidParameterValue, "select * from public.claim_reminders('w1', 10, interval '1 minute', interval '2 hours')")
+
+
+# --- scenarios ----------------------------------------------------------------
+
+def test_end_of_month_story_steps_1_to_10(dsn: str) -> None:
+    """The billing story of the design documents: upgrade, a month of usage,
+    overage fees, credits, the invoice (20 + 20 - 10 = 30), the provider's
+    webhook, the invoice paid."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        _, org = org_of(conn, "acme@story.test")
+        with service(conn):
+            # 1. billing_customers created (the provider's cus_123)
+            conn.execute("insert into billing.payment_customers (organization_id, provider, provider_customer_id) "
+                         "values (%s, 'stripe', 'cus_123')", (org,))
+        # 2. subscriptions created: the provider confirms the Pro plan (20.00).
+        assert webhook(conn, "evt_sub", "subscription.updated", {"organization_id": org, "plan_key": "pro", "status": "active",
+                                                                   "provider_subscription_id": "sub_123"},
+                       datetime.now(timezone.utc))[0][1] == "processed"
+        # 3-4. usage during the month, nothing charged: 2000 API calls over the 100000 included.
+        with service(conn):
+            conn.execute("select public.record_usage(%s, 'api_call', 102000, 'month-usage')", (org,))
+            conn.execute("select public.record_usage(%s, 'ai_tokens_used', 5000, 'month-tokens')", (org,))
+        assert conn.execute("select count(*) from billing.invoices where organization_id = %s", (org,)).fetchone()[0] == 0
+        # 7. the credit ledger: 10.00 of credit.
+        with service(conn):
+            conn.execute("select * from public.post_credit(%s, 1000, 'USD', 'promo', 'promo-10', 'Ten dollars off')", (org,))
+            # 5-6, 8. end of month: usage summarized, overage fees, the invoice generated and finalized.
+            this_start, next_start = conn.execute("select start_date, end_date from private.billing_period(%s, now())", (org,)).fetchone()
+            inv = str(conn.execute("select public.generate_invoice(%s, %s)", (org, next_start)).fetchone()[0])
+            total = conn.execute("select public.finalize_invoice(%s, %s)", (org, inv)).fetchone()[0]
+        assert conn.execute("select feature_key, units_over, unit_price_minor, amount_minor from usage.overage_fees "
+                            "where organization_id = %s and period_start = %s", (org, this_start)).fetchall() == [
+            ("max_api_calls_per_month", 2000, 1, 2000)]
+        lines = dict(conn.execute("select kind, sum(amount_minor) from billing.invoice_lines where invoice_id = %s group by kind",
+                                  (inv,)).fetchall())
+        assert lines == {"subscription": 2000, "usage": 2000, "credit": -1000}
+        assert total == 3000 and invoice(conn, inv)["status"] == "open"
+        # 9. webhook -> the inbox (stored first, then processed once).
+        paid_at = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=31)
+        assert webhook(conn, "evt_456", "invoice.paid", {"organization_id": org, "provider_invoice_id": "in_789",
+                                                          "metadata": {"invoice_id": inv}, "amount_paid_minor": 3000,
+                                                          "currency": "usd"}, paid_at) == [("evt_456", "processed", None)]
+        assert conn.execute("select p.status from billing.payment_event_processing p join billing.payment_events e on e.id = p.event_id "
+                            "where e.provider_event_id = 'evt_456'").fetchone()[0] == "processed"
+        # 10. the invoice is paid, linked to the provider's invoice; the ledger balance is spent.
+        row = invoice(conn, inv)
+        assert (row["status"], row["total_minor"], row["paid_at"], row["provider_invoice_id"]) == ("paid", 3000, paid_at, "in_789")
+        assert conn.execute("select public.credit_balance(%s)", (org,)).fetchone()[0] == 0
+        # 10, the other way: the next month's payment fails.
+        with service(conn):
+            after = conn.execute("select end_date from private.billing_period(%s, %s::date + 1)", (org, next_start)).fetchone()[0]
+            inv2 = str(conn.execute("select public.generate_invoice(%s, %s)", (org, after)).fetchone()[0])
+            conn.execute("select public.finalize_invoice(%s, %s)", (org, inv2))
+        webhook(conn, "evt_457", "invoice.payment_failed", {"organization_id": org, "invoice_id": inv2, "error": "card_declined"},
+                paid_at + timedelta(days=31))
+        assert conn.execute("select id::text, failed_payment_count from billing.invoices where organization_id = %s "
+                            "and status = 'open' and failed_payment_count > 0", (org,)).fetchall() == [(inv2, 1)]
+        assert sub_status(conn, org) == "past_due"
+
+
+def test_subscription_history_use_cases_1_to_4(dsn: str) -> None:
+    """The subscription-history document's flow: usage snapshots, an upgrade
+    and a cancellation reported by the provider (beside the real change),
+    then its four use cases, as written (schema-qualified)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        sam, org = org_of(conn, "sam@uc.test")
+        ids = dict(conn.execute("select key, id from catalog.plans where key in ('free', 'pro')").fetchall())
+        with service(conn):
+            conn.execute("select public.record_usage(%s, 'api_call', 900, 'uc-calls')", (org,))
+            conn.execute("SELECT record_organization_usage(%s)", (org,))
+            # The provider's upgrade arrives as a webhook (the real change) ...
+        webhook(conn, "evt_up", "subscription.updated", {"organization_id": org, "plan_key": "pro"}, datetime.now(timezone.utc))
+        with service(conn):
+            # ... and the document's flow records it too.
+            conn.execute("SELECT record_subscription_change(%s, %s, %s, 'upgrade', 'evt_up', 20.00, %s)", (org, ids["free"], ids["pro"], sam))
+            # Record cancellation
+            conn.execute("SELECT record_subscription_change(%s, %s, NULL, 'cancelled', 'evt_cancel', NULL, %s)", (org, ids["pro"], sam))
+            # Use case 4: the daily job.
+            uc4 = conn.execute("SELECT record_organization_usage(id) FROM tenancy.organizations WHERE status = 'active'").fetchall()
+        assert len(uc4) == conn.execute("select count(*) from tenancy.organizations where status = 'active'").fetchone()[0]
+        with request(conn, sam):
+            uc1 = conn.execute("""SELECT * FROM public.organization_usage_summary
+                                  WHERE period_start = DATE_TRUNC('month', CURRENT_DATE)::DATE
+                                  ORDER BY has_exceeded_limits DESC""").fetchall()
+            assert len(uc1) == 1, "use case 1: Sam's month, and no other organization's"
+            uc2 = conn.execute("""SELECT organization_name, plan_name FROM public.organization_usage_summary
+                                  WHERE api_call_utilization_pct > 80
+                                  AND period_start = DATE_TRUNC('month', CURRENT_DATE)::DATE""").fetchall()
+            assert uc2 == [], "use case 2: 900 calls of Pro's 100000 is not near the limit"
+            uc3 = conn.execute("""SELECT sh.change_type, sh.provider_event_id, sh.amount_paid_minor, op.name as old_plan_name, np.name as new_plan_name
+                                  FROM billing.subscription_history sh
+                                  LEFT JOIN catalog.plans op ON sh.old_plan_id = op.id
+                                  LEFT JOIN catalog.plans np ON sh.new_plan_id = np.id
+                                  WHERE sh.organization_id = %s
+                                  ORDER BY sh.effective_date DESC, sh.created_at""", (org,)).fetchall()
+        names = dict(conn.execute("select key, name from catalog.plans where key in ('free', 'pro')").fetchall())
+        assert [r for r in uc3 if r[0] != "created"] == [
+            # made by the webhook: its event id; the amount is the provider's to report on the event
+            ("upgrade", "evt_up", None, names["free"], names["pro"]),
+            ("cancelled", "evt_cancel", None, names["pro"], None)], "use case 3: one row per change"

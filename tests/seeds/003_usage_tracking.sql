@@ -143,8 +143,10 @@ SELECT
 FROM public.organization_usage_summary
 WHERE bookings_utilization_pct > 80
 AND period_start = DATE_TRUNC('month', CURRENT_DATE)::DATE;
-select bag_eq('select bookings_utilization_pct from uc2', $$values (90.00), (120.00)$$,
-  'use case 2 finds the organizations above 80% and not Cy at 10%');
+-- Sam's recorded cancellation canceled his subscription (record_subscription_change
+-- makes the change it records): use case 4's snapshot of him has no plan, no limit.
+select bag_eq('select bookings_utilization_pct from uc2', $$values (120.00)$$,
+  'use case 2 finds Bea above 80%, not Cy at 10% nor Sam (canceled: no limit left)');
 
 -- Use case 3: the plan changes of an organization, as its owner.
 reset role;
