@@ -3,7 +3,7 @@
 -- entries they imply and the subscription's dunning state.
 {% import 'sql/macros.sql' as m with context %}
 
-{{ m.append_only('billing.invoice_payment_events') }}
+{{ m.append_only('billing.invoice_settlements') }}
 
 -- private.invoice_event_kind(event_type text) -> text
 -- paid, payment_failed, voided or refunded for the event types that settle
@@ -47,7 +47,7 @@ revoke all on function private.invoice_event_kind from public, anon, authenticat
 --     amount_refunded_minor (or amount_minor) added to the paid invoice's
 --     refunds (it stays paid); with "to_credit": true the amount is
 --     credited to the ledger (source billing, key invoice-refund:<event id>).
--- Each event is applied once (billing.invoice_payment_events): a replay is
+-- Each event is applied once (billing.invoice_settlements): a replay is
 -- skipped. An event older than the invoice's last status change
 -- (last_event_at) never undoes it: it is recorded with applied = false and
 -- skipped; so is a fact already settled (a second "paid"). Subscription
@@ -106,7 +106,7 @@ begin
     raise exception 'apply_invoice_event: the event is in %, invoice % in %', upper(e.payload ->> 'currency'), inv.id, inv.currency
       using errcode = '22023';
   end if;
-  if exists (select from billing.invoice_payment_events x where x.payment_event_id = e.id) then
+  if exists (select from billing.invoice_settlements x where x.payment_event_id = e.id) then
     return 'skipped';  -- this very event was applied before
   end if;
   newer := inv.last_event_at is null or e.occurred_at >= inv.last_event_at;
@@ -124,7 +124,7 @@ begin
       raise exception 'apply_invoice_event: invoice % is % and cannot be paid', inv.id, inv.status using errcode = '55000';
     end if;
     if inv.status not in ('open', 'uncollectible') then
-      insert into billing.invoice_payment_events (organization_id, invoice_id, payment_event_id, kind, occurred_at, amount_minor, applied)
+      insert into billing.invoice_settlements (organization_id, invoice_id, payment_event_id, kind, occurred_at, amount_minor, applied)
       values (org, inv.id, e.id, kind, e.occurred_at, amount, false);
       return 'skipped';
     end if;
@@ -157,7 +157,7 @@ begin
       raise exception 'apply_invoice_event: invoice % is a draft: nothing was charged', inv.id using errcode = '55000';
     end if;
     if inv.status not in ('open', 'uncollectible') then
-      insert into billing.invoice_payment_events (organization_id, invoice_id, payment_event_id, kind, occurred_at, amount_minor, applied, error)
+      insert into billing.invoice_settlements (organization_id, invoice_id, payment_event_id, kind, occurred_at, amount_minor, applied, error)
       values (org, inv.id, e.id, kind, e.occurred_at, amount, false, message);
       return 'skipped';
     end if;
@@ -187,7 +187,7 @@ begin
 
   elsif kind = 'voided' then
     if inv.status = 'void' or (inv.status = 'paid' and not newer) then
-      insert into billing.invoice_payment_events (organization_id, invoice_id, payment_event_id, kind, occurred_at, applied)
+      insert into billing.invoice_settlements (organization_id, invoice_id, payment_event_id, kind, occurred_at, applied)
       values (org, inv.id, e.id, kind, e.occurred_at, false);
       return 'skipped';
     end if;
@@ -217,7 +217,7 @@ begin
         format('Refund of the invoice for %s as credit', inv.period_start), jsonb_build_object('invoice_id', inv.id, 'event_id', e.id));
     end if;
   end if;
-  insert into billing.invoice_payment_events (organization_id, invoice_id, payment_event_id, kind, occurred_at, amount_minor, applied, error)
+  insert into billing.invoice_settlements (organization_id, invoice_id, payment_event_id, kind, occurred_at, amount_minor, applied, error)
   values (org, inv.id, e.id, kind, e.occurred_at, amount, true, case when kind = 'payment_failed' then message end);
   return 'processed';
 end

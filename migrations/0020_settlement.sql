@@ -5,7 +5,7 @@
 --     what the provider collected and refunded (amount_paid_minor,
 --     amount_refunded_minor); and last_event_at, the provider time of the
 --     newest event that moved it, so an older event never undoes a newer one.
---   * billing.invoice_payment_events: each provider event applied to an
+--   * billing.invoice_settlements: each provider event applied to an
 --     invoice, once (a replayed event is recognised by its inbox id).
 --   * billing.settings.dunning_max_failures: after how many failed attempts
 --     on one invoice the subscription is canceled.
@@ -27,7 +27,7 @@ comment on column billing.invoices.amount_paid_minor is 'What the provider repor
 comment on column billing.invoices.amount_refunded_minor is 'Refunded so far by provider events; never more than amount_paid_minor. A refunded invoice stays paid.';
 comment on column billing.invoices.last_event_at is 'occurred_at of the newest provider event that changed the invoice''s status: an older event never undoes it.';
 
-create table billing.invoice_payment_events (
+create table billing.invoice_settlements (
   organization_id uuid not null,
   id uuid not null default gen_random_uuid(),
   invoice_id uuid not null,
@@ -39,17 +39,17 @@ create table billing.invoice_payment_events (
   error text,
   created_at timestamptz not null default now(),
   primary key (organization_id, id),
-  constraint invoice_payment_events_invoice_fk foreign key (organization_id, invoice_id)
+  constraint invoice_settlements_invoice_fk foreign key (organization_id, invoice_id)
     references billing.invoices (organization_id, id) on delete cascade,
-  constraint invoice_payment_events_once_per_event unique (payment_event_id),
-  constraint invoice_payment_events_kind_known check (kind in ('paid', 'payment_failed', 'voided', 'refunded')),
-  constraint invoice_payment_events_amount_not_negative check (amount_minor >= 0),
-  constraint invoice_payment_events_error_length check (length(error) <= 2000)
+  constraint invoice_settlements_once_per_event unique (payment_event_id),
+  constraint invoice_settlements_kind_known check (kind in ('paid', 'payment_failed', 'voided', 'refunded')),
+  constraint invoice_settlements_amount_not_negative check (amount_minor >= 0),
+  constraint invoice_settlements_error_length check (length(error) <= 2000)
 );
-create index invoice_payment_events_invoice on billing.invoice_payment_events (organization_id, invoice_id, occurred_at);
-comment on table billing.invoice_payment_events is 'Append-only: each provider event applied to an invoice (paid, payment_failed, voided, refunded), once per inbox event, with whether it changed the invoice (applied = false: older than its state, recorded only).';
-comment on column billing.invoice_payment_events.applied is 'false when the event was older than the invoice''s state (or repeated a settled fact): recorded, nothing changed.';
-{{ m.table_grants('billing.invoice_payment_events', 'select') }}
+create index invoice_settlements_invoice on billing.invoice_settlements (organization_id, invoice_id, occurred_at);
+comment on table billing.invoice_settlements is 'Append-only: each provider event applied to an invoice (paid, payment_failed, voided, refunded), once per inbox event, with whether it changed the invoice (applied = false: older than its state, recorded only).';
+comment on column billing.invoice_settlements.applied is 'false when the event was older than the invoice''s state (or repeated a settled fact): recorded, nothing changed.';
+{{ m.table_grants('billing.invoice_settlements', 'select') }}
 
 alter table billing.settings
   add column dunning_max_failures bigint not null default 4,

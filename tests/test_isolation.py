@@ -140,7 +140,7 @@ def world(dsn: str) -> dict[str, str]:
         conn.execute("select public.record_organization_usage(%s)", (org_a,))
         billed = conn.execute("select public.generate_invoice(%s, (select start_date from private.billing_period(%s, now())))",
                               (org_a, org_a)).fetchone()[0]
-        # A failed payment attempt the provider reported on it (invoice_payment_events).
+        # A failed payment attempt the provider reported on it (invoice_settlements).
         conn.execute("select public.finalize_invoice(%s, %s)", (org_a, billed))
         conn.execute("select * from public.ingest_payment_event('stripe', 'evt_a_inv', 'invoice.payment_failed', %s, now())",
                      (json.dumps({"organization_id": org_a, "invoice_id": str(billed)}),))

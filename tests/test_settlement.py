@@ -82,7 +82,7 @@ def test_invoice_paid_marks_the_invoice_paid_at_the_event_time_once(dsn: str) ->
         assert webhook(conn, "evt_p2", "invoice.payment_succeeded", {"organization_id": org, "provider_invoice_id": "in_" + inv[:8]},
                        T0 + timedelta(seconds=1)) == [("evt_p2", "skipped", None)]
         assert invoice(conn, inv)["paid_at"] == T0
-        assert conn.execute("select count(*) filter (where applied), count(*) from billing.invoice_payment_events where invoice_id = %s",
+        assert conn.execute("select count(*) filter (where applied), count(*) from billing.invoice_settlements where invoice_id = %s",
                             (inv,)).fetchone() == (1, 2)
 
 
@@ -223,7 +223,7 @@ def test_bad_settlement_events_fail_with_a_clear_error_and_change_nothing(dsn: s
         after = invoice(conn, inv)
         assert {k: after[k] for k in ("status", "paid_at", "provider_invoice_id", "failed_payment_count")} == \
             {k: before[k] for k in ("status", "paid_at", "provider_invoice_id", "failed_payment_count")}
-        assert conn.execute("select count(*) from billing.invoice_payment_events").fetchone()[0] == 0
+        assert conn.execute("select count(*) from billing.invoice_settlements").fetchone()[0] == 0
 
 
 def test_members_cannot_settle_and_read_only_their_own_settlements(dsn: str) -> None:
@@ -237,14 +237,14 @@ def test_members_cannot_settle_and_read_only_their_own_settlements(dsn: str) -> 
                     "select * from public.ingest_payment_event('stripe', 'evt_x', 'invoice.paid', %s, now())", (json.dumps(ref(org, inv)),))
             refused(conn, psycopg.errors.InsufficientPrivilege, "select * from public.process_payment_events('me')")
             refused(conn, psycopg.errors.InsufficientPrivilege,
-                    "insert into billing.invoice_payment_events (organization_id, invoice_id, payment_event_id, kind, occurred_at, applied) "
-                    "select organization_id, invoice_id, payment_event_id, kind, occurred_at, applied from billing.invoice_payment_events")
-            assert conn.execute("select count(*) from billing.invoice_payment_events").fetchone()[0] == 1
+                    "insert into billing.invoice_settlements (organization_id, invoice_id, payment_event_id, kind, occurred_at, applied) "
+                    "select organization_id, invoice_id, payment_event_id, kind, occurred_at, applied from billing.invoice_settlements")
+            assert conn.execute("select count(*) from billing.invoice_settlements").fetchone()[0] == 1
         with request(conn, bob):
-            assert conn.execute("select count(*) from billing.invoice_payment_events").fetchone()[0] == 0
+            assert conn.execute("select count(*) from billing.invoice_settlements").fetchone()[0] == 0
         with conn.transaction():
             conn.execute("select set_config('role', 'anon', true)")
-            refused(conn, psycopg.errors.InsufficientPrivilege, "select count(*) from billing.invoice_payment_events")
+            refused(conn, psycopg.errors.InsufficientPrivilege, "select count(*) from billing.invoice_settlements")
         assert invoice(conn, inv)["status"] == "open"
 
 
