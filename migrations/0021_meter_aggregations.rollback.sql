@@ -21,6 +21,7 @@ drop table if exists usage.unique_values;
 alter table usage.counters drop column if exists last_at;
 alter table usage.events drop constraint if exists events_quantity_range;
 alter table usage.events add constraint events_quantity_positive check (quantity > 0) not valid;
+comment on column catalog.meters.max_per_event is 'The largest quantity one usage event of this meter may carry (null: 10^12, the global bound).';
 alter table catalog.meters drop constraint if exists meters_field_name_shape;
 alter table catalog.meters drop constraint if exists meters_field_name_for_unique_count;
 alter table catalog.meters drop column if exists field_name;

@@ -10,31 +10,33 @@
 --                storage), carried into periods without a report;
 --   live_count   live rows of a tenant table, kept by its gate_and_meter
 --                trigger (projects); the old 'count'.
+-- tenantdb: destructive (catalog.meters.aggregation is dropped and made
+-- again with its values copied: nothing is lost).
 -- Existing rows: 'count' meters become live_count; the default catalog's
 -- storage_used becomes latest, user_active unique_count (field user_id)
 -- and record_created a recurring sum, and their counters are recomputed
 -- from the events under the new meaning.
 {% import 'sql/macros.sql' as m with context %}
 
-alter table catalog.meters drop constraint meters_aggregation_known;
-update catalog.meters set aggregation = 'live_count' where aggregation = 'count';
-alter table catalog.meters add constraint meters_aggregation_known
-  check (aggregation in ('sum', 'count', 'unique_count', 'max', 'latest', 'live_count')) not valid;
-alter table catalog.meters validate constraint meters_aggregation_known;
+-- The aggregation column is made again with the new set of values (its
+-- check cannot be widened in place): the values are copied, 'count'
+-- becoming 'live_count'. Destructive only in form: no value is lost.
+create temporary table meter_aggregation on commit drop as
+select key, case aggregation when 'count' then 'live_count' else aggregation end as aggregation from catalog.meters;
+alter table catalog.meters drop column aggregation;
+alter table catalog.meters add column aggregation text not null default 'sum'
+  constraint meters_aggregation_known check (aggregation in ('sum', 'count', 'unique_count', 'max', 'latest', 'live_count'));
+update catalog.meters mt set aggregation = a.aggregation from meter_aggregation a where a.key = mt.key and a.aggregation <> 'sum';
 comment on column catalog.meters.aggregation is 'How a period''s usage adds up: sum (quantities; recurring: a running total), count (events), unique_count (distinct values of metadata field_name), max (highest quantity reported), latest (last quantity reported by occurred_at, carried over), live_count (live rows of a table, kept by its gate_and_meter trigger).';
 
-alter table catalog.meters add column recurring boolean not null default false;
-alter table catalog.meters add constraint meters_recurring_is_a_sum check (not recurring or aggregation = 'sum') not valid;
-alter table catalog.meters validate constraint meters_recurring_is_a_sum;
+alter table catalog.meters add column recurring boolean not null default false
+  constraint meters_recurring_is_a_sum check (not recurring or aggregation = 'sum');
 comment on column catalog.meters.recurring is 'For a sum: the total never resets at a period''s start (a stock, Lago''s recurring); record_usage takes negative quantities to give units back, never below zero. A period is billed on its highest total.';
 
-alter table catalog.meters add column field_name text;
+alter table catalog.meters add column field_name text
+  constraint meters_field_name_shape check (field_name ~ '^[a-z][a-z0-9_]*$' and length(field_name) <= 200);
 alter table catalog.meters add constraint meters_field_name_for_unique_count
   check ((aggregation = 'unique_count') = (field_name is not null)) not valid;
-alter table catalog.meters validate constraint meters_field_name_for_unique_count;
-alter table catalog.meters add constraint meters_field_name_shape
-  check (field_name ~ '^[a-z][a-z0-9_]*$' and length(field_name) <= 200) not valid;
-alter table catalog.meters validate constraint meters_field_name_shape;
 comment on column catalog.meters.field_name is 'For unique_count: the metadata key whose distinct values a period counts (user_id; when absent, user_id is the signed-in user recording the event).';
 
 -- Gauges and stocks may report zero, and a recurring sum takes units back:
@@ -42,7 +44,6 @@ comment on column catalog.meters.field_name is 'For unique_count: the metadata k
 alter table usage.events drop constraint events_quantity_positive;
 alter table usage.events add constraint events_quantity_range
   check (quantity between -1000000000000 and 1000000000000) not valid;
-alter table usage.events validate constraint events_quantity_range;
 comment on column usage.events.quantity is 'Units of the meter the event reports (sum, count, unique_count: > 0; max, latest: >= 0, the gauge''s value; recurring sum: any but 0, negative gives units back); at most the meter''s max_per_event.';
 
 alter table usage.counters add column last_at timestamptz;
