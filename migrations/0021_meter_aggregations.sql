@@ -25,7 +25,8 @@ create temporary table meter_aggregation on commit drop as
 select key, case aggregation when 'count' then 'live_count' else aggregation end as aggregation from catalog.meters;
 alter table catalog.meters drop column aggregation;
 alter table catalog.meters add column aggregation text not null default 'sum'
-  constraint meters_aggregation_known check (aggregation in ('sum', 'count', 'unique_count', 'max', 'latest', 'live_count'));
+  constraint meters_aggregation_known check (aggregation in ('sum', 'count', 'unique_count', 'max', 'latest', 'live_count'))
+  constraint meters_aggregation_length check (length(aggregation) <= 200);
 update catalog.meters mt set aggregation = a.aggregation from meter_aggregation a where a.key = mt.key and a.aggregation <> 'sum';
 comment on column catalog.meters.aggregation is 'How a period''s usage adds up: sum (quantities; recurring: a running total), count (events), unique_count (distinct values of metadata field_name), max (highest quantity reported), latest (last quantity reported by occurred_at, carried over), live_count (live rows of a table, kept by its gate_and_meter trigger).';
 
@@ -57,7 +58,8 @@ create table usage.unique_values (
   value text not null,
   first_event_id uuid not null,
   primary key (organization_id, meter_key, period_start, value),
-  constraint unique_values_value_length check (length(value) between 1 and 200)
+  constraint unique_values_value_length check (length(value) between 1 and 200),
+  constraint unique_values_meter_key_length check (length(meter_key) <= 200)
 );
 create index unique_values_meter on usage.unique_values (meter_key);
 comment on table usage.unique_values is 'The distinct values a unique_count meter has seen per organization and billing period (monthly active users): the first event with a value inserts it and counts one, later ones count nothing.';
