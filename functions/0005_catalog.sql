@@ -29,7 +29,8 @@ revoke all on function private.catalog_refuse from public, anon, authenticated;
 -- (0015: a column per meter and limit) from the catalog it leaves.
 -- All or nothing. Refuses (22023): a document without meters, features
 -- and plans arrays; a key the format does not know (prise_minor), naming
--- where; a plan naming an unknown feature. A value a table refuses is
+-- where; a plan naming an unknown feature; a new aggregation, recurring or
+-- field_name for a meter that has usage events. A value a table refuses is
 -- refused with the table's SQLSTATE and constraint, naming the meter,
 -- feature, plan or plan feature. Callable by service_role (and the
 -- migrating role through `tenantdb seed`).
@@ -58,7 +59,7 @@ begin
      where k not in ('$schema', 'meters', 'features', 'plans')
     union all
     select format('%s[%s]%s', s.section, e.i - 1, coalesce(' ("' || (e.v ->> 'key') || '")', '')), k, s.n, e.i
-      from (values ('meters', 1, array['key', 'name', 'unit', 'description', 'aggregation', 'aliases']),
+      from (values ('meters', 1, array['key', 'name', 'unit', 'description', 'aggregation', 'recurring', 'field_name', 'aliases']),
                    ('features', 2, array['key', 'name', 'kind', 'meter', 'counts', 'description']),
                    ('plans', 3, array['key', 'name', 'price_minor', 'currency', 'interval', 'rank', 'custom', 'features']))
            as s (section, n, allowed)
@@ -78,13 +79,28 @@ begin
   end if;
 
   for r in select e.v, e.v ->> 'key' as key from jsonb_array_elements(doc -> 'meters') as e (v) loop
+    -- A meter's usage is counted as its aggregation says when recorded: once
+    -- it has events, changing how would re-read every period (a migration does that).
+    if exists (select from catalog.meters mt
+                where mt.key = r.key
+                  and (mt.aggregation, mt.recurring, mt.field_name)
+                      is distinct from (coalesce(r.v ->> 'aggregation', 'sum'), coalesce((r.v ->> 'recurring')::boolean, false),
+                                        r.v ->> 'field_name'))
+       and exists (select from usage.events e where e.meter_key = r.key) then
+      raise exception 'load_catalog: meter "%" has usage recorded: its aggregation, recurring and field_name cannot change', r.key
+        using errcode = '22023',
+              hint = 'Keep them as they are (catalog.meters), or add a new meter; changing how recorded usage counts needs a migration.';
+    end if;
     begin
-      insert into catalog.meters as mt (key, name, unit, description, aggregation)
-      values (r.key, r.v ->> 'name', coalesce(r.v ->> 'unit', 'unit'), r.v ->> 'description', coalesce(r.v ->> 'aggregation', 'sum'))
+      insert into catalog.meters as mt (key, name, unit, description, aggregation, recurring, field_name)
+      values (r.key, r.v ->> 'name', coalesce(r.v ->> 'unit', 'unit'), r.v ->> 'description', coalesce(r.v ->> 'aggregation', 'sum'),
+              coalesce((r.v ->> 'recurring')::boolean, false), r.v ->> 'field_name')
       on conflict (key) do update
-        set name = excluded.name, unit = excluded.unit, description = excluded.description, aggregation = excluded.aggregation
-        where (mt.name, mt.unit, mt.description, mt.aggregation)
-              is distinct from (excluded.name, excluded.unit, excluded.description, excluded.aggregation);
+        set name = excluded.name, unit = excluded.unit, description = excluded.description, aggregation = excluded.aggregation,
+            recurring = excluded.recurring, field_name = excluded.field_name
+        where (mt.name, mt.unit, mt.description, mt.aggregation, mt.recurring, mt.field_name)
+              is distinct from (excluded.name, excluded.unit, excluded.description, excluded.aggregation, excluded.recurring,
+                                excluded.field_name);
       n_meters := n_meters + case when found then 1 else 0 end;
     exception when integrity_constraint_violation or data_exception then
       get stacked diagnostics e_state = returned_sqlstate, e_message = message_text, e_constraint = constraint_name;

@@ -107,20 +107,145 @@ $fn$;
 comment on function private.meter_for is 'The meter a key names: a meter key, a meter alias or a feature key (its meter); null when none.';
 {{ m.private_grants('meter_for', 'service_role') }}
 
+-- private.usage_tally(org_id uuid, meter_key text, quantity bigint, at timestamptz, metadata jsonb,
+--   event_id uuid, period date) -> void
+-- Counts one written event of a meter that is neither a plain sum nor a
+-- count (record_usage and record_usage_batch count those inline), in the
+-- caller's transaction:
+--   unique_count: the value of the meter's field_name in metadata (for
+--     user_id, the signed-in user when metadata has none) is inserted into
+--     usage.unique_values for the period; only a new value counts one;
+--   max: the period's counter (slot 0) keeps the highest quantity;
+--   latest: the period's counter (slot 0) takes the quantity unless it
+--     holds a later one (by occurred_at; a tie goes to the later arrival);
+--   recurring sum: the running total (usage.live_counts) moves by the
+--     quantity and the period's counter (slot 0) keeps its highest total.
+-- Refuses (22023) a unique_count event without a value, and a recurring
+-- sum taken below zero. Internal: its callers validate the event first.
+create or replace function private.usage_tally(org_id uuid, meter_key text, quantity bigint, at timestamptz, metadata jsonb,
+                                               event_id uuid, period date)
+  returns void
+  language plpgsql
+  {{ m.definer() }}
+as $fn$
+declare
+  mt catalog.meters;
+  val text;
+  added integer := 0;
+  total bigint;
+begin
+  select * into mt from catalog.meters c where c.key = usage_tally.meter_key;
+  if mt.aggregation = 'unique_count' then
+    val := coalesce(metadata ->> mt.field_name, case when mt.field_name = 'user_id' then auth.uid()::text end);
+    if coalesce(val, '') = '' then
+      raise exception 'record_usage: meter % counts distinct metadata.%, and the event has none', meter_key, mt.field_name
+        using errcode = '22023', hint = format('Pass p_metadata => {"%s": ...}.', mt.field_name);
+    end if;
+    insert into usage.unique_values (organization_id, meter_key, period_start, value, first_event_id)
+    values (org_id, usage_tally.meter_key, period, val, event_id)
+    on conflict on constraint unique_values_pkey do nothing;
+    get diagnostics added = row_count;
+    insert into usage.counters as c (organization_id, meter_key, period_start, slot, quantity, event_count)
+    values (org_id, usage_tally.meter_key, period, pg_backend_pid() % 16, added, 1)
+    on conflict on constraint counters_pkey
+    do update set quantity = c.quantity + excluded.quantity, event_count = c.event_count + 1, updated_at = now();
+  elsif mt.aggregation = 'max' then
+    insert into usage.counters as c (organization_id, meter_key, period_start, slot, quantity, event_count)
+    values (org_id, usage_tally.meter_key, period, 0, quantity, 1)
+    on conflict on constraint counters_pkey
+    do update set quantity = greatest(c.quantity, excluded.quantity), event_count = c.event_count + 1, updated_at = now();
+  elsif mt.aggregation = 'latest' then
+    insert into usage.counters as c (organization_id, meter_key, period_start, slot, quantity, event_count, last_at)
+    values (org_id, usage_tally.meter_key, period, 0, quantity, 1, at)
+    on conflict on constraint counters_pkey
+    do update set quantity = case when excluded.last_at >= coalesce(c.last_at, '-infinity') then excluded.quantity else c.quantity end,
+                  last_at = greatest(c.last_at, excluded.last_at), event_count = c.event_count + 1, updated_at = now();
+  elsif mt.recurring then
+    if quantity < 0 then
+      update usage.live_counts l set quantity = l.quantity + usage_tally.quantity, updated_at = now()
+       where l.organization_id = org_id and l.meter_key = usage_tally.meter_key and l.quantity + usage_tally.quantity >= 0
+      returning l.quantity into total;
+      if not found then
+        raise exception 'record_usage: meter % would go below zero: organization % has %, the event takes %', meter_key, org_id,
+          coalesce((select l.quantity from usage.live_counts l where l.organization_id = org_id and l.meter_key = usage_tally.meter_key), 0),
+          -quantity
+          using errcode = '22023', hint = 'A negative quantity gives back units recorded before; give back at most what is left.';
+      end if;
+    else
+      insert into usage.live_counts as l (organization_id, meter_key, quantity)
+      values (org_id, usage_tally.meter_key, quantity)
+      on conflict on constraint live_counts_pkey
+      do update set quantity = l.quantity + excluded.quantity, updated_at = now()
+      returning l.quantity into total;
+    end if;
+    insert into usage.counters as c (organization_id, meter_key, period_start, slot, quantity, event_count)
+    values (org_id, usage_tally.meter_key, period, 0, total, 1)
+    on conflict on constraint counters_pkey
+    do update set quantity = greatest(c.quantity, excluded.quantity), event_count = c.event_count + 1, updated_at = now();
+  else
+    raise exception 'usage_tally: meter % (%) is counted by its caller', meter_key, mt.aggregation using errcode = '22023';
+  end if;
+end
+$fn$;
+comment on function private.usage_tally is 'Internal: counts one event of a unique_count, max, latest or recurring sum meter (the plain sum and count are counted inline).';
+revoke all on function private.usage_tally from public, anon, authenticated;
+
+-- private.meter_usage(org_id uuid, meter_key text, period_start date, live boolean) -> bigint
+-- A meter's usage by an organization in the billing period starting on
+-- period_start, as its aggregation means it: sum, count, unique_count,
+-- max: the period's counters added up; latest: the last value reported up
+-- to that period (carried over from an earlier period without a report);
+-- live_count and recurring sum: with live, the total now (the gate);
+-- otherwise the period's highest total, or the total now when it did not
+-- change in the period (what a summary bills). 0 when nothing was
+-- recorded. Internal: check_feature_access and summarize_period.
+create or replace function private.meter_usage(org_id uuid, meter_key text, period_start date, live boolean)
+  returns bigint
+  language plpgsql
+  stable
+  {{ m.definer() }}
+as $fn$
+declare
+  mt catalog.meters;
+begin
+  select * into mt from catalog.meters c where c.key = meter_usage.meter_key;
+  if mt.aggregation = 'live_count' or mt.recurring then
+    return coalesce(
+      case when not live then
+        (select max(c.quantity) from usage.counters c
+          where c.organization_id = org_id and c.meter_key = meter_usage.meter_key and c.period_start = meter_usage.period_start) end,
+      (select l.quantity from usage.live_counts l where l.organization_id = org_id and l.meter_key = meter_usage.meter_key), 0);
+  elsif mt.aggregation = 'latest' then
+    return coalesce((select c.quantity from usage.counters c
+                      where c.organization_id = org_id and c.meter_key = meter_usage.meter_key
+                        and c.period_start <= meter_usage.period_start
+                      order by c.period_start desc, c.slot limit 1), 0);
+  end if;
+  return coalesce((select sum(c.quantity) from usage.counters c
+                    where c.organization_id = org_id and c.meter_key = meter_usage.meter_key
+                      and c.period_start = meter_usage.period_start), 0);
+end
+$fn$;
+comment on function private.meter_usage is 'Internal: a meter''s usage in a billing period as its aggregation means it (live: the stock now).';
+revoke all on function private.meter_usage from public, anon, authenticated;
+
 -- private.record_usage(org_id uuid, meter text, quantity bigint, idempotency_key text,
 --   occurred_at timestamptz, metadata jsonb) -> table (event_id uuid, duplicate boolean)
 -- Records one usage event and adds it to the live counter of its billing
--- period, in the caller's transaction. A key the organization used before
--- (ever, also concurrently) returns the first event with duplicate = true
--- and writes nothing. meter names a meter that sums: its key, one of its
--- aliases, or the key of a feature that names it (private.meter_for); the
--- event is stored under the meter's key. A counting meter (projects) is fed
--- by its table's trigger only.
+-- period, in the caller's transaction, as the meter's aggregation says
+-- (a plain sum or count inline; the others through private.usage_tally).
+-- A key the organization used before (ever, also concurrently) returns the
+-- first event with duplicate = true and writes nothing. meter names a
+-- meter: its key, one of its aliases, or the key of a feature that names
+-- it (private.meter_for); the event is stored under the meter's key. A
+-- live_count meter (projects) is fed by its table's trigger only.
 -- Refuses: not a member with usage.record (guests and suspended
--- organizations lack it) and not trusted (42501); unknown meter, quantity
--- outside 1..10^12, blank key, non-object metadata (22023); occurred_at
--- before the first day of the previous UTC month or more than one hour
--- ahead (22023).
+-- organizations lack it) and not trusted (42501); unknown or live_count
+-- meter, a quantity outside 1..10^12 (max, latest: 0..10^12; recurring
+-- sum: -10^12..10^12 but not 0, never taking the total below zero), a
+-- unique_count event without its field, blank key, non-object metadata
+-- (22023); occurred_at before the first day of the previous UTC month or
+-- more than one hour ahead (22023).
 create or replace function private.record_usage(org_id uuid, meter text, quantity bigint, idempotency_key text,
                                                 occurred_at timestamptz, metadata jsonb)
   returns table (event_id uuid, duplicate boolean)
@@ -134,12 +259,14 @@ declare
   resolved text := private.meter_for(meter);
   meter_bound bigint;
   meter_aggregation text;
+  meter_recurring boolean;
+  meter_field text;
   written record;
 begin
   if not (private.has_permission(org_id, 'usage.record') or private.is_trusted_caller()) then
     raise exception 'record_usage: permission usage.record is required in organization %', org_id using errcode = '42501';
   end if;
-  if quantity is null or quantity <= 0 or quantity > 1000000000000 then
+  if quantity is null or quantity < -1000000000000 or quantity > 1000000000000 then
     raise exception 'record_usage: quantity must be between 1 and 10^12, got %', quantity using errcode = '22023';
   end if;
   if coalesce(btrim(idempotency_key), '') = '' then
@@ -148,17 +275,38 @@ begin
   if jsonb_typeof(coalesce(metadata, '{}')) <> 'object' then
     raise exception 'record_usage: metadata must be a JSON object' using errcode = '22023';
   end if;
-  select mt.max_per_event, mt.aggregation into meter_bound, meter_aggregation from catalog.meters mt where mt.key = resolved;
+  select mt.max_per_event, mt.aggregation, mt.recurring, mt.field_name
+    into meter_bound, meter_aggregation, meter_recurring, meter_field
+    from catalog.meters mt where mt.key = resolved;
   if not found then
     raise exception 'record_usage: unknown meter "%": not a meter key, a meter alias or a feature with a meter', meter
       using errcode = '22023',
             hint = 'Meters are the keys of catalog.meters (api_call, record_created, ...), their aliases are in catalog.meter_aliases, and a feature names its meter in catalog.features.meter_key.';
   end if;
-  if meter_aggregation = 'count' then
+  if meter_aggregation = 'live_count' then
     raise exception 'record_usage: meter % counts live rows; it is recorded by its table, not by record_usage', resolved
       using errcode = '22023', hint = 'Insert into the metered table (e.g. app.projects).';
   end if;
-  if quantity > meter_bound then
+  if meter_recurring then
+    if quantity = 0 then
+      raise exception 'record_usage: meter % is a running total: quantity must not be 0', resolved using errcode = '22023',
+        hint = 'A positive quantity adds units, a negative one gives them back.';
+    end if;
+  elsif meter_aggregation in ('max', 'latest') then
+    if quantity < 0 then
+      raise exception 'record_usage: meter % reports a value: quantity must be between 0 and 10^12, got %', resolved, quantity
+        using errcode = '22023';
+    end if;
+  elsif quantity <= 0 then
+    raise exception 'record_usage: quantity must be between 1 and 10^12, got %', quantity using errcode = '22023',
+      hint = format('Meter %s (%s) takes positive quantities; only a recurring sum gives units back.', resolved, meter_aggregation);
+  end if;
+  if meter_aggregation = 'unique_count'
+     and coalesce(metadata ->> meter_field, case when meter_field = 'user_id' then auth.uid()::text end, '') = '' then
+    raise exception 'record_usage: meter % counts distinct metadata.%, and the event has none', resolved, meter_field
+      using errcode = '22023', hint = format('Pass p_metadata => {"%s": ...}.', meter_field);
+  end if;
+  if abs(quantity) > meter_bound then
     raise exception 'record_usage: meter % takes at most % per event, got %', resolved, meter_bound, quantity
       using errcode = '22023', hint = 'catalog.meters.max_per_event';
   end if;
@@ -178,10 +326,15 @@ begin
   else
     period := date_trunc('month', at at time zone 'UTC')::date;  -- the default calendar, without the call
   end if;
-  -- One slot per session (pid mod 16): concurrent writers of one
-  -- organization update different rows instead of queueing on one.
+  if meter_recurring or meter_aggregation not in ('sum', 'count') then
+    perform private.usage_tally(org_id, resolved, quantity, at, metadata, written.event_id, period);
+    return query select written.event_id, false;
+    return;
+  end if;
+  -- A plain sum or count. One slot per session (pid mod 16): concurrent
+  -- writers of one organization update different rows instead of queueing on one.
   insert into usage.counters as c (organization_id, meter_key, period_start, slot, quantity, event_count)
-  values (org_id, resolved, period, pg_backend_pid() % 16, quantity, 1)
+  values (org_id, resolved, period, pg_backend_pid() % 16, case when meter_aggregation = 'count' then 1 else quantity end, 1)
   on conflict on constraint counters_pkey
   do update set quantity = c.quantity + excluded.quantity, event_count = c.event_count + 1, updated_at = now();
   return query select written.event_id, false;
@@ -236,6 +389,8 @@ declare
   month date;
   calendar boolean;
   meters jsonb;  -- each name the items use -> its meter key (resolved once per name, not per item)
+  counting text[];  -- the batch's count meters (an event counts one)
+  tallied text[];   -- the batch's meters counted by usage_tally (unique_count, max, latest, recurring sum)
 begin
   if not (private.has_permission(org_id, 'usage.record') or private.is_trusted_caller()) then
     raise exception 'record_usage_batch: permission usage.record is required in organization %', org_id using errcode = '42501';
@@ -258,15 +413,24 @@ begin
     left join catalog.meters mt on mt.key = meters ->> coalesce(e.v ->> 'meter_key', e.v ->> 'feature_key')
    cross join lateral (select case
             when jsonb_typeof(e.v) <> 'object' then 'is not a JSON object'
-            when jsonb_typeof(e.v -> 'quantity') is distinct from 'number' or (e.v ->> 'quantity') !~ '^[0-9]{1,13}$'
-              then 'quantity must be a whole number between 1 and 10^12'
-            when (e.v ->> 'quantity')::bigint not between 1 and 1000000000000
+            when jsonb_typeof(e.v -> 'quantity') is distinct from 'number' or (e.v ->> 'quantity') !~ '^-?[0-9]{1,13}$'
               then 'quantity must be a whole number between 1 and 10^12'
             when coalesce(btrim(e.v ->> 'idempotency_key'), '') = '' then 'has no idempotency_key'
             when jsonb_typeof(coalesce(e.v -> 'metadata', '{}')) <> 'object' then 'metadata must be a JSON object'
             when mt.key is null then format('unknown meter "%s"', coalesce(e.v ->> 'meter_key', e.v ->> 'feature_key'))
-            when mt.aggregation = 'count' then format('meter %s counts live rows; it is recorded by its table', mt.key)
-            when (e.v ->> 'quantity')::bigint > mt.max_per_event
+            when mt.aggregation = 'live_count' then format('meter %s counts live rows; it is recorded by its table', mt.key)
+            when abs((e.v ->> 'quantity')::bigint) > 1000000000000
+              then 'quantity must be a whole number between 1 and 10^12'
+            when mt.recurring and (e.v ->> 'quantity')::bigint = 0
+              then format('meter %s is a running total: quantity must not be 0', mt.key)
+            when not mt.recurring and mt.aggregation in ('max', 'latest') and (e.v ->> 'quantity')::bigint < 0
+              then format('meter %s reports a value: quantity must be between 0 and 10^12', mt.key)
+            when not mt.recurring and mt.aggregation not in ('max', 'latest') and (e.v ->> 'quantity')::bigint < 1
+              then 'quantity must be a whole number between 1 and 10^12'
+            when mt.aggregation = 'unique_count'
+                 and coalesce(e.v -> 'metadata' ->> mt.field_name, case when mt.field_name = 'user_id' then auth.uid()::text end, '') = ''
+              then format('meter %s counts distinct metadata.%s, and the item has none', mt.key, mt.field_name)
+            when abs((e.v ->> 'quantity')::bigint) > mt.max_per_event
               then format('meter %s takes at most %s per event', mt.key, mt.max_per_event)
           end as problem) as c
    where c.problem is not null
@@ -300,6 +464,10 @@ begin
     end if;
   end loop;
   calendar := exists (select from billing.settings s where s.organization_id = org_id);
+  select coalesce(array_agg(mt.key) filter (where mt.aggregation = 'count'), '{}'),
+         coalesce(array_agg(mt.key) filter (where mt.recurring or mt.aggregation not in ('sum', 'count')), '{}')
+    into counting, tallied
+    from catalog.meters mt where mt.key in (select jsonb_each_text.value from jsonb_each_text(meters));
 
   return query
   with items as (
@@ -323,17 +491,30 @@ begin
     insert into usage.events as ev (organization_id, id, meter_key, quantity, idempotency_key, occurred_at, user_id, metadata)
     select org_id, f.id, f.meter, f.quantity, f.key, f.at, auth.uid(), f.metadata
       from firsts f join keys k on k.idempotency_key = f.key
-    returning ev.meter_key, ev.quantity, ev.occurred_at
+    returning ev.id, ev.meter_key, ev.quantity, ev.occurred_at, ev.metadata
   ), counted as (
+    -- plain sums and counts, set-based (the other aggregations: tally)
     insert into usage.counters as c (organization_id, meter_key, period_start, slot, quantity, event_count)
-    select org_id, w.meter_key, w.period, pg_backend_pid() % 16, sum(w.quantity), count(*)
+    select org_id, w.meter_key, w.period, pg_backend_pid() % 16,
+           case when w.meter_key = any(counting) then count(*) else sum(w.quantity) end, count(*)
       from (select wr.meter_key, wr.quantity,
                    case when calendar then (select p.start_date from private.billing_period(org_id, wr.occurred_at) p)
                         else date_trunc('month', wr.occurred_at at time zone 'UTC')::date end as period
               from written wr) w
+     where w.meter_key <> all(tallied)
      group by w.meter_key, w.period
     on conflict on constraint counters_pkey
     do update set quantity = c.quantity + excluded.quantity, event_count = c.event_count + excluded.event_count, updated_at = now()
+  ), tally as (
+    -- one call per event of a unique_count, max, latest or recurring sum
+    -- meter, in item order (none when the batch has no such meter)
+    select count(private.usage_tally(org_id, t.meter_key, t.quantity, t.occurred_at, t.metadata, t.id, t.period)) as n
+      from (select wr.id, wr.meter_key, wr.quantity, wr.occurred_at, wr.metadata,
+                   case when calendar then (select p.start_date from private.billing_period(org_id, wr.occurred_at) p)
+                        else date_trunc('month', wr.occurred_at at time zone 'UTC')::date end as period
+              from written wr join firsts f on f.id = wr.id
+             where cardinality(tallied) > 0 and wr.meter_key = any(tallied)
+             order by f.i) t
   )
   -- A key not claimed here was accepted before: its event id is in the
   -- statement's snapshot, or (accepted by a batch that committed while
@@ -346,6 +527,7 @@ begin
     left join keys k on k.idempotency_key = it.key
     left join usage.idempotency_keys old
       on k.event_id is null and old.organization_id = org_id and old.idempotency_key = it.key
+   cross join tally
    order by it.i;
 end
 $fn$;
@@ -497,7 +679,8 @@ revoke all on function private.seats_used from public, anon, authenticated;
 
 -- private.summarize_period(organization_id uuid, period_start date) -> integer
 -- Writes the monthly summary of every limited feature of the plan in force
--- at the end of the billing period starting on period_start, and its
+-- at the end of the billing period starting on period_start (units used as
+-- each meter's aggregation means them: private.meter_usage), and its
 -- overage fee (units over the limit x overage price; removed again when no
 -- longer over). Returns the number of features summarized. Refuses: no
 -- subscription in the period (P0002). No permission check: internal.
@@ -520,20 +703,10 @@ begin
   with used as (
     select f.key as feature_key, pf.limit_value, pf.overage_unit_price_minor,
            case when f.counts = 'seats' then private.seats_used(summarize_period.organization_id)
-                -- a counting meter: the period's highest count (recorded at each change), or,
-                -- when nothing changed in the period, the live count
-                when mt.aggregation = 'count' then coalesce(
-                  (select max(c.quantity) from usage.counters c
-                    where c.organization_id = summarize_period.organization_id and c.meter_key = f.meter_key
-                      and c.period_start = summarize_period.period_start),
-                  (select l.quantity from usage.live_counts l
-                    where l.organization_id = summarize_period.organization_id and l.meter_key = f.meter_key), 0)
-                else coalesce((select sum(c.quantity) from usage.counters c
-                                where c.organization_id = summarize_period.organization_id and c.meter_key = f.meter_key
-                                  and c.period_start = summarize_period.period_start), 0) end as units_used
+                -- the meter's usage as its aggregation means it (a stock: the period's highest total)
+                else private.meter_usage(summarize_period.organization_id, f.meter_key, summarize_period.period_start, false) end as units_used
       from catalog.plan_features pf
       join catalog.features f on f.key = pf.feature_key and f.kind = 'limit'
-      left join catalog.meters mt on mt.key = f.meter_key
      where pf.plan_key = plan.key
   ), summaries as (
     insert into usage.monthly_summaries as s (organization_id, feature_key, period_start, period_end, plan_key, units_used, limit_value)
@@ -622,7 +795,8 @@ comment on function private.record_organization_usage is 'Definer twin of record
    'Snapshot of usage against limits for a billing period (default: current); returns its id. Needs billing.view (42501); not a period start: 22023; no subscription: P0002.') }}
 
 -- private.check_feature_access(user_id uuid, feature_key text, org_id uuid) -> jsonb
--- Seed 001: the organization's allowance of a feature for this period:
+-- Seed 001: the organization's allowance of a feature for this period, used
+-- as the feature's meter aggregates (private.meter_usage; seats: members):
 -- {plan, feature, limit, used, remaining, unlimited, allowed,
 --  overage_unit_price} (limit -1 = unlimited; allowed = the next unit may be
 -- used: unlimited, under the limit, or billed as overage), or for a flags
@@ -669,14 +843,9 @@ begin
   lim := coalesce(pf.limit_value, 0);
   if feature.counts = 'seats' then
     used := private.seats_used(org_id);
-  elsif exists (select from catalog.meters mt where mt.key = feature.meter_key and mt.aggregation = 'count') then
-    select l.quantity into used from usage.live_counts l where l.organization_id = org_id and l.meter_key = feature.meter_key;
-    used := coalesce(used, 0);
   else
-    select sum(c.quantity) into used from usage.counters c
-     where c.organization_id = org_id and c.meter_key = feature.meter_key
-       and c.period_start = (select p.start_date from private.billing_period(org_id, now()) p);
-    used := coalesce(used, 0);
+    -- as the meter's aggregation means it; a stock (live_count, recurring sum): its total now
+    used := private.meter_usage(org_id, feature.meter_key, (select p.start_date from private.billing_period(org_id, now()) p), true);
   end if;
   return jsonb_build_object(
     'plan', plan.key, 'feature', feature.key, 'limit', lim, 'used', used,

@@ -4,7 +4,7 @@
 -- private.gate_and_meter() -> trigger
 -- Deferred constraint trigger (macro metered) AFTER INSERT or DELETE on a
 -- tenant table counted by a plan limit; tg_argv[0] is the feature (e.g.
--- max_projects), whose meter counts (aggregation 'count'). At commit:
+-- max_projects), whose meter counts live rows (aggregation 'live_count'). At commit:
 --   insert: records one usage event (key <table>:<id>), then adds one to
 --     the organization's live count — the row update is the lock that
 --     counts concurrent transactions one after the other — and refuses
@@ -19,7 +19,8 @@
 --     limit).
 -- Everything that does not need the count runs before it, so the row is
 -- held only for the count, the period's high mark and the commit. Binds
--- every client, the back end included. Refuses nothing else.
+-- every client, the back end included. Refuses (22023) a feature without
+-- a live_count meter (a catalog mistake), and nothing else.
 create or replace function private.gate_and_meter()
   returns trigger
   language plpgsql
@@ -45,9 +46,10 @@ begin
     return null;
   end if;
   select * into feature from catalog.features f where f.key = tg_argv[0];
-  if feature.meter_key is null then
-    raise exception 'gate_and_meter on %.%: feature % has no meter', tg_table_schema, tg_table_name, tg_argv[0]
-      using errcode = '22023', hint = 'Declare the feature with a counting meter in the catalog.';
+  if feature.meter_key is null
+     or not exists (select from catalog.meters mt where mt.key = feature.meter_key and mt.aggregation = 'live_count') then
+    raise exception 'gate_and_meter on %.%: feature % has no live_count meter', tg_table_schema, tg_table_name, tg_argv[0]
+      using errcode = '22023', hint = 'Declare the feature with a meter of "aggregation": "live_count" in the catalog.';
   end if;
   if tg_op = 'INSERT' then
     plan := private.live_plan(org);

@@ -129,7 +129,7 @@ grant select on table {{ table }} to platform_staff;
 {#- metered: a tenant table whose rows are counted against a plan limit and
     metered (issue 12). A deferred constraint trigger, so the check is made
     at commit under a per-organization lock: feature is the catalog feature
-    whose limit applies; its meter (aggregation 'count') counts the rows. -#}
+    whose limit applies; its meter (aggregation 'live_count') counts the rows. -#}
 {% macro metered(table, feature) -%}
 drop trigger if exists gate_and_meter on {{ table }};
 create constraint trigger gate_and_meter

@@ -38,7 +38,8 @@ select is(check_feature_access(:'una', 'max_records', :'org') -> 'allowed', 'fal
   'over the limit without an overage price: not allowed');
 select is((check_feature_access(:'una', 'max_records', :'org') ->> 'remaining')::int, 0, 'nothing remains');
 select throws_ok(format($$select record_usage(%L, 'record_created', 0, 'zero')$$, :'org'), '22023', null, 'a zero quantity is refused');
-select throws_ok(format($$select record_usage(%L, 'record_created', -5, 'neg')$$, :'org'), '22023', null, 'a negative quantity is refused');
+select throws_ok(format($$select record_usage(%L, 'api_call', -5, 'neg')$$, :'org'), '22023', null,
+  'a negative quantity is refused by a per-period sum (only a running total such as records takes units back)');
 select throws_ok(format($$select record_usage(%L, 'teleports', 1, 'x')$$, :'org'), '22023', 'record_usage: unknown meter "teleports": not a meter key, a meter alias or a feature with a meter',
   'an unknown meter is refused');
 select throws_ok(format($$select record_usage(%L, 'api_call', 1, 'old', now() - interval '400 days')$$, :'org'), '22023', null,

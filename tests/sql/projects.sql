@@ -65,7 +65,7 @@ select throws_ok(format($$update app.projects set organization_id = %L where org
 insert into app.projects (organization_id, title) values (tests.personal_org(:'outsider'), 'Doomed');
 delete from auth.users where id = :'outsider';
 select is((select count(*)::int from app.projects where title = 'Doomed'), 0, 'deleting a user deletes their personal organization''s projects');
-select is((select aggregation from catalog.meters where key = 'projects'), 'count', 'the catalog says projects is counted');
+select is((select aggregation from catalog.meters where key = 'projects'), 'live_count', 'the catalog says projects counts live rows');
 select is((select aggregation from catalog.meters where key = 'api_call'), 'sum', '... and api calls summed');
 -- A bad catalog: a gate on a feature without a meter.
 select throws_ok($$insert into catalog.features (key, name, kind, counts) values ('max_x', 'X', 'limit', 'seats');
