@@ -1,8 +1,12 @@
 -- Seats (migrations/0022_seats.sql): the live plan's seat limit (the
 -- feature that counts seats, max_seats) decides at invitation and at
--- joining, for every caller, the back end included, as a plan limit does
--- for a metered table (projects). A paid seat is an active membership of
--- type member; guests are free.
+-- joining. A paid seat is an active membership of type member; guests are
+-- free. Members' requests (invite_member, accept_invitation, anything
+-- through the role switch) are refused past the limit; the back end (a
+-- trusted caller: service_role, a DBA's session) is not, as with the caps
+-- of catalog.limits — support and provisioning may go past it — but its
+-- seats are counted and recorded like any other, and billed as overage
+-- where the plan has a seat price.
 {% import 'sql/macros.sql' as m with context %}
 
 -- private.require_seat(organization_id uuid, seats bigint) -> void
@@ -11,7 +15,8 @@
 -- its live plan and that plan bills no seat overage. Limit -1 is
 -- unlimited; a live plan without the seat feature, or no live plan, allows
 -- no seat except the organization's first (its owner: creating an
--- organization never fails on seats). Internal: the seat triggers call it.
+-- organization never fails on seats). Nothing for a trusted caller.
+-- Internal: the seat triggers call it.
 create or replace function private.require_seat(organization_id uuid, seats bigint)
   returns void
   language plpgsql
@@ -23,7 +28,7 @@ declare
   plan catalog.plans := private.live_plan(require_seat.organization_id);
   pf catalog.plan_features;
 begin
-  if seats <= 1 then
+  if seats <= 1 or private.is_trusted_caller() then
     return;
   end if;
   select * into feature from catalog.features f where f.counts = 'seats' order by f.key limit 1;
@@ -47,7 +52,7 @@ revoke all on function private.require_seat from public, anon, authenticated;
 -- BEFORE INSERT on tenancy.invitations: an invitation is refused (54000)
 -- when the organization has no paid seat left for the newcomer on a plan
 -- without seat overage. An invitation holds no seat: when several are
--- pending, the joins decide (memberships_gate_seats). Binds every caller.
+-- pending, the joins decide (memberships_gate_seats).
 create or replace function private.invitations_gate_seats()
   returns trigger
   language plpgsql
@@ -72,8 +77,8 @@ comment on function private.invitations_gate_seats is 'Trigger: no invitation to
 -- 40001 instead), so 8 parallel joins with one seat left admit exactly
 -- one. Then it counts the paid seats, refuses (54000, require_seat) past
 -- the limit of a plan without seat overage, and records the period's
--- highest count (what seat overage is billed on). Binds every caller, the
--- back end included.
+-- highest count (what seat overage is billed on). A trusted caller's
+-- seat is counted and recorded, never refused (require_seat).
 create or replace function private.memberships_gate_seats()
   returns trigger
   language plpgsql
