@@ -677,6 +677,29 @@ $fn$;
 comment on function private.seats_used is 'Internal: paid seats in use.';
 revoke all on function private.seats_used from public, anon, authenticated;
 
+-- private.seats_billed(organization_id uuid, period_start date) -> bigint
+-- The paid seats a billing period is billed on: the highest count a join
+-- reached in it (usage.seat_peaks, from 0022 on) or the live count, the
+-- higher. Internal: summarize_period.
+create or replace function private.seats_billed(organization_id uuid, period_start date)
+  returns bigint
+  language plpgsql
+  stable
+  {{ m.definer() }}
+as $fn$
+declare
+  peak bigint;
+begin
+  if to_regclass('usage.seat_peaks') is not null then
+    select s.peak into peak from usage.seat_peaks s
+     where s.organization_id = seats_billed.organization_id and s.period_start = seats_billed.period_start;
+  end if;
+  return greatest(coalesce(peak, 0), private.seats_used(organization_id));
+end
+$fn$;
+comment on function private.seats_billed is 'Internal: paid seats a billing period is billed on (its peak at a join, or the live count).';
+revoke all on function private.seats_billed from public, anon, authenticated;
+
 -- private.summarize_period(organization_id uuid, period_start date) -> integer
 -- Writes the monthly summary of every limited feature of the plan in force
 -- at the end of the billing period starting on period_start (units used as
@@ -702,7 +725,7 @@ begin
   end if;
   with used as (
     select f.key as feature_key, pf.limit_value, pf.overage_unit_price_minor,
-           case when f.counts = 'seats' then private.seats_used(summarize_period.organization_id)
+           case when f.counts = 'seats' then private.seats_billed(summarize_period.organization_id, summarize_period.period_start)
                 -- the meter's usage as its aggregation means it (a stock: the period's highest total)
                 else private.meter_usage(summarize_period.organization_id, f.meter_key, summarize_period.period_start, false) end as units_used
       from catalog.plan_features pf

@@ -39,6 +39,8 @@ def test_pg_temp_objects_cannot_hijack_definer_functions(dsn: str) -> None:
         conn.execute("create domain pg_temp.uuid as pg_catalog.uuid check (pg_temp.evil(value))")
         conn.execute("create domain pg_temp.text as pg_catalog.text check (pg_temp.evil(null))")
         conn.execute("select public.create_organization('Mallory', 'mallory-org')")
+        with psycopg.connect(dsn, autocommit=True) as admin:  # a plan with a seat for the invitee (free has one)
+            admin.execute("select public.change_subscription_plan(id, 'pro') from tenancy.organizations where slug = 'mallory-org'")
         conn.execute("select count(*) from public.invite_member((select id from tenancy.organizations where slug = 'mallory-org'), 'x@y.test')")
     with psycopg.connect(dsn) as admin:
         assert admin.execute("select count(*) from public.hijacked").fetchone()[0] == 0
@@ -132,6 +134,7 @@ def test_a_user_who_touched_every_domain_can_delete_their_account(dsn: str) -> N
                 return conn.execute(query, params).fetchone()
 
         org = as_user(owner, "select public.create_organization('Del', 'del-org')")[0]
+        conn.execute("select public.change_subscription_plan(%s, 'pro')", (org,))  # seats for dana and her invitee
         token = as_user(owner, "select token from public.invite_member(%s, 'dana@del.test', 'tenant_admin')", (org,))[0]
         as_user(dana, "select public.accept_invitation(%s)", (token,))
         as_user(dana, "select count(*) from public.invite_member(%s, 'friend@del.test')", (org,))

@@ -27,6 +27,9 @@ from tenantdb.render import Renderer, Target
 
 CLI = [sys.executable, str(ROOT / "cli.py")]
 CHANGE_IDS = [c.id for c in Renderer(Target()).changes()]
+# `tenantdb new migration` numbers one after the highest number (the
+# numbers may have gaps), not one after the count of migrations.
+NEXT_NUMBER = f"{max(int(c[:4]) for c in CHANGE_IDS) + 1:04d}"
 
 
 def run(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -118,7 +121,7 @@ def test_the_checkout_sql_is_used_and_new_migration_is_seen(empty_db: str, sql_c
     assert run("migrate", "--dsn", empty_db, cwd=sql_copy).returncode == 0
     made = run("new", "migration", "add_bookings", cwd=sql_copy)
     assert made.returncode == 0, made.stderr
-    number = f"{len(CHANGE_IDS) + 1:04d}"
+    number = NEXT_NUMBER
     forward = sql_copy / "migrations" / f"{number}_add_bookings.sql"
     assert forward.is_file() and (sql_copy / "migrations" / f"{number}_add_bookings.rollback.sql").is_file()
     forward.write_text(forward.read_text() + "create table app.bookings (id uuid primary key);\n")
@@ -219,7 +222,7 @@ def test_a_run_time_error_names_its_statement(empty_db: str, sql_copy: Path) -> 
     """A failure without a position in the file (here a check constraint
     violated by existing rows) names the statement and its line, not the
     start of the file."""
-    number = f"{len(CHANGE_IDS) + 1:04d}"
+    number = NEXT_NUMBER
     (sql_copy / "migrations" / f"{number}_strict.sql").write_text(
         "-- a change that fails on existing data\n"
         "create table app.t1 (id int primary key);\n"

@@ -92,6 +92,7 @@ def check_invitations(conn: psycopg.Connection, s: dict) -> None:
     assert accepted == (s["member_id"], True, True)
     assert s["joined"] == s["organization_id"]
     assert memberships(conn, s["organization_id"]) == {s["owner_id"]: "tenant_owner", s["member_id"]: "tenant_member"}
+    assert live_plan(conn, s["organization_id"]) == s["plan_key"]  # the plan with seats it moved to first
 
 
 def check_feature_access(conn: psycopg.Connection, s: dict) -> None:
@@ -281,12 +282,21 @@ def test_the_request_helpers_act_as_postgrest_and_end_with_the_transaction(dsn: 
 
 
 def test_python_example_calls_surface_refusals(dsn: str) -> None:
-    """The helpers pass Postgres's refusals through: the invitation is for another address."""
+    """The helpers pass Postgres's refusals through: no seat left on the
+    free plan (the invitation is refused, as its docstring says), and, on a
+    plan with seats, the invitation is for another address."""
     postgrest, orgs, invitations = example("postgrest"), example("create_organization"), example("invitations")
+    webhook = example("payment_webhook")
     run = uuid.uuid4().hex[:8]
     with postgrest.connect(dsn) as conn:
         owner = postgrest.sign_up(conn, f"owner-{run}@example.com")
         org = orgs.create_organization(conn, owner, f"Acme {run}", f"acme-{run}")
+        with pytest.raises(psycopg.errors.ProgramLimitExceeded):
+            invitations.invite_member(conn, owner, org, f"invited-{run}@example.com")
+        assert one(conn, "select count(*) from tenancy.invitations where organization_id = %s", (org,))[0] == 0
+        webhook.ingest_payment_event(conn, "stripe", f"evt_{uuid.uuid4().hex}", "subscription.updated",
+                                     webhook.subscription_updated(org, "pro", f"sub_{run}"), datetime.now(timezone.utc))
+        webhook.process_payment_events(conn, f"refusals-{run}")
         _, token = invitations.invite_member(conn, owner, org, f"invited-{run}@example.com")
         stranger = postgrest.sign_up(conn, f"stranger-{run}@example.com")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
@@ -494,8 +504,10 @@ def postgrest_rpc(conn: psycopg.Connection, sig: Signature, name: str, body: dic
 
 # The order an app meets the calls in; a function the JS examples call that is
 # not here needs its place and its values below.
-FLOW = ["create_organization", "invite_member", "accept_invitation", "check_feature_access", "record_usage",
-        "ingest_payment_event", "process_payment_events", "generate_invoice", "finalize_invoice"]
+# The free plan's one seat is the owner's: the organization moves to a plan
+# with seats (the back end's change_subscription_plan) before the invitation.
+FLOW = ["create_organization", "check_feature_access", "record_usage", "change_subscription_plan", "invite_member",
+        "accept_invitation", "ingest_payment_event", "process_payment_events", "generate_invoice", "finalize_invoice"]
 
 
 def run_js_flow(dsn: str) -> dict:
@@ -519,6 +531,7 @@ def run_js_flow(dsn: str) -> dict:
                 "invite_member": lambda: {"p_organization_id": org, "p_email": state["teammate_email"],
                                           "p_role_key": "tenant_member", "p_valid_for": "7 days"},
                 "accept_invitation": lambda: {"p_token": state["token"]},
+                "change_subscription_plan": lambda: {"p_organization_id": org, "p_plan_key": "pro"},
                 "check_feature_access": lambda: {"p_user_id": state["owner"], "p_feature_key": app_flow.FEATURE,
                                                  "p_organization_id": org},
                 "record_usage": lambda: {"p_organization_id": org, "p_meter_key": "api_call", "p_quantity": 5,

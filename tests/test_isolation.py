@@ -114,6 +114,8 @@ def world(dsn: str) -> dict[str, str]:
         ids = {"alice": user("alice@a.test"), "bob": user("bob@b.test"), "nina": user("nina@a.test")}
         ids["org_a"] = str(as_user(ids["alice"], "select public.create_organization('Org A', 'org-a')"))
         ids["org_b"] = str(as_user(ids["bob"], "select public.create_organization('Org B', 'org-b')"))
+        # A is on a plan with seats for its members (the free plan has one: its owner's).
+        conn.execute("select public.change_subscription_plan(%s, 'pro')", (ids["org_a"],))
         conn.execute("insert into iam.roles (key, name, is_system) values ('test_no_permissions', 'No permissions', false)")
         conn.execute("insert into tenancy.memberships (organization_id, user_id, role_key) values (%s, %s, 'test_no_permissions')",
                      (ids["org_a"], ids["nina"]))
@@ -130,7 +132,6 @@ def world(dsn: str) -> dict[str, str]:
         conn.execute("insert into billing.settings (organization_id, time_zone) values (%s, 'UTC')", (org_a,))
         conn.execute("insert into billing.payment_customers (organization_id, provider, provider_customer_id) values (%s, 'stripe', 'cus_a')", (org_a,))
         conn.execute("select public.record_one_off_payment(%s, 'stripe', 'pi_a', 5000, 'USD', 'topup', 'succeeded')", (org_a,))
-        conn.execute("select public.change_subscription_plan(%s, 'pro')", (org_a,))
         conn.execute("select * from public.ingest_payment_event('stripe', 'evt_a', 'payment.succeeded', %s, now())",
                      (json.dumps({"organization_id": org_a, "provider_payment_id": "pi_b", "amount_minor": 700,
                                   "currency": "USD", "reason": "addon"}),))

@@ -76,6 +76,8 @@ def build_world(conn: psycopg.Connection) -> dict[str, str]:
            "sam": user("sam@platform.test"), "zoe": user("zoe@standby.test")}
     alice = user_claims(ids["alice"])
     org = ids["org"] = str(one(alice, "select public.create_organization('Standby Co', 'standby-co')"))
+    # A plan with seats for its members (the free plan has one: its owner's).
+    service("select public.change_subscription_plan(%s, 'pro')", (org,))
     conn.execute("insert into tenancy.memberships (organization_id, user_id, role_key) values (%s, %s, 'tenant_member'), "
                  "(%s, %s, 'tenant_member')", (org, ids["mia"], org, ids["zoe"]))
     ids["token"] = one(alice, "select token from public.invite_member(%s, 'nora@standby.test')", (org,))
@@ -83,8 +85,7 @@ def build_world(conn: psycopg.Connection) -> dict[str, str]:
     conn.execute("insert into iam.system_role_grants (user_id, role_key, reason) values (%s, 'platform_superadmin', 'fixture'), "
                  "(%s, 'platform_break_glass', 'fixture')", (ids["sam"], ids["sam"]))
     sam = user_claims(ids["sam"])
-    # Billing: the pro plan, a top-up, credit, a connected account and its revenue.
-    service("select public.change_subscription_plan(%s, 'pro')", (org,))
+    # Billing (on the pro plan, above): a top-up, credit, a connected account and its revenue.
     service("select public.record_one_off_payment(%s, 'stripe', 'pi_standby', 5000, 'USD', 'topup', 'succeeded')", (org,))
     service("select entry_id from public.post_credit(%s, 700, 'USD', 'promo', 'standby-credit', 'welcome')", (org,))
     conn.execute("insert into billing.connected_accounts (organization_id, provider, provider_account_id, application_fee_bps, status) "

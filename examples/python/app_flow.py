@@ -1,11 +1,15 @@
 """The six calls an app makes, in the order a new customer meets them:
 
 1. the owner creates an organization (create_organization);
-2. invites a teammate, who accepts (invite_member, accept_invitation);
-3. the app checks a feature gate (check_feature_access);
-4. the back end records usage, then retries the same call (record_usage);
-5. the payment provider's webhook says the subscription is now Pro, and is
-   delivered twice (ingest_payment_event), then a worker applies it;
+2. the app checks a feature gate (check_feature_access);
+3. the back end records usage, then retries the same call (record_usage);
+4. the payment provider's webhook says the subscription is now Pro, and is
+   delivered twice (ingest_payment_event), then a worker applies it — the
+   free plan's one seat is the owner's, so a team needs a plan with seats
+   (on the free plan the invitation below is refused with 54000);
+5. the owner invites a teammate, who accepts (invite_member,
+   accept_invitation), and the teammate's usage is recorded; the gate now
+   counts all of it;
 6. the billing job invoices the current period, and the owner lists the
    invoices (billing.invoices) — the teammate, without billing.view, sees none.
    The period began on Free, so its invoice bills the Free plan (0); the
@@ -43,21 +47,13 @@ def main(dsn: str) -> dict:
         org = create_organization(conn, owner, f"Acme {run}", f"acme-{run}")
         print(f"1. organization {org}, owner {owner}")
 
-        teammate_email = f"teammate-{run}@example.com"
-        invitation, token = invite_member(conn, owner, org, teammate_email)
-        teammate = sign_up(conn, teammate_email)
-        accept_invitation(conn, teammate, token)
-        print(f"2. {teammate_email} accepted invitation {invitation}")
-
         before = check_feature_access(conn, owner, FEATURE, org)
-        print(f"3. {FEATURE} on {before['plan']}: limit {before['limit']}, used {before['used']}, allowed {before['allowed']}")
+        print(f"2. {FEATURE} on {before['plan']}: limit {before['limit']}, used {before['used']}, allowed {before['allowed']}")
 
         key = f"api-request:{uuid.uuid4()}"
         usage = record_usage(conn, org, "api_call", 5, key)
         usage_retry = record_usage(conn, org, "api_call", 5, key)
-        by_member = record_usage(conn, org, "api_call", 1, f"api-request:{uuid.uuid4()}", user_id=teammate)
-        after = check_feature_access(conn, owner, FEATURE, org)
-        print(f"4. usage {usage[0]}; retry duplicate: {usage_retry[1]}; now used {after['used']} of {after['limit']}")
+        print(f"3. usage {usage[0]}; retry duplicate: {usage_retry[1]}")
 
         provider_event_id = f"evt_{uuid.uuid4().hex}"
         payload = subscription_updated(org, "pro", f"sub_{run}")
@@ -65,7 +61,16 @@ def main(dsn: str) -> dict:
         webhook = ingest_payment_event(conn, "stripe", provider_event_id, "subscription.updated", payload, occurred_at)
         webhook_again = ingest_payment_event(conn, "stripe", provider_event_id, "subscription.updated", payload, occurred_at)
         applied = process_payment_events(conn, f"example-worker-{run}")
-        print(f"5. webhook {webhook[0]} stored; redelivery duplicate: {webhook_again[1]}; applied: {applied}")
+        print(f"4. webhook {webhook[0]} stored; redelivery duplicate: {webhook_again[1]}; applied: {applied}")
+
+        teammate_email = f"teammate-{run}@example.com"
+        invitation, token = invite_member(conn, owner, org, teammate_email)
+        teammate = sign_up(conn, teammate_email)
+        accept_invitation(conn, teammate, token)
+        by_member = record_usage(conn, org, "api_call", 1, f"api-request:{uuid.uuid4()}", user_id=teammate)
+        after = check_feature_access(conn, owner, FEATURE, org)
+        print(f"5. {teammate_email} accepted invitation {invitation}; "
+              f"{FEATURE} on {after['plan']}: used {after['used']} of {after['limit']}")
 
         invoice, total = bill_current_period(conn, org)
         owner_sees = list_invoices(conn, owner, org)

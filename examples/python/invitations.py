@@ -4,6 +4,13 @@ The owner (any member with `member.invite`) invites an email address and
 gets a one-time token to send; the invitee signs in with that address and
 accepts it, which makes the membership.
 
+A member takes a paid seat, and the plan's seat limit decides at both
+steps: on a plan without seat overage, an invitation or a join past the
+limit is refused with 54000 (psycopg.errors.ProgramLimitExceeded). The free
+plan's one seat is its owner's, so the organization first moves to a plan
+with seats: the payment provider's `subscription.updated`, stored and
+applied by the back end (payment_webhook.py).
+
     python examples/python/invitations.py [DSN]
 """
 
@@ -11,11 +18,13 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import datetime, timezone
 
 import psycopg
 from tenantdb.client import as_user, connect, sign_up
 
 from create_organization import create_organization
+from payment_webhook import ingest_payment_event, process_payment_events, subscription_updated
 from postgrest import run_example
 
 
@@ -42,13 +51,16 @@ def main(dsn: str) -> dict:
     with connect(dsn) as conn:
         owner = sign_up(conn, f"owner-{run}@example.com")
         org = create_organization(conn, owner, f"Acme {run}", f"acme-{run}")
+        upgrade = subscription_updated(org, "pro", f"sub_{run}")  # a plan with seats for a team
+        ingest_payment_event(conn, "stripe", f"evt_{uuid.uuid4().hex}", "subscription.updated", upgrade, datetime.now(timezone.utc))
+        process_payment_events(conn, f"example-worker-{run}")
         email = f"teammate-{run}@example.com"
         invitation, token = invite_member(conn, owner, org, email)
         teammate = sign_up(conn, email)
         joined = accept_invitation(conn, teammate, token)
     print(f"{email} invited ({invitation}) and joined {joined}")
-    result = {"owner_id": owner, "organization_id": org, "invitation_id": invitation, "member_id": teammate,
-              "joined": joined}
+    result = {"owner_id": owner, "organization_id": org, "plan_key": upgrade["plan_key"], "invitation_id": invitation,
+              "member_id": teammate, "joined": joined}
     print(json.dumps(result))
     return result
 

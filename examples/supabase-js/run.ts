@@ -5,7 +5,7 @@
 // confirmation off, as `supabase start` has it). The last line is a JSON
 // summary; each run uses new users and slugs.
 import { randomUUID } from 'node:crypto'
-import { supabase } from './client.ts'
+import { supabase, supabaseAdmin } from './client.ts'
 import { createOrganization } from './create_organization.ts'
 import { checkFeatureAccess } from './feature_access.ts'
 import { acceptInvitation, inviteMember } from './invitations.ts'
@@ -28,6 +28,15 @@ const organizationId = await createOrganization(`Acme ${run}`, `acme-${run}`)
 const access = await checkFeatureAccess(organizationId, 'max_api_calls_per_month')
 const key = `run:${randomUUID()}`
 const usage = [await recordUsage(organizationId, 'api_call', 5, key), await recordUsage(organizationId, 'api_call', 5, key)]
+// The free plan's one seat is the owner's: an invitation past a plan's seats
+// is refused (54000) where the plan bills no seat overage. The back end moves
+// the organization to a plan with seats first — in an app, the payment
+// provider's subscription.updated (payment_webhook.ts, payment_worker.ts).
+const upgraded = await supabaseAdmin.rpc('change_subscription_plan', {
+  p_organization_id: organizationId,
+  p_plan_key: 'pro',
+})
+if (upgraded.error) throw upgraded.error
 const teammate = `teammate-${run}@example.com`
 const { token } = await inviteMember(organizationId, teammate)
 let invoices: unknown

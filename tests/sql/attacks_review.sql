@@ -10,6 +10,9 @@ select tests.user('nick@corp.test') as nick \gset
 
 select tests.act_as(:'olga');
 select create_organization('Corp', 'corp') as corp \gset
+reset role;
+select tests.on_plan(:'corp', 'pro');  -- seats for the members invited below
+select tests.act_as(:'olga');
 select token as tok_mallory from invite_member(:'corp', 'mallory@corp.test', 'tenant_owner') \gset
 select token as tok_nick from invite_member(:'corp', 'nick@corp.test', 'tenant_member') \gset
 reset role;

@@ -7,6 +7,7 @@ select plan(16);
 select tests.user('lena@lim.test') as lena \gset
 select tests.user('lou@lim.test') as lou \gset
 select tests.personal_org(:'lena') as personal \gset
+select tests.on_plan(:'personal', 'pro');  -- a seat for an invitee: the refusal below is the email's
 
 -- Length bounds
 select tests.act_as(:'lena');
@@ -29,11 +30,13 @@ select is((select count(*)::int from tenancy.organizations where slug = 'lim-thr
 reset role;
 
 update catalog.limits set value = 2 where key = 'invitations.pending_per_organization';
-select tests.act_as(:'lena');
 select id as org_one from tenancy.organizations where slug = 'lim-one' \gset
+select tests.on_plan(:'org_one', 'pro');  -- seats for the invitees: the cap below is the pending invitations'
+select tests.act_as(:'lena');
 select lives_ok(format($$select invite_member(%L, 'a@lim.test')$$, :'org_one'), 'a first pending invitation');
 select lives_ok(format($$select invite_member(%L, 'b@lim.test')$$, :'org_one'), 'a second');
-select throws_ok(format($$select invite_member(%L, 'c@lim.test')$$, :'org_one'), '54000', null, 'a third pending one is refused');
+select throws_ok(format($$select invite_member(%L, 'c@lim.test')$$, :'org_one'), '54000',
+  format('limit invitations.pending_per_organization reached for %s: 2 of 2', :'org_one'), 'a third pending one is refused');
 reset role;
 
 update catalog.limits set value = 1 where key = 'subject_requests.per_user_per_day';

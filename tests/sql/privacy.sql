@@ -19,6 +19,9 @@ insert into identity.verifications (identifier, value_hash, purpose, expires_at)
 values ('zoe.subject@example.test', repeat('d', 64), 'email_verification', now() + interval '1 hour');
 select tests.act_as(:'other');
 select create_organization('Other Co', 'other-co') as oorg \gset
+reset role;
+select tests.on_plan(:'oorg', 'pro');  -- seats for its invitees
+select tests.act_as(:'other');
 select count(*) from invite_member(:'oorg', 'zoe.subject@example.test');
 reset role;
 select record_usage(:'zorg', 'api_call', 10, 'zoe-usage');

@@ -20,6 +20,7 @@ reset role;
 select tests.act_as_anon();
 select throws_ok($$select create_organization('Anon', 'anon-org')$$, '42501', null, 'anon cannot create an organization');
 reset role;
+select tests.on_plan(:'acme', 'pro');  -- seats for the members invited below
 
 -- invite and accept
 select tests.act_as(:'olivia');

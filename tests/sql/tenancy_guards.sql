@@ -11,6 +11,9 @@ select tests.user('boss@co.test') as boss \gset
 
 select tests.act_as(:'owner');
 select create_organization('Co', 'co') as co \gset
+reset role;
+select tests.on_plan(:'co', 'pro');  -- seats for the members invited below
+select tests.act_as(:'owner');
 select token as tok_admin from invite_member(:'co', 'admin@co.test', 'tenant_admin') \gset
 select invitation_id as inv_boss from invite_member(:'co', 'boss@co.test', 'tenant_owner') \gset
 reset role;
