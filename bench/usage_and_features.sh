@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Throughput of the metering and gating hot paths, each against its
 # physical limit, measured by pgbench in one run on one server:
-#   record_usage          vs  a plain INSERT into a table indexed like usage.events
+#   record_usage          vs  a plain INSERT into a table indexed like a
+#                             partition of usage.events (primary key, the
+#                             meter-and-time index, the unique key index)
 #   record_usage_batch    vs  a multi-row INSERT of the same 1,000 rows into it
 #   check_feature_access  vs  a primary-key lookup of the same plan_features row
 # Both sides run as the same signed-in member (role authenticated with the
@@ -32,7 +34,7 @@ drop table if exists public.bench_plain_events;
 create table public.bench_plain_events (like usage.events including defaults);
 alter table public.bench_plain_events add primary key (organization_id, occurred_at, id);
 create index on public.bench_plain_events (organization_id, meter_key, occurred_at);
-create index on public.bench_plain_events (meter_key);
+create unique index on public.bench_plain_events (organization_id, idempotency_key);
 grant insert on public.bench_plain_events to authenticated;
 SQL
 
@@ -50,15 +52,13 @@ cat > "$dir/multi_row_insert.sql" <<SQL
 insert into public.bench_plain_events (organization_id, meter_key, quantity, idempotency_key, occurred_at)
 select '$org', 'api_call', 1, gen_random_uuid()::text, now() from generate_series(1, 1000);
 SQL
-# The floor of record_usage_batch: the same two multi-row INSERTs it makes
-# (keys, then events, each with its foreign keys), as plain SQL, no checks.
+# The floor of record_usage_batch: the one multi-row INSERT it makes, into
+# usage.events itself (its partition, indexes and checks, ON CONFLICT DO
+# NOTHING on the partition's key index), as plain SQL, no checks.
 cat > "$dir/batch_writes.sql" <<SQL
-begin;
-insert into usage.idempotency_keys (organization_id, idempotency_key, event_id, occurred_at)
-select '$org', 'floor-' || k, gen_random_uuid(), now() from (select gen_random_uuid()::text as k from generate_series(1, 1000)) g;
 insert into usage.events (organization_id, meter_key, quantity, idempotency_key, occurred_at)
-select '$org', 'api_call', 1, gen_random_uuid()::text, now() from generate_series(1, 1000);
-commit;
+select '$org', 'api_call', 1, gen_random_uuid()::text, now() from generate_series(1, 1000)
+on conflict do nothing;
 SQL
 cat > "$dir/check_feature_access.sql" <<SQL
 select public.check_feature_access('$uid', 'max_api_calls_per_month', '$org');
@@ -81,10 +81,10 @@ import sys
 plain, usage, multi, batch, pk, gate = (float(a) / 2 for a in sys.argv[1:7])
 floor = float(sys.argv[7])
 print(f"plain INSERT                 {plain:>9.0f} tps")
-print(f"record_usage                 {usage:>9.0f} tps   ratio {usage / plain:.2f}  (goal >= 0.4)")
+print(f"record_usage                 {usage:>9.0f} tps   ratio {usage / plain:.2f}  (goal >= 0.6)")
 print(f"multi-row INSERT, 1000 rows  {multi:>9.1f} tps = {multi * 1000:>9.0f} events/s")
-print(f"record_usage_batch, 1000     {batch:>9.1f} tps = {batch * 1000:>9.0f} events/s   ratio {batch / multi:.2f}  (goal >= 0.5)")
-print(f"  its two INSERTs as plain SQL {floor:>8.1f} tps = {floor * 1000:>9.0f} events/s   ratio {floor / multi:.2f}  (the floor)")
+print(f"record_usage_batch, 1000     {batch:>9.1f} tps = {batch * 1000:>9.0f} events/s   ratio {batch / multi:.2f}  (goal >= 0.5 and >= 150000 events/s)")
+print(f"  its INSERT as plain SQL     {floor:>8.1f} tps = {floor * 1000:>9.0f} events/s   ratio {floor / multi:.2f}  (the floor)")
 print(f"primary-key lookup           {pk:>9.0f} tps")
 print(f"check_feature_access         {gate:>9.0f} tps   ratio {gate / pk:.2f}  (goal >= 0.3)")
 PY

@@ -31,6 +31,12 @@ begin
   exception when duplicate_table then
     return name;  -- another session made it first
   end;
+  -- Keys are accepted once per organization: each partition holds its
+  -- unique index (a partitioned table's unique index must contain
+  -- occurred_at), which record_usage's ON CONFLICT DO NOTHING arbitrates on.
+  if to_regclass('private.usage_key_horizon') is not null then
+    execute format('create unique index %I on usage.%I (organization_id, idempotency_key)', name || '_key', name);
+  end if;
   execute format('revoke all on usage.%I from public, anon, authenticated', name);
   execute format('alter table usage.%I enable row level security', name);
   execute format('alter table usage.%I force row level security', name);
@@ -45,36 +51,160 @@ select private.ensure_usage_partition((current_date - interval '1 month')::date)
 select private.ensure_usage_partition(current_date);
 select private.ensure_usage_partition((current_date + interval '1 month')::date);
 
--- private.usage_append(org_id uuid, meter_key text, quantity bigint, idempotency_key text,
---   at timestamptz, metadata jsonb) -> table (event_id uuid, duplicate boolean)
--- Writes one usage event under its idempotency key (a key used before
--- returns the first event with duplicate = true and writes nothing),
--- creating the month's partition when missing. No checks and no counter:
--- its callers (record_usage, gate_and_meter) validate and count. Internal.
-create or replace function private.usage_append(org_id uuid, meter_key text, quantity bigint, idempotency_key text,
-                                                at timestamptz, metadata jsonb)
-  returns table (event_id uuid, duplicate boolean)
+-- private.usage_hold_organization(org_id uuid) -> void
+-- What the foreign keys of usage.events to tenancy.organizations did, once
+-- per call instead of once per event: takes a shared transaction lock on
+-- the organization's usage (an advisory lock: no row write, unlike the
+-- row lock FOR KEY SHARE a foreign key takes, which several writers turn
+-- into a multixact), then checks that the organization exists. Deleting an
+-- organization takes the same lock exclusively (functions/0023), so it
+-- waits for the writes in flight and deletes their events too, and a
+-- write after it finds no organization. Refuses: an organization that
+-- does not exist (23503). Internal: the usage writers.
+create or replace function private.usage_hold_organization(org_id uuid)
+  returns void
   language plpgsql
+  {{ m.definer() }}
+as $fn$
+begin
+  perform pg_advisory_xact_lock_shared(hashtextextended('tenantdb.usage:' || org_id::text, 0));
+  if not exists (select from tenancy.organizations o where o.id = org_id) then
+    raise exception 'usage: organization % does not exist', org_id using errcode = '23503';
+  end if;
+end
+$fn$;
+comment on function private.usage_hold_organization is 'Internal: a usage write''s shared lock on its organization, and its existence (23503).';
+revoke all on function private.usage_hold_organization from public, anon, authenticated;
+
+-- private.usage_keys_registered_before() -> timestamptz
+-- The horizon of the key register (migrations/0023_usage_ingest.sql): the
+-- key of every usage event that occurred before it is in
+-- usage.idempotency_keys; later events' keys are found in their monthly
+-- partitions, each of which holds a unique index on (organization_id,
+-- idempotency_key). Null on a database without 0023, where every key is
+-- claimed in the register first. Internal.
+create or replace function private.usage_keys_registered_before()
+  returns timestamptz
+  language plpgsql
+  stable
+  {{ m.definer() }}
+as $fn$
+begin
+  if to_regclass('private.usage_key_horizon') is null then
+    return null;
+  end if;
+  return (select h.registered_before from private.usage_key_horizon h);
+end
+$fn$;
+comment on function private.usage_keys_registered_before is 'Internal: events before this moment have their keys in usage.idempotency_keys; later ones in their partition''s unique index.';
+revoke all on function private.usage_keys_registered_before from public, anon, authenticated;
+
+-- private.usage_key_event(org_id uuid, idempotency_key text, skip_month timestamptz default null) -> uuid
+-- The event an accepted idempotency key stands for (null: not accepted),
+-- read with a fresh snapshot (VOLATILE): in the partitions since the
+-- register's horizon, then in the register. skip_month leaves out the
+-- partition of the UTC month holding it (record_usage's own partition,
+-- whose unique index answers for it at the insert). One index probe per
+-- partition left: the plan is generic (partitions pruned at execution),
+-- since a custom plan is made again, for every partition, at every call.
+-- Internal.
+drop function if exists private.usage_key_event(uuid, text);  -- the release before's, without skip_month
+create or replace function private.usage_key_event(org_id uuid, idempotency_key text, skip_month timestamptz default null)
+  returns uuid
+  language plpgsql
+  volatile
+  set plan_cache_mode = force_generic_plan
+  {{ m.definer() }}
+as $fn$
+declare
+  horizon timestamptz := private.usage_keys_registered_before();
+  skip_from timestamptz := date_trunc('month', skip_month at time zone 'UTC') at time zone 'UTC';
+  found_id uuid;
+begin
+  if horizon is not null then
+    select e.id into found_id from usage.events e
+     where e.organization_id = usage_key_event.org_id and e.idempotency_key = usage_key_event.idempotency_key
+       and e.occurred_at >= horizon
+       and (skip_from is null or e.occurred_at < skip_from or e.occurred_at >= skip_from + interval '1 month')
+     limit 1;
+    if found_id is not null then
+      return found_id;
+    end if;
+  end if;
+  return (select k.event_id from usage.idempotency_keys k
+           where k.organization_id = usage_key_event.org_id and k.idempotency_key = usage_key_event.idempotency_key);
+end
+$fn$;
+comment on function private.usage_key_event is 'Internal: the event id of an accepted usage idempotency key, read afresh (optionally outside one month''s partition).';
+revoke all on function private.usage_key_event from public, anon, authenticated;
+
+-- private.usage_append(org_id uuid, meter_key text, quantity bigint, idempotency_key text,
+--   at timestamptz, metadata jsonb) -> (event_id uuid, duplicate boolean)
+-- Writes one usage event under its idempotency key: a key accepted before
+-- (ever, and concurrently within a month of occurred_at: the partition's
+-- unique index) returns the first event with duplicate = true and writes
+-- nothing. One row is written: the event (from 0023 on; before, the key's
+-- register row too). Holds the organization (usage_hold_organization) and
+-- creates the month's partition when missing. Refuses: an organization
+-- that does not exist (23503). No permission check and no counter: its callers
+-- (record_usage, gate_and_meter) validate and count. Internal.
+drop function if exists private.usage_append(uuid, text, bigint, text, timestamptz, jsonb);
+create function private.usage_append(org_id uuid, meter_key text, quantity bigint, idempotency_key text,
+                                     at timestamptz, metadata jsonb, out event_id uuid, out duplicate boolean)
+  language plpgsql
+  set plan_cache_mode = force_generic_plan
   {{ m.definer() }}
 as $fn$
 declare
   new_id uuid := gen_random_uuid();
+  month_start timestamptz := date_trunc('month', at at time zone 'UTC') at time zone 'UTC';
 begin
-  insert into usage.idempotency_keys as k (organization_id, idempotency_key, event_id, occurred_at)
-  values (org_id, idempotency_key, new_id, at)
-  on conflict on constraint idempotency_keys_pkey do nothing;
-  if not found then
-    return query select k.event_id, true from usage.idempotency_keys k
-                  where k.organization_id = org_id and k.idempotency_key = usage_append.idempotency_key;
-    return;
-  end if;
-  if to_regclass(format('usage.events_y%sm%s', to_char(at at time zone 'UTC', 'YYYY'), to_char(at at time zone 'UTC', 'MM'))) is null then
+  perform private.usage_hold_organization(org_id);
+  if to_regclass(format('usage.events_y%s', to_char(at at time zone 'UTC', 'YYYY"m"MM'))) is null then
     perform private.ensure_usage_partition((at at time zone 'UTC')::date);
     perform private.ensure_usage_partition(((at at time zone 'UTC') + interval '1 month')::date);
   end if;
-  insert into usage.events (organization_id, id, meter_key, quantity, idempotency_key, occurred_at, user_id, metadata)
-  values (org_id, new_id, usage_append.meter_key, quantity, idempotency_key, at, auth.uid(), coalesce(metadata, '{}'));
-  return query select new_id, false;
+  if to_regclass('private.usage_key_horizon') is null then
+    -- Before 0023: the key is claimed in the register first.
+    insert into usage.idempotency_keys as k (organization_id, idempotency_key, event_id, occurred_at)
+    values (org_id, usage_append.idempotency_key, new_id, at)
+    on conflict on constraint idempotency_keys_pkey do nothing;
+    if not found then
+      event_id := private.usage_key_event(org_id, usage_append.idempotency_key);
+      duplicate := true;
+      return;
+    end if;
+    insert into usage.events (organization_id, id, meter_key, quantity, idempotency_key, occurred_at, user_id, metadata)
+    values (org_id, new_id, usage_append.meter_key, quantity, usage_append.idempotency_key, at, auth.uid(), coalesce(metadata, '{}'));
+    event_id := new_id;
+    duplicate := false;
+    return;
+  end if;
+  -- One statement: the key looked up where its partition's unique index
+  -- cannot see it (the register, and the other partitions since the
+  -- register's horizon: an index probe each), then the event, unless found.
+  with earlier as (
+    select coalesce(
+             (select e.id from usage.events e
+               where e.organization_id = org_id and e.idempotency_key = usage_append.idempotency_key
+                 and e.occurred_at >= (select h.registered_before from private.usage_key_horizon h)
+                 and (e.occurred_at < month_start or e.occurred_at >= month_start + interval '1 month')
+               limit 1),
+             (select k.event_id from usage.idempotency_keys k
+               where k.organization_id = org_id and k.idempotency_key = usage_append.idempotency_key)) as id
+  ), written as (
+    insert into usage.events as ev (organization_id, id, meter_key, quantity, idempotency_key, occurred_at, user_id, metadata)
+    select org_id, new_id, usage_append.meter_key, usage_append.quantity, usage_append.idempotency_key, at, auth.uid(),
+           coalesce(usage_append.metadata, '{}')
+     where (select er.id from earlier er) is null
+    on conflict do nothing
+    returning ev.id
+  )
+  select coalesce((select w.id from written w), (select er.id from earlier er)), not exists (select from written)
+    into event_id, duplicate;
+  if event_id is null then  -- a concurrent transaction accepted the key in this month first
+    event_id := private.usage_key_event(org_id, usage_append.idempotency_key);
+  end if;
 end
 $fn$;
 comment on function private.usage_append is 'Internal: one usage event under its idempotency key (no checks, no counter).';
@@ -345,25 +475,8 @@ comment on function private.record_usage is 'Definer twin of record_usage.';
 {{ m.api_function('record_usage',
    "p_organization_id uuid, p_meter_key text, p_quantity bigint, p_idempotency_key text, p_occurred_at timestamptz default now(), p_metadata jsonb default '{}'",
    'table (event_id uuid, duplicate boolean)', 'p_organization_id, p_meter_key, p_quantity, p_idempotency_key, p_occurred_at, p_metadata',
-   'Records a usage event once per (organization, idempotency key) and counts it at commit; returns its id and whether it was a replay. p_meter_key: a meter key, one of its aliases, or a feature key (its meter). Needs usage.record (42501); unknown meter, bad quantity, key or time: 22023.') }}
+   'Records a usage event once per (organization, idempotency key) and counts it at commit; returns its id and whether it was a replay. p_meter_key: a meter key, one of its aliases, or a feature key (its meter). Needs usage.record (42501); unknown meter, bad quantity, key or time: 22023.', cached=true) }}
 
--- private.usage_key_event(org_id uuid, idempotency_key text) -> uuid
--- The event id an accepted idempotency key stands for, read with a fresh
--- snapshot (VOLATILE): record_usage_batch asks it only for a key that a
--- concurrent batch accepted while this one waited. Internal.
-create or replace function private.usage_key_event(org_id uuid, idempotency_key text)
-  returns uuid
-  language plpgsql
-  volatile
-  {{ m.definer() }}
-as $fn$
-begin
-  return (select k.event_id from usage.idempotency_keys k
-           where k.organization_id = usage_key_event.org_id and k.idempotency_key = usage_key_event.idempotency_key);
-end
-$fn$;
-comment on function private.usage_key_event is 'Internal: the event id of an accepted usage idempotency key, read afresh.';
-revoke all on function private.usage_key_event from public, anon, authenticated;
 
 -- private.record_usage_batch(org_id uuid, events jsonb)
 --   -> table (item integer, idempotency_key text, event_id uuid, duplicate boolean)
@@ -391,6 +504,7 @@ declare
   meters jsonb;  -- each name the items use -> its meter key (resolved once per name, not per item)
   counting text[];  -- the batch's count meters (an event counts one)
   tallied text[];   -- the batch's meters counted by usage_tally (unique_count, max, latest, recurring sum)
+  horizon timestamptz := private.usage_keys_registered_before();
 begin
   if not (private.has_permission(org_id, 'usage.record') or private.is_trusted_caller()) then
     raise exception 'record_usage_batch: permission usage.record is required in organization %', org_id using errcode = '42501';
@@ -463,6 +577,7 @@ begin
       perform private.ensure_usage_partition((month + interval '1 month')::date);
     end if;
   end loop;
+  perform private.usage_hold_organization(org_id);
   calendar := exists (select from billing.settings s where s.organization_id = org_id);
   select coalesce(array_agg(mt.key) filter (where mt.aggregation = 'count'), '{}'),
          coalesce(array_agg(mt.key) filter (where mt.recurring or mt.aggregation not in ('sum', 'count')), '{}')
@@ -476,22 +591,37 @@ begin
            coalesce(e.v -> 'metadata', '{}') as metadata
       from jsonb_array_elements(events) with ordinality as e (v, i)
   ), firsts as (
-    -- the first item of each key, with the id its event will have
-    select distinct on (it.key) it.*, gen_random_uuid() as id
+    -- the first item of each key, with the id its event will have and the
+    -- UTC month of its partition (whose unique index answers for the key)
+    select distinct on (it.key) it.*, gen_random_uuid() as id,
+           date_trunc('month', it.at at time zone 'UTC') at time zone 'UTC' as month
       from items it
      order by it.key, it.i
   ), keys as (
-    -- Keys claimed in key order: two batches sharing keys wait on each
-    -- other in one direction only, never in a cycle (no deadlock).
+    -- Before 0023 only (horizon null): keys are claimed in the register
+    -- first, in key order (two batches sharing keys wait on each other in
+    -- one direction only, never in a cycle).
     insert into usage.idempotency_keys as k (organization_id, idempotency_key, event_id, occurred_at)
-    select org_id, f.key, f.id, f.at from firsts f order by f.key
+    select org_id, f.key, f.id, f.at from firsts f where horizon is null order by f.key
     on conflict on constraint idempotency_keys_pkey do nothing
-    returning k.idempotency_key, k.event_id
+    returning k.idempotency_key
   ), written as (
+    -- One row per new event. A key accepted before is skipped: found in the
+    -- register or in another partition since its horizon (index probes),
+    -- or in its own partition (accepted before, or by a concurrent batch:
+    -- ON CONFLICT DO NOTHING waits for it) by the partition's unique index.
+    -- Inserted in key order, for the same reason as above.
     insert into usage.events as ev (organization_id, id, meter_key, quantity, idempotency_key, occurred_at, user_id, metadata)
     select org_id, f.id, f.meter, f.quantity, f.key, f.at, auth.uid(), f.metadata
-      from firsts f join keys k on k.idempotency_key = f.key
-    returning ev.id, ev.meter_key, ev.quantity, ev.occurred_at, ev.metadata
+      from firsts f
+     where case when horizon is null then exists (select from keys k where k.idempotency_key = f.key)
+                else not exists (select from usage.idempotency_keys r where r.organization_id = org_id and r.idempotency_key = f.key)
+                     and not exists (select from usage.events e
+                                      where e.organization_id = org_id and e.idempotency_key = f.key and e.occurred_at >= horizon
+                                        and (e.occurred_at < f.month or e.occurred_at >= f.month + interval '1 month')) end
+     order by f.key
+    on conflict do nothing
+    returning ev.id, ev.idempotency_key, ev.meter_key, ev.quantity, ev.occurred_at, ev.metadata
   ), counted as (
     -- plain sums and counts, set-based (the other aggregations: tally)
     insert into usage.counters as c (organization_id, meter_key, period_start, slot, quantity, event_count)
@@ -516,17 +646,13 @@ begin
              where cardinality(tallied) > 0 and wr.meter_key = any(tallied)
              order by f.i) t
   )
-  -- A key not claimed here was accepted before: its event id is in the
-  -- statement's snapshot, or (accepted by a batch that committed while
-  -- this one waited on the key) read afresh by usage_key_event.
-  select it.i, it.key,
-         coalesce(k.event_id, old.event_id, private.usage_key_event(org_id, it.key)),
-         k.event_id is null or it.i <> f.i
+  -- A key not written here was accepted before (or by a concurrent batch
+  -- that committed while this one waited on it): usage_key_event reads
+  -- its event id afresh.
+  select it.i, it.key, coalesce(w.id, private.usage_key_event(org_id, it.key)), w.id is null or it.i <> f.i
     from items it
     join firsts f on f.key = it.key
-    left join keys k on k.idempotency_key = it.key
-    left join usage.idempotency_keys old
-      on k.event_id is null and old.organization_id = org_id and old.idempotency_key = it.key
+    left join written w on w.idempotency_key = it.key
    cross join tally
    order by it.i;
 end
@@ -535,7 +661,7 @@ comment on function private.record_usage_batch is 'Definer twin of record_usage_
 {{ m.private_grants('record_usage_batch') }}
 {{ m.api_function('record_usage_batch', 'p_organization_id uuid, p_events jsonb',
    'table (item integer, idempotency_key text, event_id uuid, duplicate boolean)', 'p_organization_id, p_events',
-   'Records many usage events at once, all or nothing: events is a JSON array of {meter_key (or feature_key), quantity, idempotency_key, occurred_at?, metadata?}; returns each item\'s event id and whether it was a replay. Needs usage.record (42501); an invalid item or more than 10000 items: 22023, nothing written.') }}
+   'Records many usage events at once, all or nothing: events is a JSON array of {meter_key (or feature_key), quantity, idempotency_key, occurred_at?, metadata?}; returns each item\'s event id and whether it was a replay. Needs usage.record (42501); an invalid item or more than 10000 items: 22023, nothing written.', cached=true) }}
 
 -- private.aggregate_usage(period_type text, start_at timestamptz, end_at timestamptz) -> integer
 -- Seed 001: recomputes the daily or monthly (UTC) rollups of every bucket
@@ -881,7 +1007,7 @@ $fn$;
 comment on function private.check_feature_access is 'Definer twin of check_feature_access.';
 {{ m.private_grants('check_feature_access') }}
 {{ m.api_function('check_feature_access', 'p_user_id uuid, p_feature_key text, p_organization_id uuid', 'jsonb', 'p_user_id, p_feature_key, p_organization_id',
-   'Limit, used, remaining, unlimited, allowed, overage_unit_price and plan of a feature for the current period. Not a member / another user: 42501; unknown feature: 22023; no subscription: P0002.', stable=true) }}
+   'Limit, used, remaining, unlimited, allowed, overage_unit_price and plan of a feature for the current period. Not a member / another user: 42501; unknown feature: 22023; no subscription: P0002.', stable=true, cached=true) }}
 
 -- Utilization per feature and period, with the caller's rights: one row
 -- per feature (seed 003's wide view, a column per meter, is
