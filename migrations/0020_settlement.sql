@@ -48,6 +48,9 @@ create table billing.invoice_settlements (
 );
 create index invoice_settlements_invoice on billing.invoice_settlements (organization_id, invoice_id, occurred_at);
 comment on table billing.invoice_settlements is 'Append-only: each provider event applied to an invoice (paid, payment_failed, voided, refunded), once per inbox event, with whether it changed the invoice (applied = false: older than its state, recorded only).';
+comment on column billing.invoice_settlements.kind is 'What the event says happened to the invoice: paid, payment_failed, voided or refunded.';
+comment on column billing.invoice_settlements.occurred_at is 'When the provider says it happened (the event''s own time): settlements apply in this order, an older one never undoes a newer state.';
+comment on column billing.invoice_settlements.amount_minor is 'The amount paid or refunded, in minor units of the invoice''s currency (null for failures and voids).';
 comment on column billing.invoice_settlements.applied is 'false when the event was older than the invoice''s state (or repeated a settled fact): recorded, nothing changed.';
 {{ m.table_grants('billing.invoice_settlements', 'select') }}
 

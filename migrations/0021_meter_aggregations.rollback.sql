@@ -1,7 +1,8 @@
 -- Back to sums and live counts: every meter that is not a live count sums
 -- its quantities per period again (its counters are recomputed from the
 -- events); live_count is 'count' again. Events of zero or negative
--- quantity stay (the old check comes back NOT VALID: it holds for new rows).
+-- quantity stay (the old check then comes back NOT VALID: it holds for new
+-- rows; without such events it is validated).
 create temporary table meter_events on commit drop as
 select e.organization_id, e.meter_key, e.quantity,
        case when exists (select from billing.settings s where s.organization_id = e.organization_id)
@@ -21,6 +22,16 @@ drop table if exists usage.unique_values;
 alter table usage.counters drop column if exists last_at;
 alter table usage.events drop constraint if exists events_quantity_range;
 alter table usage.events add constraint events_quantity_positive check (quantity > 0) not valid;
+do $validate$
+begin
+  -- Validated when every event passes it (always, unless this release
+  -- recorded give-backs or zero gauge readings): the schema is then exactly
+  -- the release before's.
+  if not exists (select from usage.events e where e.quantity <= 0) then
+    alter table usage.events validate constraint events_quantity_positive;
+  end if;
+end
+$validate$;
 comment on column catalog.meters.max_per_event is 'The largest quantity one usage event of this meter may carry (null: 10^12, the global bound).';
 alter table catalog.meters drop constraint if exists meters_field_name_shape;
 alter table catalog.meters drop constraint if exists meters_field_name_for_unique_count;

@@ -255,12 +255,43 @@ export type Database = {
           },
         ]
       }
+      invoice_settlements: {
+        Row: {
+          amount_minor: number | null
+          applied: boolean
+          created_at: string
+          error: string | null
+          id: string
+          invoice_id: string
+          kind: string
+          occurred_at: string
+          organization_id: string
+          payment_event_id: string
+        }
+        Insert: never
+        Update: never
+        Relationships: [
+          {
+            foreignKeyName: "invoice_settlements_invoice_fk"
+            columns: ["organization_id", "invoice_id"]
+            isOneToOne: false
+            referencedRelation: "invoices"
+            referencedColumns: ["organization_id", "id"]
+          },
+        ]
+      }
       invoices: {
         Row: {
+          amount_paid_minor: number | null
+          amount_refunded_minor: number
           created_at: string
           currency: string
+          failed_payment_count: number
           finalized_at: string | null
           id: string
+          last_event_at: string | null
+          last_payment_error: string | null
+          last_payment_failed_at: string | null
           organization_id: string
           paid_at: string | null
           period_end: string
@@ -324,6 +355,7 @@ export type Database = {
       settings: {
         Row: {
           anchor_day: number
+          dunning_max_failures: number
           organization_id: string
           time_zone: string
           updated_at: string
@@ -460,9 +492,11 @@ export type Database = {
         Row: {
           aggregation: string
           description: string | null
+          field_name: string | null
           key: string
           max_per_event: number | null
           name: string
+          recurring: boolean
           unit: string
         }
         Insert: never
@@ -1767,7 +1801,12 @@ export type Database = {
         }[]
       }
       claim_reminders: {
-        Args: { p_batch_size?: number; p_lease?: string; p_worker: string }
+        Args: {
+          p_batch_size?: number
+          p_lease?: string
+          p_look_ahead?: string
+          p_worker: string
+        }
         Returns: {
           attempts: number | null
           email: string | null
@@ -1997,6 +2036,7 @@ export type Database = {
           item: number | null
         }[]
       }
+      register_usage_keys: { Args: never; Returns: number }
       remove_member: {
         Args: { p_organization_id: string; p_user_id: string }
         Returns: undefined
@@ -2190,6 +2230,7 @@ export type Database = {
       counters: {
         Row: {
           event_count: number
+          last_at: string | null
           meter_key: string
           organization_id: string
           period_start: string
@@ -2297,6 +2338,29 @@ export type Database = {
           period_type: string
           quantity: number
           updated_at: string
+        }
+        Insert: never
+        Update: never
+        Relationships: []
+      }
+      seat_peaks: {
+        Row: {
+          organization_id: string
+          peak: number
+          period_start: string
+          updated_at: string
+        }
+        Insert: never
+        Update: never
+        Relationships: []
+      }
+      unique_values: {
+        Row: {
+          first_event_id: string
+          meter_key: string
+          organization_id: string
+          period_start: string
+          value: string
         }
         Insert: never
         Update: never
