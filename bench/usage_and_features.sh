@@ -60,6 +60,13 @@ insert into usage.events (organization_id, meter_key, quantity, idempotency_key,
 select '$org', 'api_call', 1, gen_random_uuid()::text, now() from generate_series(1, 1000)
 on conflict do nothing;
 SQL
+# The second baseline: a plain INSERT of one event into usage.events itself
+# (partition routing, its checks and triggers; as the superuser, since
+# clients may not write it), the "same table" of an independent harness.
+cat > "$dir/events_insert.sql" <<SQL
+insert into usage.events (organization_id, meter_key, quantity, idempotency_key, occurred_at)
+values ('$org', 'api_call', 1, gen_random_uuid()::text, now()) on conflict do nothing;
+SQL
 cat > "$dir/check_feature_access.sql" <<SQL
 select public.check_feature_access('$uid', 'max_api_calls_per_month', '$org');
 SQL
@@ -76,15 +83,17 @@ read -r plain usage < <(pair plain_insert record_usage)
 read -r multi batch < <(pair multi_row_insert record_usage_batch)
 read -r pk gate < <(pair pk_lookup check_feature_access)
 floor=$(PGOPTIONS="" tps batch_writes)  # as the superuser: clients may not write these tables
-"$py" - "$plain" "$usage" "$multi" "$batch" "$pk" "$gate" "$floor" <<'PY'
+same=$(PGOPTIONS="" tps events_insert)
+"$py" - "$plain" "$usage" "$multi" "$batch" "$pk" "$gate" "$floor" "$same" <<'PY'
 import sys
 plain, usage, multi, batch, pk, gate = (float(a) / 2 for a in sys.argv[1:7])
-floor = float(sys.argv[7])
+floor, same = float(sys.argv[7]), float(sys.argv[8])
 print(f"plain INSERT                 {plain:>9.0f} tps")
 print(f"record_usage                 {usage:>9.0f} tps   ratio {usage / plain:.2f}  (goal >= 0.6)")
+print(f"  INSERT into usage.events   {same:>9.0f} tps   record_usage / it {usage / same:.2f}  (the second baseline)")
 print(f"multi-row INSERT, 1000 rows  {multi:>9.1f} tps = {multi * 1000:>9.0f} events/s")
 print(f"record_usage_batch, 1000     {batch:>9.1f} tps = {batch * 1000:>9.0f} events/s   ratio {batch / multi:.2f}  (goal >= 0.5 and >= 150000 events/s)")
-print(f"  its INSERT as plain SQL     {floor:>8.1f} tps = {floor * 1000:>9.0f} events/s   ratio {floor / multi:.2f}  (the floor)")
+print(f"  its INSERT as plain SQL     {floor:>8.1f} tps = {floor * 1000:>9.0f} events/s   ratio {floor / multi:.2f}  (the floor; batch / it {batch / floor:.2f}, the second baseline)")
 print(f"primary-key lookup           {pk:>9.0f} tps")
 print(f"check_feature_access         {gate:>9.0f} tps   ratio {gate / pk:.2f}  (goal >= 0.3)")
 PY

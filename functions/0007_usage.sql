@@ -141,9 +141,12 @@ revoke all on function private.usage_key_event from public, anon, authenticated;
 -- private.usage_append(org_id uuid, meter_key text, quantity bigint, idempotency_key text,
 --   at timestamptz, metadata jsonb) -> (event_id uuid, duplicate boolean)
 -- Writes one usage event under its idempotency key: a key accepted before
--- (ever, and concurrently within a month of occurred_at: the partition's
--- unique index) returns the first event with duplicate = true and writes
--- nothing. One row is written: the event (from 0023 on; before, the key's
+-- returns the first event with duplicate = true and writes nothing. Within
+-- the month of occurred_at the partition's unique index decides, also
+-- between concurrent calls; another month's event is found by probing the
+-- other partitions since the register's horizon, and the register. Not
+-- exact only for two first uses of a key at once with occurred_at in two
+-- months (each misses the other's uncommitted event). One row is written: the event (from 0023 on; before, the key's
 -- register row too). Holds the organization (usage_hold_organization) and
 -- creates the month's partition when missing. Refuses: an organization
 -- that does not exist (23503). No permission check and no counter: its callers
@@ -364,8 +367,10 @@ revoke all on function private.meter_usage from public, anon, authenticated;
 -- Records one usage event and adds it to the live counter of its billing
 -- period, in the caller's transaction, as the meter's aggregation says
 -- (a plain sum or count inline; the others through private.usage_tally).
--- A key the organization used before (ever, also concurrently) returns the
--- first event with duplicate = true and writes nothing. meter names a
+-- A key the organization used before (ever; also concurrently, except two
+-- first uses at once with occurred_at in different months: usage_append)
+-- returns the first event with duplicate = true and writes nothing. The
+-- event is the one row written besides the counter. meter names a
 -- meter: its key, one of its aliases, or the key of a feature that names
 -- it (private.meter_for); the event is stored under the meter's key. A
 -- live_count meter (projects) is fed by its table's trigger only.
