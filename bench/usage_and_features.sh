@@ -3,7 +3,8 @@
 # physical limit, measured by pgbench in one run on one server:
 #   record_usage          vs  a plain INSERT into a table indexed like a
 #                             partition of usage.events (primary key, the
-#                             meter-and-time index, the unique key index)
+#                             meter-and-time and meter indexes, the unique
+#                             key index)
 #   record_usage_batch    vs  a multi-row INSERT of the same 1,000 rows into it
 #   check_feature_access  vs  a primary-key lookup of the same plan_features row
 # Both sides run as the same signed-in member (role authenticated with the
@@ -34,6 +35,7 @@ drop table if exists public.bench_plain_events;
 create table public.bench_plain_events (like usage.events including defaults);
 alter table public.bench_plain_events add primary key (organization_id, occurred_at, id);
 create index on public.bench_plain_events (organization_id, meter_key, occurred_at);
+create index on public.bench_plain_events (meter_key);
 create unique index on public.bench_plain_events (organization_id, idempotency_key);
 grant insert on public.bench_plain_events to authenticated;
 SQL

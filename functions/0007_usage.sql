@@ -152,7 +152,7 @@ revoke all on function private.usage_key_event from public, anon, authenticated;
 -- that does not exist (23503). No permission check and no counter: its callers
 -- (record_usage, gate_and_meter) validate and count. Internal.
 drop function if exists private.usage_append(uuid, text, bigint, text, timestamptz, jsonb);
-create function private.usage_append(org_id uuid, meter_key text, quantity bigint, idempotency_key text,
+create or replace function private.usage_append(org_id uuid, meter_key text, quantity bigint, idempotency_key text,
                                      at timestamptz, metadata jsonb, out event_id uuid, out duplicate boolean)
   language plpgsql
   set plan_cache_mode = force_generic_plan

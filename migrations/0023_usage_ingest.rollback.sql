@@ -1,7 +1,7 @@
 -- Rollback of 0023 usage ingest: the release before claims every key in
 -- usage.idempotency_keys before it writes the event, so every key accepted
--- since the horizon is registered here first; the foreign keys and the
--- meter index come back (an event whose organization or meter is gone
+-- since the horizon is registered here first; the foreign keys come back
+-- (an event whose organization or meter is gone
 -- cannot exist: deleting an organization deleted its events, a meter with
 -- counters kept its key). The partitions' key indexes go. tenantdb drops
 -- the functions and triggers of 0023's repeatable after this file.
@@ -24,7 +24,6 @@ begin
   end loop;
 end
 $partitions$;
-create index events_meter on usage.events (meter_key);
 alter table usage.events add constraint events_organization_id_fkey
   foreign key (organization_id) references tenancy.organizations (id) on delete cascade;
 alter table usage.events add constraint events_meter_key_fkey

@@ -16,9 +16,8 @@
 --     record_usage takes the organization's lock once per call, deleting
 --     an organization deletes its events (trigger), and a meter with
 --     counters keeps its key (trigger; usage.counters keeps its foreign
---     keys, and every event has its counter). The index that served the
---     meter key's foreign key goes with it.
--- tenantdb: destructive (the foreign keys and an index are dropped: no row is)
+--     keys, and every event has its counter).
+-- tenantdb: destructive (the foreign keys are dropped: no row is)
 {% import 'sql/macros.sql' as m with context %}
 
 create table private.usage_key_horizon (
@@ -54,6 +53,5 @@ $partitions$;
 
 alter table usage.events drop constraint events_organization_id_fkey;
 alter table usage.events drop constraint events_meter_key_fkey;
-drop index usage.events_meter;
 comment on column usage.events.idempotency_key is 'The caller''s key for this event; accepted once per organization (the partition''s unique index, and usage.idempotency_keys for events before the register''s horizon).';
 comment on table usage.idempotency_keys is 'The register of accepted usage idempotency keys of events older than private.usage_key_horizon (filled by private.register_usage_keys); later keys are held by their partition''s unique index.';
