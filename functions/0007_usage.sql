@@ -139,7 +139,7 @@ comment on function private.usage_key_event is 'Internal: the event id of an acc
 revoke all on function private.usage_key_event from public, anon, authenticated;
 
 -- private.usage_append(org_id uuid, meter_key text, quantity bigint, idempotency_key text,
---   at timestamptz, metadata jsonb) -> (event_id uuid, duplicate boolean)
+--   at timestamptz, metadata jsonb) -> table (event_id uuid, duplicate boolean)
 -- Writes one usage event under its idempotency key: a key accepted before
 -- returns the first event with duplicate = true and writes nothing. Within
 -- the month of occurred_at the partition's unique index decides, also
@@ -151,9 +151,9 @@ revoke all on function private.usage_key_event from public, anon, authenticated;
 -- creates the month's partition when missing. Refuses: an organization
 -- that does not exist (23503). No permission check and no counter: its callers
 -- (record_usage, gate_and_meter) validate and count. Internal.
-drop function if exists private.usage_append(uuid, text, bigint, text, timestamptz, jsonb);
 create or replace function private.usage_append(org_id uuid, meter_key text, quantity bigint, idempotency_key text,
-                                     at timestamptz, metadata jsonb, out event_id uuid, out duplicate boolean)
+                                                at timestamptz, metadata jsonb)
+  returns table (event_id uuid, duplicate boolean)
   language plpgsql
   set plan_cache_mode = force_generic_plan
   {{ m.definer() }}
@@ -161,6 +161,8 @@ as $fn$
 declare
   new_id uuid := gen_random_uuid();
   month_start timestamptz := date_trunc('month', at at time zone 'UTC') at time zone 'UTC';
+  found_id uuid;
+  replay boolean;
 begin
   perform private.usage_hold_organization(org_id);
   if to_regclass(format('usage.events_y%s', to_char(at at time zone 'UTC', 'YYYY"m"MM'))) is null then
@@ -173,14 +175,12 @@ begin
     values (org_id, usage_append.idempotency_key, new_id, at)
     on conflict on constraint idempotency_keys_pkey do nothing;
     if not found then
-      event_id := private.usage_key_event(org_id, usage_append.idempotency_key);
-      duplicate := true;
+      return query select private.usage_key_event(org_id, usage_append.idempotency_key), true;
       return;
     end if;
     insert into usage.events (organization_id, id, meter_key, quantity, idempotency_key, occurred_at, user_id, metadata)
     values (org_id, new_id, usage_append.meter_key, quantity, usage_append.idempotency_key, at, auth.uid(), coalesce(metadata, '{}'));
-    event_id := new_id;
-    duplicate := false;
+    return query select new_id, false;
     return;
   end if;
   -- One statement: the key looked up where its partition's unique index
@@ -204,10 +204,11 @@ begin
     returning ev.id
   )
   select coalesce((select w.id from written w), (select er.id from earlier er)), not exists (select from written)
-    into event_id, duplicate;
-  if event_id is null then  -- a concurrent transaction accepted the key in this month first
-    event_id := private.usage_key_event(org_id, usage_append.idempotency_key);
+    into found_id, replay;
+  if found_id is null then  -- a concurrent transaction accepted the key in this month first
+    found_id := private.usage_key_event(org_id, usage_append.idempotency_key);
   end if;
+  return query select found_id, replay;
 end
 $fn$;
 comment on function private.usage_append is 'Internal: one usage event under its idempotency key (no checks, no counter).';

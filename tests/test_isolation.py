@@ -137,6 +137,13 @@ def world(dsn: str) -> dict[str, str]:
                                   "currency": "USD", "reason": "addon"}),))
         conn.execute("select * from public.process_payment_events('fixture')")
         conn.execute("select * from public.record_usage(%s, 'api_call', 100001, 'fixture-1')", (org_a,))
+        # A monthly active user (usage.unique_values), and a key of an event
+        # older than the register's horizon (usage.idempotency_keys), as
+        # register_usage_keys moves it there.
+        conn.execute("select * from public.record_usage(%s, 'user_active', 1, 'fixture-mau', now(), %s)",
+                     (org_a, json.dumps({"user_id": ids["alice"]})))
+        conn.execute("insert into usage.idempotency_keys (organization_id, idempotency_key, event_id, occurred_at) "
+                     "values (%s, 'fixture-old', gen_random_uuid(), now() - interval '1 year')", (org_a,))
         conn.execute("select public.aggregate_usage('daily', now() - interval '1 day', now() + interval '1 day')")
         conn.execute("select public.record_organization_usage(%s)", (org_a,))
         billed = conn.execute("select public.generate_invoice(%s, (select start_date from private.billing_period(%s, now())))",
