@@ -80,13 +80,17 @@ begin
 
   for r in select e.v, e.v ->> 'key' as key from jsonb_array_elements(doc -> 'meters') as e (v) loop
     -- A meter's usage is counted as its aggregation says when recorded: once
-    -- it has events, changing how would re-read every period (a migration does that).
+    -- it has events, counters or a live count (a table's live_count meter
+    -- writes no event), changing how would re-read every period (a
+    -- migration does that).
     if exists (select from catalog.meters mt
                 where mt.key = r.key
                   and (mt.aggregation, mt.recurring, mt.field_name)
                       is distinct from (coalesce(r.v ->> 'aggregation', 'sum'), coalesce((r.v ->> 'recurring')::boolean, false),
                                         r.v ->> 'field_name'))
-       and exists (select from usage.events e where e.meter_key = r.key) then
+       and (exists (select from usage.events e where e.meter_key = r.key)
+            or exists (select from usage.counters c where c.meter_key = r.key)
+            or exists (select from usage.live_counts l where l.meter_key = r.key)) then
       raise exception 'load_catalog: meter "%" has usage recorded: its aggregation, recurring and field_name cannot change', r.key
         using errcode = '22023',
               hint = 'Keep them as they are (catalog.meters), or add a new meter; changing how recorded usage counts needs a migration.';

@@ -446,6 +446,12 @@ begin
     raise exception 'record_usage: meter % takes at most % per event, got %', resolved, meter_bound, quantity
       using errcode = '22023', hint = 'catalog.meters.max_per_event';
   end if;
+  -- A reading that can lower what the organization is billed (a gauge's
+  -- value, units given back) is the back end's to report, never a member's.
+  if (meter_aggregation in ('max', 'latest') or quantity < 0) and not private.is_trusted_caller() then
+    raise exception 'record_usage: meter % takes gauge readings and give-backs from the back end only', resolved
+      using errcode = '42501', hint = 'Report it with the service role (a member could lower the usage billed).';
+  end if;
   if at < earliest or at > now() + interval '1 hour' then
     raise exception 'record_usage: occurred_at % is outside the accepted window [%, now + 1 hour]', at, earliest
       using errcode = '22023', hint = 'Late events are accepted back to the first day of the previous UTC month.';
@@ -511,6 +517,7 @@ declare
   counting text[];  -- the batch's count meters (an event counts one)
   tallied text[];   -- the batch's meters counted by usage_tally (unique_count, max, latest, recurring sum)
   horizon timestamptz := private.usage_keys_registered_before();
+  trusted boolean := private.is_trusted_caller();
 begin
   if not (private.has_permission(org_id, 'usage.record') or private.is_trusted_caller()) then
     raise exception 'record_usage_batch: permission usage.record is required in organization %', org_id using errcode = '42501';
@@ -552,13 +559,16 @@ begin
               then format('meter %s counts distinct metadata.%s, and the item has none', mt.key, mt.field_name)
             when abs((e.v ->> 'quantity')::bigint) > mt.max_per_event
               then format('meter %s takes at most %s per event', mt.key, mt.max_per_event)
+            when not trusted and (mt.aggregation in ('max', 'latest') or (e.v ->> 'quantity')::bigint < 0)
+              then format('meter %s takes gauge readings and give-backs from the back end only', mt.key)
           end as problem) as c
    where c.problem is not null
    order by e.i
    limit 1;
   if found then
     raise exception 'record_usage_batch: item % %', bad.i, bad.problem
-      using errcode = '22023', hint = 'Nothing was recorded; correct the item and send the batch again.';
+      using errcode = case when bad.problem like '% from the back end only' then '42501' else '22023' end,
+            hint = 'Nothing was recorded; correct the item and send the batch again.';
   end if;
   begin
     select e.i into bad
@@ -648,9 +658,14 @@ begin
       from (select wr.id, wr.meter_key, wr.quantity, wr.occurred_at, wr.metadata,
                    case when calendar then (select p.start_date from private.billing_period(org_id, wr.occurred_at) p)
                         else date_trunc('month', wr.occurred_at at time zone 'UTC')::date end as period
-              from written wr join firsts f on f.id = wr.id
+              from written wr join firsts f on f.id = wr.id join catalog.meters mt on mt.key = wr.meter_key
              where cardinality(tallied) > 0 and wr.meter_key = any(tallied)
-             order by f.i) t
+             -- the rows each call locks (a counter, a live count, a value seen),
+             -- in one order for every batch: no two batches wait on each
+             -- other in a cycle; items in their order within a value (a
+             -- running total's give-backs are checked in item order)
+             order by wr.meter_key, coalesce(wr.metadata ->> mt.field_name, case when mt.field_name = 'user_id' then auth.uid()::text end),
+                      f.i) t
   )
   -- A key not written here was accepted before (or by a concurrent batch
   -- that committed while this one waited on it): usage_key_event reads
@@ -810,9 +825,10 @@ comment on function private.seats_used is 'Internal: paid seats in use.';
 revoke all on function private.seats_used from public, anon, authenticated;
 
 -- private.seats_billed(organization_id uuid, period_start date) -> bigint
--- The paid seats a billing period is billed on: the highest count a join
--- reached in it (usage.seat_peaks, from 0022 on) or the live count, the
--- higher. Internal: summarize_period.
+-- The paid seats a billing period is billed on: for the running period,
+-- the highest count a join reached in it (usage.seat_peaks, from 0022 on)
+-- or the live count, the higher; for an ended period, its peak, or the
+-- live count when nobody joined in it. Internal: summarize_period.
 create or replace function private.seats_billed(organization_id uuid, period_start date)
   returns bigint
   language plpgsql
@@ -825,6 +841,13 @@ begin
   if to_regclass('usage.seat_peaks') is not null then
     select s.peak into peak from usage.seat_peaks s
      where s.organization_id = seats_billed.organization_id and s.period_start = seats_billed.period_start;
+  end if;
+  -- A period that has ended is billed on its peak; the members of today
+  -- count only for the running period, or for an ended one without a
+  -- recorded peak (nobody joined in it).
+  if peak is not null
+     and seats_billed.period_start < (select p.start_date from private.billing_period(seats_billed.organization_id, now()) p) then
+    return peak;
   end if;
   return greatest(coalesce(peak, 0), private.seats_used(organization_id));
 end

@@ -45,6 +45,13 @@ begin
       join pg_catalog.pg_class c on c.oid = i.inhrelid
      where i.inhparent = 'usage.events'::regclass
   loop
+    -- An index built beforehand (create unique index concurrently, same
+    -- name) is used; one whose concurrent build failed is invalid and
+    -- would enforce nothing: refused.
+    if exists (select from pg_catalog.pg_index x where x.indexrelid = to_regclass('usage.' || part.relname || '_key') and not x.indisvalid) then
+      raise exception 'usage.%_key is invalid (a failed concurrent build): drop it and build it again', part.relname
+        using errcode = '55000';
+    end if;
     execute format('create unique index if not exists %I on usage.%I (organization_id, idempotency_key)',
                    part.relname || '_key', part.relname);
   end loop;

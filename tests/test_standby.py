@@ -336,6 +336,7 @@ WRITES: dict[str, tuple[str, str]] = {
     "record_usage_batch": ("alice", "public.record_usage_batch(%(org)s, "
                                     "'[{\"meter_key\": \"api_call\", \"quantity\": 1, \"idempotency_key\": \"standby-4\"}]')"),
     "remove_member": ("alice", "public.remove_member(%(org)s, %(zoe)s)"),
+    "register_usage_keys": ("service", "public.register_usage_keys()"),
     "renew_subscriptions": ("service", "public.renew_subscriptions(now() + interval '40 days')"),
     "revoke_invitation": ("alice", "public.revoke_invitation(%(org)s, %(invitation)s)"),
     "schedule_reminders": ("service", "public.schedule_reminders()"),

@@ -4,7 +4,7 @@
 -- the latest size, MAU distinct users.
 begin;
 \ir _helpers.psql
-select plan(40);
+select plan(43);
 
 select tests.user('mia@m.test') as mia \gset
 select tests.user('ned@n.test') as ned \gset
@@ -28,6 +28,11 @@ select lives_ok(format($$select record_usage(%L, 'record_created', 60, 'rec-1', 
 select lives_ok(format($$select record_usage(%L, 'record_created', 30, 'rec-2', %L)$$, :'org', :'m0'), 'records made this month');
 select is((check_feature_access(:'mia', 'max_records', :'org') ->> 'used')::int, 90,
   'max_records counts the records kept, also those of last month (100 records means 100 in total)');
+select throws_ok(format($$select record_usage(%L, 'record_created', -25, 'rec-del-m')$$, :'org'), '42501',
+  'record_usage: meter record_created takes gauge readings and give-backs from the back end only',
+  'a member gives no records back (it would lower what the organization is billed)');
+reset role;
+select tests.act_as_service();
 select lives_ok(format($$select record_usage(%L, 'record_created', -25, 'rec-del-1')$$, :'org'), 'a negative quantity gives deleted records back');
 select is((check_feature_access(:'mia', 'max_records', :'org') ->> 'used')::int, 65, 'the given back records no longer count');
 select throws_ok(format($$select record_usage(%L, 'record_created', -66, 'rec-del-2')$$, :'org'), '22023',
@@ -40,6 +45,16 @@ select lives_ok(format($$select record_usage(%L, 'record_created', -25, 'rec-del
 select is((check_feature_access(:'mia', 'max_records', :'org') ->> 'used')::int, 65, '... is a duplicate: the total is unchanged');
 
 -- Storage: the latest size reported (by occurred_at), not the sum of reports.
+reset role;
+select tests.act_as(:'mia');
+select throws_ok(format($$select record_usage(%L, 'storage_used', 0, 'st-member')$$, :'org'), '42501',
+  'record_usage: meter storage_used takes gauge readings and give-backs from the back end only',
+  'a member reports no gauge reading');
+select throws_ok(format($$select record_usage_batch(%L, '[{"meter_key": "api_call", "quantity": 1, "idempotency_key": "b-ok"}, {"meter_key": "storage_used", "quantity": 0, "idempotency_key": "b-st"}]')$$, :'org'),
+  '42501', 'record_usage_batch: item 2 meter storage_used takes gauge readings and give-backs from the back end only',
+  '... nor in a batch, which then writes nothing');
+reset role;
+select tests.act_as_service();
 select lives_ok(format($$select record_usage(%L, 'storage_used', 7, 'st-prev', %L)$$, :'org', :'prev'), 'a size reported last month');
 select is((check_feature_access(:'mia', 'max_storage_gb', :'org') ->> 'used')::int, 7,
   'without a report this month, storage is the last size reported');
@@ -55,6 +70,8 @@ select is((check_feature_access(:'mia', 'max_storage_gb', :'org') ->> 'used')::i
 select throws_ok(format($$select record_usage(%L, 'storage_used', -1, 'st-neg')$$, :'org'), '22023', null, 'a gauge refuses a negative size');
 
 -- MAU: distinct users of the period.
+reset role;
+select tests.act_as(:'mia');
 select lives_ok(format($$select record_usage(%L, 'user_active', 1, 'mau-' || g, %L, jsonb_build_object('user_id', %L)) from generate_series(1, 3) g$$,
                        :'org', :'m0', :'ned'), 'one user active three times');
 select lives_ok(format($$select record_usage(%L, 'user_active', 1, 'mau-mia', %L)$$, :'org', :'m0'),
