@@ -379,8 +379,9 @@ revoke all on function private.meter_usage from public, anon, authenticated;
 -- organizations lack it) and not trusted (42501); unknown or live_count
 -- meter, a quantity outside 1..10^12 (max, latest: 0..10^12; recurring
 -- sum: -10^12..10^12 but not 0, never taking the total below zero), a
--- unique_count event without its field, blank key, non-object metadata
--- (22023); occurred_at before the first day of the previous UTC month or
+-- unique_count event without its field (unless its key was accepted
+-- before, by an event counted without one: a replay), blank key,
+-- non-object metadata (22023); occurred_at before the first day of the previous UTC month or
 -- more than one hour ahead (22023).
 create or replace function private.record_usage(org_id uuid, meter text, quantity bigint, idempotency_key text,
                                                 occurred_at timestamptz, metadata jsonb)
@@ -398,6 +399,7 @@ declare
   meter_recurring boolean;
   meter_field text;
   written record;
+  replayed uuid;
 begin
   if not (private.has_permission(org_id, 'usage.record') or private.is_trusted_caller()) then
     raise exception 'record_usage: permission usage.record is required in organization %', org_id using errcode = '42501';
@@ -439,6 +441,13 @@ begin
   end if;
   if meter_aggregation = 'unique_count'
      and coalesce(metadata ->> meter_field, case when meter_field = 'user_id' then auth.uid()::text end, '') = '' then
+    -- An event accepted without a value (a count, before unique_count) is
+    -- still replayed by its key.
+    replayed := private.usage_key_event(org_id, idempotency_key);
+    if replayed is not null then
+      return query select replayed, true;
+      return;
+    end if;
     raise exception 'record_usage: meter % counts distinct metadata.%, and the event has none', resolved, meter_field
       using errcode = '22023', hint = format('Pass p_metadata => {"%s": ...}.', meter_field);
   end if;
@@ -556,6 +565,7 @@ begin
               then 'quantity must be a whole number between 1 and 10^12'
             when mt.aggregation = 'unique_count'
                  and coalesce(e.v -> 'metadata' ->> mt.field_name, case when mt.field_name = 'user_id' then auth.uid()::text end, '') = ''
+                 and private.usage_key_event(org_id, e.v ->> 'idempotency_key') is null  -- a replay of an event accepted without one passes
               then format('meter %s counts distinct metadata.%s, and the item has none', mt.key, mt.field_name)
             when abs((e.v ->> 'quantity')::bigint) > mt.max_per_event
               then format('meter %s takes at most %s per event', mt.key, mt.max_per_event)

@@ -16,7 +16,7 @@
 alter table billing.invoices
   add column failed_payment_count bigint not null default 0,
   add column last_payment_failed_at timestamptz,
-  add column last_payment_error text,
+  add column last_payment_error text constraint invoices_last_payment_error_length check (length(last_payment_error) <= 2000),
   add column amount_paid_minor bigint,
   add column amount_refunded_minor bigint not null default 0,
   add column last_event_at timestamptz;
@@ -41,8 +41,11 @@ create table billing.invoice_settlements (
   primary key (organization_id, id),
   constraint invoice_settlements_invoice_fk foreign key (organization_id, invoice_id)
     references billing.invoices (organization_id, id) on delete cascade,
-  constraint invoice_settlements_once_per_event unique (payment_event_id),
+  -- organization_id too (the Citus shape: every unique key of a tenant
+  -- table holds it); payment_event_id first, the lookup of an event.
+  constraint invoice_settlements_once_per_event unique (payment_event_id, organization_id),
   constraint invoice_settlements_kind_known check (kind in ('paid', 'payment_failed', 'voided', 'refunded')),
+  constraint invoice_settlements_kind_length check (length(kind) <= 200),
   constraint invoice_settlements_amount_not_negative check (amount_minor >= 0),
   constraint invoice_settlements_error_length check (length(error) <= 2000)
 );

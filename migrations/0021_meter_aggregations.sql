@@ -10,24 +10,24 @@
 --                storage), carried into periods without a report;
 --   live_count   live rows of a tenant table, kept by its gate_and_meter
 --                trigger (projects); the old 'count'.
--- tenantdb: destructive (catalog.meters.aggregation is dropped and made
--- again with its values copied: nothing is lost).
+-- tenantdb: destructive (usage.events' positive-quantity check is dropped:
+-- no row is; nothing asks for --yes).
 -- Existing rows: 'count' meters become live_count; the default catalog's
 -- storage_used becomes latest, user_active unique_count (field user_id)
 -- and record_created a recurring sum, and their counters are recomputed
 -- from the events under the new meaning.
 {% import 'sql/macros.sql' as m with context %}
 
--- The aggregation column is made again with the new set of values (its
--- check cannot be widened in place): the values are copied, 'count'
--- becoming 'live_count'. Destructive only in form: no value is lost.
-create temporary table meter_aggregation on commit drop as
-select key, case aggregation when 'count' then 'live_count' else aggregation end as aggregation from catalog.meters;
-alter table catalog.meters drop column aggregation;
-alter table catalog.meters add column aggregation text not null default 'sum'
-  constraint meters_aggregation_known check (aggregation in ('sum', 'count', 'unique_count', 'max', 'latest', 'live_count'))
-  constraint meters_aggregation_length check (length(aggregation) <= 200);
-update catalog.meters mt set aggregation = a.aggregation from meter_aggregation a where a.key = mt.key and a.aggregation <> 'sum';
+-- The aggregation check is widened in place: every existing row passed
+-- the narrower one, so NOT VALID (no scan under the lock) loses nothing;
+-- new and updated rows are checked. 'count' becomes 'live_count'. (The
+-- column is not made again: dropping it, its values copied, would make
+-- every upgrade of a seeded database ask for --yes.)
+alter table catalog.meters
+  drop constraint meters_aggregation_known,
+  add constraint meters_aggregation_known
+    check (aggregation in ('sum', 'count', 'unique_count', 'max', 'latest', 'live_count')) not valid;
+update catalog.meters set aggregation = 'live_count' where aggregation = 'count';
 comment on column catalog.meters.aggregation is 'How a period''s usage adds up: sum (quantities; recurring: a running total), count (events), unique_count (distinct values of metadata field_name), max (highest quantity reported), latest (last quantity reported by occurred_at, carried over), live_count (live rows of a table, kept by its gate_and_meter trigger).';
 
 alter table catalog.meters add column recurring boolean not null default false
@@ -110,15 +110,19 @@ select e.organization_id, e.meter_key, e.period, 0,
  group by e.organization_id, e.meter_key, e.period;
 
 -- recurring sum: the live total is every event's quantity; a period's
--- high mark is the total at its end (old events only add).
+-- high mark is the highest running total (in occurred_at order) after one
+-- of its events: the total at its end while events only add, as before
+-- this release; after a rollback and a migrate again, events recorded in
+-- between may have given units back.
 insert into usage.live_counts as l (organization_id, meter_key, quantity)
 select e.organization_id, e.meter_key, sum(e.quantity)
   from meter_events e join catalog.meters mt on mt.key = e.meter_key and mt.recurring
  group by e.organization_id, e.meter_key
 on conflict on constraint live_counts_pkey do update set quantity = excluded.quantity, updated_at = now();
 insert into usage.counters (organization_id, meter_key, period_start, slot, quantity, event_count)
-select p.organization_id, p.meter_key, p.period, 0,
-       sum(p.quantity) over (partition by p.organization_id, p.meter_key order by p.period), p.events
-  from (select e.organization_id, e.meter_key, e.period, sum(e.quantity) as quantity, count(*) as events
-          from meter_events e join catalog.meters mt on mt.key = e.meter_key and mt.recurring
-         group by e.organization_id, e.meter_key, e.period) p;
+select r.organization_id, r.meter_key, r.period, 0, greatest(max(r.total), 0), count(*)
+  from (select e.organization_id, e.meter_key, e.period,
+               sum(e.quantity) over (partition by e.organization_id, e.meter_key
+                                     order by e.occurred_at, e.recorded_at, e.id rows unbounded preceding) as total
+          from meter_events e join catalog.meters mt on mt.key = e.meter_key and mt.recurring) r
+ group by r.organization_id, r.meter_key, r.period;

@@ -52,6 +52,6 @@ if [ "${TENANTDB_SKIP_PG18:-0}" != 1 ]; then
   TENANTDB_PG_BINDIR="$embedded/bin" .venv/bin/python -m pytest "$@" \
     tests/test_smoke_harness.py tests/test_pgtap.py tests/test_isolation.py tests/test_refusal_matrix.py tests/test_crm_trust.py \
     tests/test_access_races.py tests/test_active_organization.py tests/test_standby.py tests/test_pooler.py \
-    tests/test_operations.py tests/test_app_setup.py tests/test_settlement.py tests/test_seats.py tests/test_usage_ingest.py || status=$?
+    tests/test_operations.py tests/test_app_setup.py tests/test_settlement.py tests/test_seats.py tests/test_usage_ingest.py tests/test_release_upgrade.py || status=$?
 fi
 exit "$status"
