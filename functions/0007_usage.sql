@@ -81,8 +81,9 @@ revoke all on function private.usage_hold_organization from public, anon, authen
 -- key of every usage event that occurred before it is in
 -- usage.idempotency_keys; later events' keys are found in their monthly
 -- partitions, each of which holds a unique index on (organization_id,
--- idempotency_key). Null on a database without 0023, where every key is
--- claimed in the register first. Internal.
+-- idempotency_key); -infinity until the first register_usage_keys (every
+-- partition is probed). Null on a database without 0023, where every key
+-- is claimed in the register first. Internal.
 create or replace function private.usage_keys_registered_before()
   returns timestamptz
   language plpgsql
@@ -93,7 +94,7 @@ begin
   if to_regclass('private.usage_key_horizon') is null then
     return null;
   end if;
-  return (select h.registered_before from private.usage_key_horizon h);
+  return coalesce((select h.registered_before from private.usage_key_horizon h), '-infinity');
 end
 $fn$;
 comment on function private.usage_keys_registered_before is 'Internal: events before this moment have their keys in usage.idempotency_keys; later ones in their partition''s unique index.';
@@ -190,7 +191,7 @@ begin
     select coalesce(
              (select e.id from usage.events e
                where e.organization_id = org_id and e.idempotency_key = usage_append.idempotency_key
-                 and e.occurred_at >= (select h.registered_before from private.usage_key_horizon h)
+                 and e.occurred_at >= coalesce((select h.registered_before from private.usage_key_horizon h), '-infinity')
                  and (e.occurred_at < month_start or e.occurred_at >= month_start + interval '1 month')
                limit 1),
              (select k.event_id from usage.idempotency_keys k

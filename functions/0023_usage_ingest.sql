@@ -9,7 +9,7 @@
 -- accepted any more: record_usage takes events back to the first day of
 -- the previous month), then moves the horizon there. Returns how many keys
 -- it copied. Re-runnable (keys already there are skipped); two runs queue
--- on the horizon's row. Until it runs, nothing is wrong: each new event is
+-- on a lock. Until it runs, nothing is wrong: each new event is
 -- checked against every partition since the horizon, one index probe
 -- each. Refuses: not trusted or platform staff with platform.billing.adjust
 -- (42501). Callable by service_role; pg_cron runs it daily where installed.
@@ -24,7 +24,8 @@ declare
   copied integer := 0;
 begin
   perform private.require_platform('platform.billing.adjust');
-  select h.registered_before into old_horizon from private.usage_key_horizon h for update;
+  perform pg_advisory_xact_lock(hashtextextended('tenantdb.usage_key_horizon', 0));  -- one run at a time
+  old_horizon := coalesce((select h.registered_before from private.usage_key_horizon h), '-infinity');
   if old_horizon >= new_horizon then
     return 0;
   end if;
@@ -34,7 +35,8 @@ begin
    where e.occurred_at >= old_horizon and e.occurred_at < new_horizon
   on conflict on constraint idempotency_keys_pkey do nothing;
   get diagnostics copied = row_count;
-  update private.usage_key_horizon set registered_before = new_horizon, updated_at = now();
+  insert into private.usage_key_horizon as h (registered_before) values (new_horizon)
+  on conflict (one_row) do update set registered_before = excluded.registered_before, updated_at = now();
   return copied;
 end
 $fn$;

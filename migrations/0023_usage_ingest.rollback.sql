@@ -8,7 +8,7 @@
 insert into usage.idempotency_keys (organization_id, idempotency_key, event_id, occurred_at)
 select e.organization_id, e.idempotency_key, e.id, e.occurred_at
   from usage.events e
- where e.occurred_at >= (select h.registered_before from private.usage_key_horizon h)
+ where e.occurred_at >= coalesce((select h.registered_before from private.usage_key_horizon h), '-infinity')
 on conflict on constraint idempotency_keys_pkey do nothing;
 drop table private.usage_key_horizon;
 do $partitions$

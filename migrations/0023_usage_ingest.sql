@@ -26,12 +26,15 @@ create table private.usage_key_horizon (
   updated_at timestamptz not null default now(),
   constraint usage_key_horizon_one_row check (one_row)
 );
-comment on table private.usage_key_horizon is 'The key register''s horizon: every usage event that occurred before registered_before has its idempotency key in usage.idempotency_keys; later events are found by their partition''s unique key index. Moved forward by private.register_usage_keys.';
-comment on column private.usage_key_horizon.one_row is 'Always true: the table holds one row.';
--- The register holds every key accepted so far: any horizon is right. Two
--- months back, as the job sets it.
+comment on table private.usage_key_horizon is 'The key register''s horizon: every usage event that occurred before registered_before has its idempotency key in usage.idempotency_keys; later events are found by their partition''s unique key index. Moved forward by private.register_usage_keys; no row: -infinity.';
+comment on column private.usage_key_horizon.one_row is 'Always true: the table holds at most one row.';
+-- Without a row the horizon is -infinity: every partition is probed (a
+-- new database has three). A database that holds events has every key
+-- accepted so far in the register, so any horizon is right: two months
+-- back, as the job sets it.
 insert into private.usage_key_horizon (registered_before)
-values (date_trunc('month', now() at time zone 'UTC') at time zone 'UTC' - interval '2 months');
+select date_trunc('month', now() at time zone 'UTC') at time zone 'UTC' - interval '2 months'
+ where exists (select from usage.events);
 alter table private.usage_key_horizon enable row level security;
 alter table private.usage_key_horizon force row level security;
 revoke all on private.usage_key_horizon from public, anon, authenticated, service_role;

@@ -82,7 +82,8 @@ def test_the_register_answers_for_events_past_its_horizon(conn: psycopg.Connecti
     conn.execute("select private.ensure_usage_partition(%s::date)", (old,))
     event = str(conn.execute("insert into usage.events (organization_id, meter_key, quantity, idempotency_key, occurred_at) "
                              "values (%s, 'api_call', 1, 'ancient', %s) returning id", (org, old)).fetchone()[0])
-    conn.execute("update private.usage_key_horizon set registered_before = %s - interval '1 day'", (old,))
+    conn.execute("insert into private.usage_key_horizon (registered_before) values (%s - interval '1 day') "
+                 "on conflict (one_row) do update set registered_before = excluded.registered_before", (old,))
     assert record(conn, uid, org, "ancient") == (event, True)  # found in its partition: the horizon is before it
     with conn.transaction():
         conn.execute("select set_config('role', 'service_role', true)")
