@@ -3,7 +3,7 @@
 -- events); live_count is 'count' again. Events of zero or negative
 -- quantity stay (the old check then comes back NOT VALID: it holds for new
 -- rows; without such events it is validated).
-create temporary table meter_events on commit drop as
+create temporary table meter_events as
 select e.organization_id, e.meter_key, e.quantity,
        case when exists (select from billing.settings s where s.organization_id = e.organization_id)
             then (select p.start_date from private.billing_period(e.organization_id, e.occurred_at) p)
@@ -16,6 +16,7 @@ delete from usage.counters c using catalog.meters mt
 insert into usage.counters (organization_id, meter_key, period_start, slot, quantity, event_count)
 select e.organization_id, e.meter_key, e.period, 0, greatest(sum(e.quantity), 0), count(*)
   from meter_events e group by e.organization_id, e.meter_key, e.period;
+drop table meter_events;  -- a temporary table (the exported scripts may run without one transaction)
 delete from usage.live_counts l using catalog.meters mt where mt.key = l.meter_key and mt.recurring;
 
 drop table if exists usage.unique_values;

@@ -74,7 +74,7 @@ update catalog.meters set recurring = true where key = 'record_created' and aggr
 
 -- Their counters, recomputed from the events: each event in its billing
 -- period (the organization's calendar, as record_usage places it).
-create temporary table meter_events on commit drop as
+create temporary table meter_events as
 select e.organization_id, e.meter_key, e.id, e.quantity, e.occurred_at, e.recorded_at,
        coalesce(e.metadata ->> mt.field_name, case when mt.field_name = 'user_id' then e.user_id::text end) as value,
        case when exists (select from billing.settings s where s.organization_id = e.organization_id)
@@ -126,3 +126,4 @@ select r.organization_id, r.meter_key, r.period, 0, greatest(max(r.total), 0), c
                                      order by e.occurred_at, e.recorded_at, e.id rows unbounded preceding) as total
           from meter_events e join catalog.meters mt on mt.key = e.meter_key and mt.recurring) r
  group by r.organization_id, r.meter_key, r.period;
+drop table meter_events;  -- a temporary table (the exported scripts may run without one transaction)
