@@ -8,11 +8,14 @@ cases run as one scenario each."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
 
 import psycopg
 import pytest
 
+from conftest import ROOT
 from test_crm import request, signup
 from test_crm_trust import book, refused, service
 
@@ -214,7 +217,7 @@ def test_bad_settlement_events_fail_with_a_clear_error_and_change_nothing(dsn: s
             "evt_b2": ("invoice.paid", {"organization_id": org}, "22023"),                        # no invoice reference
             "evt_b3": ("invoice.paid", {"organization_id": org, "provider_invoice_id": "in_nope"}, "P0002"),
             "evt_b4": ("invoice.paid", {"organization_id": other, "invoice_id": inv}, "P0002"),   # another organization's invoice
-            "evt_b5": ("invoice.paid", ref(org, inv, amount_paid_minor=total - 1), "22023"),      # short payment
+            "evt_b5": ("invoice.paid", ref(org, inv, amount_paid_minor=-1), "22023"),             # negative amount
             "evt_b6": ("invoice.paid", ref(org, inv, currency="EUR"), "22023"),
         }
         for evt, (kind, payload, state) in cases.items():
@@ -246,6 +249,146 @@ def test_members_cannot_settle_and_read_only_their_own_settlements(dsn: str) -> 
             conn.execute("select set_config('role', 'anon', true)")
             refused(conn, psycopg.errors.InsufficientPrivilege, "select count(*) from billing.invoice_settlements")
         assert invoice(conn, inv)["status"] == "open"
+
+
+def test_a_payment_below_the_total_is_paid_as_the_provider_says(dsn: str) -> None:
+    """Stripe's amount_paid is lower than the total when the customer's
+    balance on Stripe covered part: the invoice is paid, with what was
+    collected; no credit is made and refunds stop at what was collected."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        _, org = org_of(conn, "short@s.test")
+        inv, total = open_invoice(conn, org)
+        collected = total - 300
+        assert webhook(conn, "evt_s1", "invoice.paid", ref(org, inv, amount_paid_minor=collected), T0) == [("evt_s1", "processed", None)]
+        row = invoice(conn, inv)
+        assert (row["status"], row["paid_at"], row["amount_paid_minor"]) == ("paid", T0, collected)
+        assert conn.execute("select count(*) from billing.credit_ledger where organization_id = %s", (org,)).fetchone()[0] == 0
+        assert conn.execute("select status from billing.payment_event_processing p join billing.payment_events e on e.id = p.event_id "
+                            "where e.provider_event_id = 'evt_s1'").fetchone()[0] == "processed", "not left to be retried"
+        out = webhook(conn, "evt_s2", "invoice.refunded", ref(org, inv, amount_refunded_minor=collected + 1), T0 + timedelta(hours=1))
+        assert out[0][1] == "failed" and out[0][2].startswith("22023"), "no more than was collected is refunded"
+        assert webhook(conn, "evt_s3", "invoice.refunded", ref(org, inv, amount_refunded_minor=collected), T0 + timedelta(hours=2))[0][1] == \
+            "processed"
+        assert invoice(conn, inv)["amount_refunded_minor"] == collected
+
+
+def ledger(conn: psycopg.Connection, org: str) -> list[tuple]:
+    return conn.execute("select source, amount_minor from billing.credit_ledger where organization_id = %s order by created_at, id",
+                        (org,)).fetchall()
+
+
+def test_refunding_an_overpaid_invoice_returns_the_overpayment_credit_first(dsn: str) -> None:
+    """An overpayment lives on as credit; when the provider refunds it, the
+    credit goes (money is never returned twice)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        _, org = org_of(conn, "overrefund@s.test")
+        inv, total = open_invoice(conn, org)
+        webhook(conn, "evt_or1", "invoice.paid", ref(org, inv, amount_paid_minor=total + 250), T0)
+        assert conn.execute("select public.credit_balance(%s)", (org,)).fetchone()[0] == 250
+        # The excess refunded: its credit is taken back.
+        assert webhook(conn, "evt_or2", "charge.refunded", ref(org, inv, amount_refunded_minor=250), T0 + timedelta(hours=1))[0][1] == \
+            "processed"
+        assert ledger(conn, org) == [("billing", 250), ("billing", -250)]
+        # Then the invoice's own payment, in full; nothing more.
+        assert webhook(conn, "evt_or3", "charge.refunded", ref(org, inv, amount_refunded_minor=total), T0 + timedelta(hours=2))[0][1] == \
+            "processed"
+        assert conn.execute("select public.credit_balance(%s)", (org,)).fetchone()[0] == 0
+        assert (invoice(conn, inv)["amount_refunded_minor"], len(ledger(conn, org))) == (total + 250, 2)
+        out = webhook(conn, "evt_or4", "charge.refunded", ref(org, inv, amount_refunded_minor=1), T0 + timedelta(hours=3))
+        assert out[0][1] == "failed" and out[0][2].startswith("22023")
+
+        # All of it in one refund: the same end.
+        _, org2 = org_of(conn, "overrefund2@s.test")
+        inv2, total2 = open_invoice(conn, org2)
+        webhook(conn, "evt_oa1", "invoice.paid", ref(org2, inv2, amount_paid_minor=total2 + 250), T0)
+        webhook(conn, "evt_oa2", "invoice.refunded", ref(org2, inv2, amount_refunded_minor=total2 + 250), T0 + timedelta(hours=1))
+        assert conn.execute("select public.credit_balance(%s)", (org2,)).fetchone()[0] == 0
+
+        # To credit: the customer ends with what was paid as credit, once.
+        _, org3 = org_of(conn, "overrefund3@s.test")
+        inv3, total3 = open_invoice(conn, org3)
+        webhook(conn, "evt_oc1", "invoice.paid", ref(org3, inv3, amount_paid_minor=total3 + 250), T0)
+        webhook(conn, "evt_oc2", "invoice.refunded", ref(org3, inv3, amount_refunded_minor=total3 + 250, to_credit=True),
+                T0 + timedelta(hours=1))
+        assert conn.execute("select public.credit_balance(%s)", (org3,)).fetchone()[0] == total3 + 250
+        assert invoice(conn, inv3)["amount_refunded_minor"] == total3 + 250
+
+
+def test_refunding_an_overpayment_already_spent_is_refused_and_changes_nothing(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        _, org = org_of(conn, "spent@s.test")
+        inv, total = open_invoice(conn, org)
+        webhook(conn, "evt_sp1", "invoice.paid", ref(org, inv, amount_paid_minor=total + 250), T0)
+        with service(conn):
+            conn.execute("select * from public.post_credit(%s, -200, 'USD', 'admin', 'spend-1', 'spent on an add-on')", (org,))
+        out = webhook(conn, "evt_sp2", "charge.refunded", ref(org, inv, amount_refunded_minor=total + 250), T0 + timedelta(hours=1))
+        assert out[0][1] == "failed" and out[0][2].startswith("23514"), out
+        assert invoice(conn, inv)["amount_refunded_minor"] == 0
+        assert conn.execute("select public.credit_balance(%s)", (org,)).fetchone()[0] == 50
+        assert conn.execute("select count(*) from billing.invoice_settlements where invoice_id = %s and kind = 'refunded'",
+                            (inv,)).fetchone()[0] == 0
+
+
+def test_one_failed_attempt_reported_twice_counts_once(dsn: str) -> None:
+    """Stripe reports an attempt as invoice.payment_failed (attempt_count)
+    and as payment.failed (its payment intent, the same one on every retry):
+    two real attempts are two, and the subscription is not canceled."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        _, org = org_of(conn, "twice@s.test")
+        inv, _ = open_invoice(conn, org)
+        for n in (1, 2):
+            at = T0 + timedelta(days=3 * n)
+            webhook(conn, f"evt_tw{n}a", "invoice.payment_failed", ref(org, inv, attempt_count=n), at)
+            webhook(conn, f"evt_tw{n}b", "payment.failed", {"organization_id": org, "invoice_id": inv, "payment_intent": "pi_1",
+                                                           "failure_message": "card_declined"}, at)
+        row = invoice(conn, inv)
+        assert (row["failed_payment_count"], row["last_payment_error"]) == (2, "card_declined")
+        assert sub_status(conn, org) == "past_due"
+        # A late report of attempt 1 never lowers the count; attempt 4 cancels (default limit 4).
+        webhook(conn, "evt_tw0", "invoice.payment_failed", ref(org, inv, attempt_count=1), T0 + timedelta(days=7))
+        assert invoice(conn, inv)["failed_payment_count"] == 2
+        assert sub_status(conn, org) == "past_due"
+        webhook(conn, "evt_tw4", "invoice.payment_failed", ref(org, inv, attempt_count=4), T0 + timedelta(days=12))
+        assert (invoice(conn, inv)["failed_payment_count"], sub_status(conn, org)) == (4, "canceled")
+        assert conn.execute("select count(*) from billing.subscription_history where organization_id = %s and change_type = 'status_changed'",
+                            (org,)).fetchone()[0] == 1, "past_due once"
+        out = webhook(conn, "evt_twx", "invoice.payment_failed", ref(org, inv, attempt_count=0), T0 + timedelta(days=13))
+        assert out[0][1] == "failed" and out[0][2].startswith("22023")
+
+
+def test_without_attempt_count_distinct_payments_are_counted(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        _, org = org_of(conn, "charges@s.test")
+        conn.execute("insert into billing.settings (organization_id, dunning_max_failures) values (%s, 2)", (org,))
+        inv, _ = open_invoice(conn, org)
+        for evt, charge, day in (("evt_c1", "ch_1", 1), ("evt_c1b", "ch_1", 1), ("evt_c1c", "ch_1", 2)):
+            webhook(conn, evt, "payment.failed", {"organization_id": org, "invoice_id": inv, "provider_payment_id": charge},
+                    T0 + timedelta(days=day))
+        assert (invoice(conn, inv)["failed_payment_count"], sub_status(conn, org)) == (1, "past_due")
+        webhook(conn, "evt_c2", "payment.failed", {"organization_id": org, "invoice_id": inv, "provider_payment_id": "ch_2"},
+                T0 + timedelta(days=3))
+        assert (invoice(conn, inv)["failed_payment_count"], sub_status(conn, org)) == (2, "canceled")
+
+
+def test_settlement_tables_pass_verify_and_bound_their_text(dsn: str) -> None:
+    out = subprocess.run([sys.executable, str(ROOT / "cli.py"), "verify", "--dsn", dsn, "--json"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120).stdout
+    problems = [p for p in json.loads(out)["problems"] if p["object"].startswith(("billing.invoices", "billing.invoice_settlements"))]
+    assert problems == []
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        _, org = org_of(conn, "bounds@s.test")
+        inv, _ = open_invoice(conn, org)
+        refused(conn, psycopg.errors.CheckViolation, "update billing.invoices set last_payment_error = repeat('x', 2001) where id = %s",
+                (inv,), match="invoices_last_payment_error_length")
+        # The once-per-event look-up (apply_invoice_event's) goes through the unique index, on both columns.
+        webhook(conn, "evt_ix", "invoice.payment_failed", ref(org, inv), T0)
+        event = conn.execute("select id from billing.payment_events where provider_event_id = 'evt_ix'").fetchone()[0]
+        with conn.transaction():
+            conn.execute("set local enable_seqscan = off")
+            plan = "\n".join(r[0] for r in conn.execute(
+                "explain select exists (select from billing.invoice_settlements x where x.organization_id = %s and x.payment_event_id = %s)",
+                (org, event)).fetchall())
+        assert "invoice_settlements_once_per_event" in plan and "organization_id" in plan.split("Index Cond")[1], plan
 
 
 # --- subscription history (record_subscription_change, cancellations) ---------
