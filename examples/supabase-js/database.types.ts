@@ -267,6 +267,7 @@ export type Database = {
           occurred_at: string
           organization_id: string
           payment_event_id: string
+          provider_payment_id: string | null
         }
         Insert: never
         Update: never
