@@ -204,3 +204,22 @@ def test_seat_peaks_are_readable_by_members_only(conn: psycopg.Connection) -> No
         act_as(conn, None, "anon")
         conn.execute("select count(*) from usage.seat_peaks")
     assert refused.value.sqlstate == "42501"
+
+
+def test_an_ended_period_is_billed_on_its_peak_not_on_todays_members(conn: psycopg.Connection) -> None:
+    """The period before this one peaked at 2 seats; five members join now.
+    Summarized (invoiced) afterwards, the ended period bills its 2, the
+    running one the 6 seats it has now."""
+    owner = user(conn, "owner7@seats.test")
+    org = business(conn, owner, "ended-peak")
+    on_plan(conn, org, "pro")
+    previous = conn.execute("select (p.start_date - interval '1 day')::date from private.billing_period(%s, now()) p", (org,)).fetchone()[0]
+    previous = conn.execute("select p.start_date from private.billing_period(%s, %s::timestamptz) p", (org, previous)).fetchone()[0]
+    conn.execute("insert into usage.seat_peaks (organization_id, period_start, peak) values (%s, %s, 2)", (org, previous))
+    for i in range(5):
+        conn.execute("insert into tenancy.memberships (organization_id, user_id, role_key) values (%s, %s, 'tenant_member')",
+                     (org, user(conn, f"later{i}@seats.test")))
+    assert seats(conn, org) == 6
+    assert conn.execute("select private.seats_billed(%s, %s)", (org, previous)).fetchone()[0] == 2
+    current = conn.execute("select p.start_date from private.billing_period(%s, now()) p", (org,)).fetchone()[0]
+    assert conn.execute("select private.seats_billed(%s, %s)", (org, current)).fetchone()[0] == 6

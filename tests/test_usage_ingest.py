@@ -154,3 +154,39 @@ def test_a_meter_with_recorded_usage_keeps_its_key(conn: psycopg.Connection) -> 
         conn.execute("update catalog.meters set key = 'api_calls_renamed' where key = 'api_call'")
     assert refused.value.sqlstate == "55000"
     assert "api_call has recorded usage" in refused.value.diag.message_primary
+
+
+def test_two_batches_of_the_same_new_users_in_other_orders_never_deadlock(conn: psycopg.Connection, dsn: str) -> None:
+    """Monthly active users (unique_count): two sessions record the same 40
+    new users per round, each in its own shuffled order, 60 rounds at once.
+    Every batch locks the users' rows in one order (meter, value, item), so
+    none is chosen as a deadlock victim (40P01) and every user counts once."""
+    uid, org = member(conn, "order@ingest.test")
+    conn.execute("update billing.subscriptions set plan_key = 'enterprise' where organization_id = %s and status <> 'canceled'", (org,))
+    barrier = threading.Barrier(2)
+    errors: list[str] = []
+
+    def session(n: int) -> None:
+        shuffle = __import__("random").Random(n).shuffle
+        with psycopg.connect(dsn, autocommit=True) as c:
+            for r in range(60):
+                users = [f"r{r}-user{i}" for i in range(40)]
+                shuffle(users)
+                batch = [{"meter_key": "user_active", "quantity": 1, "idempotency_key": f"order-{n}-{r}-{i}",
+                          "metadata": {"user_id": u}} for i, u in enumerate(users)]
+                barrier.wait(timeout=30)
+                try:
+                    with c.transaction():
+                        c.execute("select set_config('role', 'service_role', true)")
+                        c.execute("select count(*) from public.record_usage_batch(%s, %s)", (org, json.dumps(batch)))
+                except psycopg.Error as exc:
+                    errors.append(f"{exc.sqlstate}: {exc.diag.message_primary}")
+
+    threads = [threading.Thread(target=session, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == []
+    assert conn.execute("select count(*) from usage.unique_values where organization_id = %s and meter_key = 'user_active'",
+                        (org,)).fetchone()[0] == 60 * 40
