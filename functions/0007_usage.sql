@@ -34,6 +34,9 @@ begin
   -- Keys are accepted once per organization: each partition holds its
   -- unique index (a partitioned table's unique index must contain
   -- occurred_at), which record_usage's ON CONFLICT DO NOTHING arbitrates on.
+  -- From 0023 on: the partitions made at install, before it, get theirs
+  -- from 0023, so that a database rolled back below it has none, as one
+  -- never migrated past it.
   if to_regclass('private.usage_key_horizon') is not null then
     execute format('create unique index %I on usage.%I (organization_id, idempotency_key)', name || '_key', name);
   end if;
@@ -144,72 +147,52 @@ revoke all on function private.usage_key_event from public, anon, authenticated;
 -- Writes one usage event under its idempotency key: a key accepted before
 -- returns the first event with duplicate = true and writes nothing. Within
 -- the month of occurred_at the partition's unique index decides, also
--- between concurrent calls; another month's event is found by probing the
--- other partitions since the register's horizon, and the register. Not
--- exact only for two first uses of a key at once with occurred_at in two
--- months (each misses the other's uncommitted event). One row is written: the event (from 0023 on; before, the key's
--- register row too). Holds the organization (usage_hold_organization) and
--- creates the month's partition when missing. Refuses: an organization
--- that does not exist (23503). No permission check and no counter: its callers
--- (record_usage, gate_and_meter) validate and count. Internal.
+-- between concurrent calls (ON CONFLICT DO NOTHING); a key accepted in
+-- another month, or before the register's horizon, is found first by
+-- usage_key_event. Not exact only for two first uses of a key at once with
+-- occurred_at in two months (each misses the other's uncommitted event).
+-- One row is written: the event (on a database rolled back below 0023,
+-- the key's register row first, as the release before did). Holds the
+-- organization (usage_hold_organization) and creates the month's
+-- partition when missing. Refuses: an organization that does not exist
+-- (23503). No permission check and no counter: its callers (record_usage,
+-- gate_and_meter) validate and count. Internal.
 create or replace function private.usage_append(org_id uuid, meter_key text, quantity bigint, idempotency_key text,
                                                 at timestamptz, metadata jsonb)
   returns table (event_id uuid, duplicate boolean)
   language plpgsql
-  set plan_cache_mode = force_generic_plan
   {{ m.definer() }}
 as $fn$
 declare
   new_id uuid := gen_random_uuid();
-  month_start timestamptz := date_trunc('month', at at time zone 'UTC') at time zone 'UTC';
-  found_id uuid;
-  replay boolean;
+  earlier uuid;
 begin
   perform private.usage_hold_organization(org_id);
+  if private.usage_keys_registered_before() is null then
+    -- Below 0023: the key is claimed in the register first.
+    insert into usage.idempotency_keys as k (organization_id, idempotency_key, event_id, occurred_at)
+    values (org_id, usage_append.idempotency_key, new_id, at)
+    on conflict on constraint idempotency_keys_pkey do nothing;
+    earlier := case when not found then private.usage_key_event(org_id, usage_append.idempotency_key) end;
+  else
+    earlier := private.usage_key_event(org_id, usage_append.idempotency_key, at);
+  end if;
+  if earlier is not null then
+    return query select earlier, true;
+    return;
+  end if;
   if to_regclass(format('usage.events_y%s', to_char(at at time zone 'UTC', 'YYYY"m"MM'))) is null then
     perform private.ensure_usage_partition((at at time zone 'UTC')::date);
     perform private.ensure_usage_partition(((at at time zone 'UTC') + interval '1 month')::date);
   end if;
-  if to_regclass('private.usage_key_horizon') is null then
-    -- Before 0023: the key is claimed in the register first.
-    insert into usage.idempotency_keys as k (organization_id, idempotency_key, event_id, occurred_at)
-    values (org_id, usage_append.idempotency_key, new_id, at)
-    on conflict on constraint idempotency_keys_pkey do nothing;
-    if not found then
-      return query select private.usage_key_event(org_id, usage_append.idempotency_key), true;
-      return;
-    end if;
-    insert into usage.events (organization_id, id, meter_key, quantity, idempotency_key, occurred_at, user_id, metadata)
-    values (org_id, new_id, usage_append.meter_key, quantity, usage_append.idempotency_key, at, auth.uid(), coalesce(metadata, '{}'));
+  insert into usage.events (organization_id, id, meter_key, quantity, idempotency_key, occurred_at, user_id, metadata)
+  values (org_id, new_id, usage_append.meter_key, quantity, usage_append.idempotency_key, at, auth.uid(), coalesce(metadata, '{}'))
+  on conflict do nothing;
+  if found then
     return query select new_id, false;
-    return;
+  else  -- a concurrent transaction accepted the key in this month first
+    return query select private.usage_key_event(org_id, usage_append.idempotency_key), true;
   end if;
-  -- One statement: the key looked up where its partition's unique index
-  -- cannot see it (the register, and the other partitions since the
-  -- register's horizon: an index probe each), then the event, unless found.
-  with earlier as (
-    select coalesce(
-             (select e.id from usage.events e
-               where e.organization_id = org_id and e.idempotency_key = usage_append.idempotency_key
-                 and e.occurred_at >= coalesce((select h.registered_before from private.usage_key_horizon h), '-infinity')
-                 and (e.occurred_at < month_start or e.occurred_at >= month_start + interval '1 month')
-               limit 1),
-             (select k.event_id from usage.idempotency_keys k
-               where k.organization_id = org_id and k.idempotency_key = usage_append.idempotency_key)) as id
-  ), written as (
-    insert into usage.events as ev (organization_id, id, meter_key, quantity, idempotency_key, occurred_at, user_id, metadata)
-    select org_id, new_id, usage_append.meter_key, usage_append.quantity, usage_append.idempotency_key, at, auth.uid(),
-           coalesce(usage_append.metadata, '{}')
-     where (select er.id from earlier er) is null
-    on conflict do nothing
-    returning ev.id
-  )
-  select coalesce((select w.id from written w), (select er.id from earlier er)), not exists (select from written)
-    into found_id, replay;
-  if found_id is null then  -- a concurrent transaction accepted the key in this month first
-    found_id := private.usage_key_event(org_id, usage_append.idempotency_key);
-  end if;
-  return query select found_id, replay;
 end
 $fn$;
 comment on function private.usage_append is 'Internal: one usage event under its idempotency key (no checks, no counter).';
