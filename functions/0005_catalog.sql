@@ -29,7 +29,7 @@ revoke all on function private.catalog_refuse from public, anon, authenticated;
 -- (0015: a column per meter and limit) from the catalog it leaves.
 -- All or nothing. Refuses (22023): a document without meters, features
 -- and plans arrays; a key the format does not know (prise_minor), naming
--- where; a plan naming an unknown feature; a new aggregation, recurring or
+-- where; an item without a key it needs (a meter's name), naming it; a plan naming an unknown feature; a new aggregation, recurring or
 -- field_name for a meter that has usage events. A value a table refuses is
 -- refused with the table's SQLSTATE and constraint, naming the meter,
 -- feature, plan or plan feature. Callable by service_role (and the
@@ -75,6 +75,21 @@ begin
   ) x order by s, i limit 1;
   if bad_key is not null then
     raise exception 'load_catalog: % has an unknown key "%"', bad_where, bad_key
+      using errcode = '22023', hint = 'The format is seeds/catalog.schema.json; nothing was loaded.';
+  end if;
+
+  -- Keys an item cannot do without: named here, not as a null refused by a column.
+  select w, k into bad_where, bad_key from (
+    select format('%s[%s]%s', s.section, e.i - 1, coalesce(' ("' || (e.v ->> 'key') || '")', '')) as w, k, s.n, e.i
+      from (values ('meters', 1, array['key', 'name']),
+                   ('features', 2, array['key', 'name', 'kind']),
+                   ('plans', 3, array['key', 'name', 'price_minor', 'currency'])) as s (section, n, required)
+     cross join lateral jsonb_array_elements(doc -> s.section) with ordinality as e (v, i)
+     cross join lateral unnest(s.required) as k
+     where jsonb_typeof(e.v) = 'object' and ((e.v -> k) is null or jsonb_typeof(e.v -> k) = 'null')
+  ) x order by n, i limit 1;
+  if bad_key is not null then
+    raise exception 'load_catalog: % needs "%"', bad_where, bad_key
       using errcode = '22023', hint = 'The format is seeds/catalog.schema.json; nothing was loaded.';
   end if;
 

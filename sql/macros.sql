@@ -1,7 +1,15 @@
 {#-
   Shared shapes of the tenantdb schema: one macro per idea.
-  Every SQL file is rendered by jinja2 with these imported as `m`.
+  Every SQL file is rendered by jinja2 with these imported as `m`; an app
+  project imports them as 'tenantdb/macros.sql'. The public ones
+  (docs/macros.md) are a versioned API: api_version below.
 -#}
+
+{#- api_version: the version of the public macros (docs/macros.md). Within
+    one version a public macro keeps its parameters and renders the same
+    SQL for the same arguments (an app's applied migration keeps its
+    checksum); a new version is announced in the release notes. -#}
+{% set api_version = 1 %}
 
 {#- updated_at: the trigger that stamps updated_at on every UPDATE. -#}
 {% macro updated_at(table) -%}
@@ -252,6 +260,8 @@ grant execute on function private.{{ name }} to {{ roles }};
     000's compatibility views, no tables) is listed so that verify checks
     its views too. -#}
 {% set domain_schemas = ['identity', 'tenancy', 'iam', 'catalog', 'billing', 'usage', 'audit', 'privacy', 'crm', 'app', 'client_services'] %}
+{#- An app project's schemas (tenantdb.toml: app.schemas) are checked too. -#}
+{% set domain_schemas = domain_schemas + ((app_schemas if app_schemas is defined else []) | reject('in', domain_schemas) | list) %}
 {% macro schema_list() -%}
 {% for s in domain_schemas %}'{{ s }}'{{ ', ' if not loop.last }}{% endfor %}
 {%- endmacro %}

@@ -6,6 +6,7 @@ Thin by design: every rule that protects data lives in the SQL.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import traceback
@@ -14,11 +15,11 @@ from pathlib import Path
 
 import click
 
-from tenantdb import __version__, export, scaffold, verify
+from tenantdb import __version__, export, project, scaffold, verify
 from tenantdb.db import resolve_dsn
 from tenantdb.engine import Engine, recorded_target
 from tenantdb.errors import EXIT_FAILED, DataLoss, TenantdbError
-from tenantdb.paths import SqlSource, find_sql
+from tenantdb.paths import SqlSource, find_sql, package_root
 from tenantdb.render import TARGETS, Renderer, Target
 
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
@@ -29,14 +30,38 @@ class Context:
     or after it (`tenantdb migrate --dsn ...`); the later one wins."""
 
     def __init__(self, dsn: str | None, target: str | None, api: str | None, debug: bool, without: tuple[str, ...] = (),
-                 sql_dir: str | None = None) -> None:
+                 sql_dir: str | None = None, project_dir: str | None = None) -> None:
         self.dsn_option = dsn
         self.target_name = target
         self.api = api
         self.debug = debug
         self.without = without
         self.sql_dir = sql_dir
+        self.project_dir = project_dir
         self.as_json = False
+        self._app: project.AppProject | None | bool = False  # False: not looked for yet
+
+    @property
+    def app(self) -> project.AppProject | None:
+        """The app project: --project DIR, else the tenantdb.toml around the
+        working directory, else none. Its [database] settings are the
+        defaults of --target, --api-schema and --without."""
+        if self._app is False:
+            try:
+                if self.project_dir:
+                    root = Path(self.project_dir)
+                    if not (root / project.CONFIG).is_file():
+                        raise click.UsageError(f"--project {root}: no {project.CONFIG} there (tenantdb init {root} makes one)")
+                    self._app = project.load(root)
+                else:
+                    self._app = project.find()
+            except project.ProjectError as exc:
+                raise click.UsageError(str(exc)) from exc
+            if self._app:
+                self.target_name = self.target_name or self._app.target
+                self.api = self.api or self._app.api
+                self.without = self.without or self._app.without
+        return self._app or None
 
     @property
     def target(self) -> Target:
@@ -49,14 +74,24 @@ class Context:
 
     @property
     def source(self) -> SqlSource:
+        """The package's SQL: --sql-dir, else (in an app project) the
+        installed package's, else the checkout around the working directory."""
         try:
+            if self.app is not None and not (self.sql_dir or os.environ.get("TENANTDB_SQL_DIR")):
+                return SqlSource(package_root(), "package")
             return find_sql(self.sql_dir)
         except ValueError as exc:
             raise click.UsageError(str(exc)) from exc
 
+    def describe(self) -> str:
+        """Where the SQL comes from: the package's, and the app's."""
+        app = self.app
+        return self.source.describe() + (f"; {app.describe()}" if app else "")
+
     @property
     def renderer(self) -> Renderer:
-        renderer = Renderer(self.target, root=self.source.root, without=self.without)
+        app = self.app  # reads tenantdb.toml first: its target and api are defaults
+        renderer = Renderer(self.target, root=self.source.root, without=self.without, app=app)
         try:
             renderer.changes()
         except ValueError as exc:
@@ -68,8 +103,10 @@ class Context:
         click.echo(line, err=self.as_json)
 
     def settle(self, dsn: str) -> Target:
-        """The target: --target and --api-schema where given, else what the
-        database recorded when it was migrated, else postgres and public."""
+        """The target: --target and --api-schema where given, else the app
+        project's tenantdb.toml, else what the database recorded when it
+        was migrated, else postgres and public."""
+        self.app  # noqa: B018 - reads tenantdb.toml's defaults
         if self.target_name is None or self.api is None:
             target, api = recorded_target(dsn)
             self.target_name = self.target_name or target
@@ -106,6 +143,8 @@ def global_options(f: Callable) -> Callable:
         click.option("--without", multiple=True, metavar="CHANGE", expose_value=False, callback=_set("without"),
                      help="Leave out an optional change."),
         click.option("--sql-dir", metavar="DIR", expose_value=False, callback=_set("sql_dir"), help="Use the SQL in DIR."),
+        click.option("--project", metavar="DIR", expose_value=False, callback=_set("project_dir"),
+                     help="The app project in DIR (where its tenantdb.toml is)."),
         click.option("--debug", is_flag=True, expose_value=False, callback=_set("debug"), help="Show tracebacks."),
     ]):
         f = option(f)
@@ -149,12 +188,19 @@ def with_consent(c: Context, yes: bool, run: Callable[[bool], int]) -> int:
               help="Leave out an optional change (e.g. 0016_client_services); repeatable. Env: TENANTDB_WITHOUT.")
 @click.option("--sql-dir", metavar="DIR", envvar="TENANTDB_SQL_DIR",
               help="Use the SQL in DIR (default: the project checkout around the working directory, else the package's).")
+@click.option("--project", "project_dir", metavar="DIR", envvar="TENANTDB_PROJECT",
+              help="The app project in DIR (default: the directory around the working directory holding "
+                   "tenantdb.toml, if any). Env: TENANTDB_PROJECT.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.pass_context
 def cli(ctx: click.Context, dsn: str | None, target: str | None, api_schema: str | None, without: tuple[str, ...], sql_dir: str | None,
-        debug: bool) -> None:
-    """tenantdb: the database half of a multi-tenant SaaS, as versioned SQL."""
-    ctx.obj = Context(dsn, target, api_schema, debug, without, sql_dir)
+        project_dir: str | None, debug: bool) -> None:
+    """tenantdb: the database half of a multi-tenant SaaS, as versioned SQL.
+
+    In an app project (a directory made by `tenantdb init`, holding
+    tenantdb.toml) every command applies, shows and checks the package's
+    changes and the app's together."""
+    ctx.obj = Context(dsn, target, api_schema, debug, without, sql_dir, project_dir)
 
 
 @cli.command()
@@ -170,7 +216,7 @@ def migrate(c: Context, to: str | None, dry_run: bool, yes: bool, lock_timeout: 
     engine = c.engine(lock_timeout)
     to = engine.change_named(to)
     if dry_run:
-        click.echo(c.source.describe(), err=True)  # stdout is the SQL alone
+        click.echo(c.describe(), err=True)  # stdout is the SQL alone
         sql = engine.dry_run(to)
         if c.as_json:
             emit(c, {"dry_run": True, "sql": sql})
@@ -179,7 +225,7 @@ def migrate(c: Context, to: str | None, dry_run: bool, yes: bool, lock_timeout: 
         else:
             click.echo("nothing to apply", err=True)  # stdout stays SQL: empty
         return
-    c.say(c.source.describe())
+    c.say(c.describe())
     count = with_consent(c, yes, lambda allow: engine.migrate(to, allow_data_loss=allow))
     if c.as_json:
         emit(c, {"applied": engine.log, "count": count})
@@ -201,10 +247,18 @@ def status(c: Context) -> None:
         return
     click.echo(f"database {where['dbname']} on {where['host']}:{where['port']} as {where['user']} "
                f"(--target {c.target.name}, --api-schema {c.target.api})")
-    click.echo(c.source.describe())
+    click.echo(c.describe())
     if st.unmanaged:
         click.echo(f"no tenantdb history, but tenantdb's schemas are here ({st.unmanaged}): deployed from an export? "
                    f"take it over with: {engine.adopt_hint()}")
+    histories = ["tenantdb"] + ([c.app.name] if c.app else [])
+    histories += sorted({st.project_of(cid) for cid in st.unknown} - set(histories))
+    for name in histories if len(histories) > 1 else []:  # one line per history: the package's, the app's
+        count = lambda ids: sum(1 for cid in ids if st.project_of(cid) == name)  # noqa: E731
+        what = f"tenantdb {__version__} (the package)" if name == "tenantdb" else \
+            f"app {name}" + (f" ({c.app.root})" if c.app and c.app.name == name else " (not this project's)")
+        click.echo(f"{what}: {count(st.applied)} applied, {count(st.pending)} pending"
+                   + (f", {count(st.unknown)} unknown" if count(st.unknown) else ""))
     for cid in st.applied:
         when = f"  {st.applied_at.get(cid, '')}  {st.duration_ms.get(cid, 0)} ms"
         click.echo(f"applied  {cid}{when}" + ("  EDITED since applied" if cid in st.edited else ""))
@@ -213,30 +267,38 @@ def status(c: Context) -> None:
     for path in st.stale_repeatables:
         click.echo(f"changed  {path}  (re-applied by the next migrate)")
     for cid in st.unknown:
-        click.echo(f"unknown  {cid}  (applied, not in this package or left out with --without)")
+        why = "applied by that app project: run status in it" if ":" in cid else \
+            "applied, not in this package or left out with --without"
+        click.echo(f"unknown  {cid}  ({why})")
 
 
 @cli.command()
 @click.option("--to", "to", metavar="CHANGE", help="Revert everything applied after this change.")
 @click.option("--steps", type=click.IntRange(min=1), help="Revert the newest N changes.")
 @click.option("--all", "all_", is_flag=True, help="Revert every change.")
+@click.option("--cascade", is_flag=True,
+              help="Also revert the app changes applied after a package change being reverted (refused without it).")
 @yes_option
 @lock_option
 @json_option
 @global_options
 @pass_ctx
-def rollback(c: Context, to: str | None, steps: int | None, all_: bool, yes: bool, lock_timeout: float) -> None:
+def rollback(c: Context, to: str | None, steps: int | None, all_: bool, cascade: bool, yes: bool,
+             lock_timeout: float) -> None:
     """Revert applied changes, newest first (default: the newest one), all or nothing.
 
     A rollback that would drop tables holding rows (or columns holding
     values) lists them with their counts and needs --yes (asked at a
-    terminal); without it nothing is reverted (exit 6)."""
+    terminal); without it nothing is reverted (exit 6). In an app project,
+    a rollback that would revert package changes and app changes together
+    names the app changes and what each needs, and needs --cascade (exit 2)."""
     if sum(x is not None and x is not False for x in (to, steps, all_)) > 1:
         raise click.UsageError("choose one of --to, --steps, --all")
     engine = c.engine(lock_timeout)
     to = engine.change_named(to)
-    c.say(c.source.describe())
-    count = with_consent(c, yes, lambda allow: engine.rollback(to, steps, all_, allow_data_loss=allow))
+    c.say(c.describe())
+    count = with_consent(c, yes, lambda allow: engine.rollback(to, steps, all_, allow_data_loss=allow,
+                                                                       cascade=cascade))
     if c.as_json:
         emit(c, {"reverted": engine.log, "count": count})
     elif count == 0:
@@ -318,12 +380,20 @@ def export_supabase(c: Context, directory: Path) -> None:
     click.echo(f"wrote {len(written)} files to {directory / 'supabase'} (migrations/, seed.sql)")
 
 
-def _project(c: Context) -> Path:
+def _project(c: Context) -> tuple[Path, str | None]:
+    """(the directory `new` writes in, the package change a new app migration requires)."""
+    if c.app is not None:
+        package = Renderer(c.target, root=c.source.root, without=c.without)
+        try:
+            newest = package.changes()[-1].id
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from exc
+        return c.app.root, newest
     source = c.source
     if source.kind == "package":
-        raise click.UsageError("run `tenantdb new` inside a project checkout (a directory with migrations/ and "
-                               "sql/macros.sql), or give --sql-dir: the installed package's SQL is not yours to edit")
-    return source.root
+        raise click.UsageError("run `tenantdb new` in an app project (make one with `tenantdb init DIR`), or in a "
+                               "checkout of tenantdb itself: the installed package's SQL is not yours to edit")
+    return source.root, None
 
 
 @cli.command("new")
@@ -338,17 +408,41 @@ def new(c: Context, kind: str, name: str) -> None:
     migration NAME: migrations/NNNN_NAME.sql and its .rollback.sql, numbered after the last
     function NAME:  functions/NNNN_NAME.sql, a repeatable of the newest migration
     policy NAME:    policies/NNNN_NAME.sql, likewise
-    """
-    root = _project(c)
+
+    In an app project the numbers are the app's own (0001, 0002, ...), and a
+    new migration requires the installed package's newest change."""
+    root, requires = _project(c)
     try:
         if kind == "migration":
-            written = scaffold.new_migration(root, name)
+            written = scaffold.new_migration(root, name, requires=requires)
         else:
-            written = [scaffold.new_repeatable(root, "functions" if kind == "function" else "policies", name)]
+            written = [scaffold.new_repeatable(root, "functions" if kind == "function" else "policies", name,
+                                               app=requires is not None)]
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     for path in written:
         click.echo(f"wrote {path}")
+
+
+@cli.command("init")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=Path("."))
+@click.option("--name", help="The app's name, which marks its changes in the database (default: from DIRECTORY).")
+@click.option("--target", "init_target", type=click.Choice(TARGETS), default="postgres", show_default=True,
+              help="The target written to tenantdb.toml.")
+@click.option("--api-schema", "init_api", default="public", show_default=True,
+              help="The API schema written to tenantdb.toml.")
+def init(directory: Path, name: str | None, init_target: str, init_api: str) -> None:
+    """Make an app project in DIRECTORY (default: here): tenantdb.toml,
+    migrations/, functions/, policies/, seeds/ and a README saying what goes
+    where. The package stays installed, not copied: `pip install -U tenantdb`
+    then `tenantdb migrate` upgrades it under the app."""
+    try:
+        written = scaffold.init_project(directory, name or project.default_name(directory), init_target, init_api)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    for path in written:
+        click.echo(f"wrote {path}")
+    click.echo(f"next: cd {directory} && tenantdb new migration <name>  (then tenantdb migrate, tenantdb seed)")
 
 
 data_dir_option = click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".tenantdb"),
@@ -426,7 +520,7 @@ def adopt(c: Context, to: str | None, dry_run: bool, lock_timeout: float) -> Non
 
     engine = c.engine(lock_timeout)
     to = engine.change_named(to)
-    c.say(c.source.describe())
+    c.say(c.describe())
     report = adopting.adopt(engine, to, dry_run)
     if c.as_json:
         emit(c, {**report.as_dict(), "dry_run": dry_run})

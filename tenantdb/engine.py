@@ -25,7 +25,7 @@ from yoyo import read_migrations
 from yoyo.backends.core.postgresql import PostgresqlPsycopgBackend
 from yoyo.connections import parse_uri
 
-from . import dataloss, pooling
+from . import appseed, dataloss, pooling
 from .db import connect
 from .errors import EditedChange, LockTimeout, StatementError, TenantdbError, UsageProblem
 from .render import Change, Renderer, Repeatable, drop_functions_sql
@@ -84,6 +84,11 @@ create table if not exists tenantdb.seeded_catalog (
   seeded_at timestamptz not null default now()
 );
 comment on table tenantdb.seeded_catalog is 'The plan catalog the last tenantdb seed loaded: verify checks that the rows the seeds own are still there.';
+create table if not exists tenantdb.app_permissions (
+  key text primary key,
+  project text not null
+);
+comment on table tenantdb.app_permissions is 'The permissions an app project declared (its seeds/permissions.json): the one it may write again; any other existing key is the package''s.';
 """
 
 # yoyo's lock table: earlier releases took yoyo's lock beside the advisory
@@ -216,13 +221,19 @@ class Status:
     duration_ms: dict[str, int] = field(default_factory=dict)  # change id -> how long it took
     unmanaged: str = ""  # tenantdb's schemas present without its history (deployed from an export)
 
+    @staticmethod
+    def project_of(change_id: str) -> str:
+        """The history a change id belongs to: "tenantdb" (the package's), or an app's name (myapp:0001_x)."""
+        return change_id.split(":", 1)[0] if ":" in change_id else "tenantdb"
+
     def as_dict(self) -> dict:
         """The status for --json: one entry per change, in order, and the repeatables to re-apply."""
-        changes = [{"change": c, "state": "edited" if c in self.edited else "applied",
-                    "applied_at": self.applied_at.get(c), "duration_ms": self.duration_ms.get(c)} for c in self.applied]
-        changes += [{"change": c, "state": "pending", "applied_at": None, "duration_ms": None} for c in self.pending]
-        changes += [{"change": c, "state": "unknown", "applied_at": self.applied_at.get(c), "duration_ms": self.duration_ms.get(c)}
-                    for c in self.unknown]
+        def entry(c: str, state: str) -> dict:
+            return {"change": c, "project": self.project_of(c), "state": state,
+                    "applied_at": self.applied_at.get(c), "duration_ms": self.duration_ms.get(c)}
+        changes = [entry(c, "edited" if c in self.edited else "applied") for c in self.applied]
+        changes += [entry(c, "pending") for c in self.pending]
+        changes += [entry(c, "unknown") for c in self.unknown]
         return {"clean": self.clean, "changes": changes, "changed_repeatables": self.stale_repeatables,
                 "unmanaged_schemas": self.unmanaged or None}
 
@@ -337,16 +348,22 @@ class Engine:
 
     # -- apply -----------------------------------------------------------
     def change_named(self, name: str | None) -> str | None:
-        """The change id a --to names: its full id (0017_comments) or its
-        number (0017, 17). Refuses an unknown or ambiguous name (exit 2)."""
+        """The change id a --to names: its full id (0017_comments,
+        myapp:0001_documents), an app change's id in its project
+        (0001_documents), or a number (0017, 17; myapp:1). Refuses an
+        unknown or ambiguous name (exit 2)."""
         if name is None:
             return None
         ids = [c.id for c in self.changes]
         if name in ids:
             return name
-        found = [c.id for c in self.changes if name.isdigit() and int(c.number) == int(name)]
+        project, _, local = name.rpartition(":")
+        found = [c.id for c in self.changes if (not project or c.project == project)
+                 and (c.local_id == local or (local.isdigit() and int(c.number) == int(local)))]
         if len(found) == 1:
             return found[0]
+        if len(found) > 1:
+            raise UsageProblem(f"--to {name}: names {' and '.join(found)}; give the full id")
         raise UsageProblem(f"--to {name}: no such change (known: {', '.join(ids)}; a number such as "
                            f"{self.changes[-1].number if self.changes else '0001'} names one too)")
 
@@ -638,7 +655,7 @@ class Engine:
 
     # -- rollback --------------------------------------------------------
     def rollback(self, to: str | None = None, steps: int | None = None, all_: bool = False,
-                 allow_data_loss: bool = False) -> int:
+                 allow_data_loss: bool = False, cascade: bool = False) -> int:
         """Revert applied changes, newest first; return how many. All in one
         transaction, planned under the lock. Dropping tables that hold rows
         (or columns that hold values) is refused (DataLoss, nothing
@@ -656,7 +673,9 @@ class Engine:
                 with backend.transaction():
                     self._lock_backend(backend)
                     recorded, _ = self._recorded(backend.connection)
-                    victims = self._victims(recorded, to, steps, all_)
+                    victims = self._victims(recorded, to, steps, all_, self._applied_order(backend.connection))
+                    if not cascade:
+                        self._refuse_mixed(victims, to, steps, all_)
                     for change in victims:
                         _write_yoyo_migration(Path(tmp), change)
                     migrations = {m.id: m for m in read_migrations(tmp)}
@@ -675,13 +694,28 @@ class Engine:
         self.mirror_client_grants()
         return len(victims)
 
-    def _victims(self, recorded: dict[str, str], to: str | None, steps: int | None, all_: bool) -> list[Change]:
-        """The applied changes a rollback reverts, oldest first."""
+    def _applied_order(self, conn: psycopg.Connection) -> dict[str, tuple]:
+        """change id -> its place in the order the changes were applied
+        (applied_at, then the plan's order: adopt records many at once)."""
+        index = {c.id: i for i, c in enumerate(self.changes)}
+        rows = conn.execute("select change_id, applied_at from tenantdb.changes").fetchall()
+        return {cid: (at, index.get(cid, -1)) for cid, at in rows}
+
+    def _victims(self, recorded: dict[str, str], to: str | None, steps: int | None, all_: bool,
+                 order: dict[str, tuple] | None = None) -> list[Change]:
+        """The applied changes a rollback reverts, oldest first: the newest
+        ones in the order they were applied (an app's changes and the
+        package's interleave as they were applied)."""
         applied = [c for c in self.changes if c.id in recorded]
+        if order:
+            applied.sort(key=lambda c: order[c.id])
         hidden = sorted(set(recorded) - {c.id for c in self.changes})
         if hidden:
+            apps = sorted({Status.project_of(c) for c in hidden} - {"tenantdb"})
+            where = (f" (app change(s) of {', '.join(apps)}: run tenantdb in that app's project, where its "
+                     "tenantdb.toml is)") if apps else ""
             raise TenantdbError(
-                f"cannot roll back: applied change(s) {', '.join(hidden)} are not in the selection "
+                f"cannot roll back: applied change(s) {', '.join(hidden)} are not in the selection{where} "
                 "(left out with --without, or from another release); roll back with the same changes "
                 "the database was migrated with")
         if to is not None:
@@ -692,6 +726,38 @@ class Engine:
         if steps is not None:
             return applied[-steps:] if steps > 0 else []
         return applied if all_ else applied[-1:]
+
+    def needs(self, change: Change, order: list[Change]) -> list[str]:
+        """The package changes an app change needs: up to the newest one it
+        requires (the package's changes build on each other), or, where
+        it names none, every package change applied before it."""
+        package = [c.id for c in self.changes if not c.is_app]
+        if change.requires:
+            newest = max(package.index(r) for r in change.requires)
+            return package[: newest + 1]
+        return [c.id for c in order[: order.index(change)] if not c.is_app] if change in order else package
+
+    def _refuse_mixed(self, victims: list[Change], to: str | None, steps: int | None, all_: bool) -> None:
+        """A rollback that would revert package changes and app changes
+        together says so and stops, unless --cascade: the app's changes
+        named, with the package changes each one needs."""
+        package = [c for c in victims if not c.is_app]
+        app = [c for c in victims if c.is_app]
+        if not package or not app:
+            return
+        asked = f"--to {to}" if to else f"--steps {steps}" if steps else "--all" if all_ else "the newest change"
+        reverted = {c.id for c in package}
+        lines = []
+        for change in reversed(app):
+            needed = [n for n in self.needs(change, victims) if n in reverted]
+            why = (f"needs {', '.join(needed)} (requires {', '.join(change.requires)})" if change.requires and needed
+                   else f"needs {', '.join(needed)} (applied after it)" if needed
+                   else "needs none of them, but is in the same rollback")
+            lines.append(f"{change.id} {why}")
+        raise UsageProblem(
+            f"rollback ({asked}) would revert package change(s) {', '.join(c.id for c in reversed(package))} and, "
+            f"with them, app change(s): {'; '.join(lines)}. Nothing was reverted. Roll back the app's changes "
+            f"first (tenantdb rollback --to <an app change>), or pass --cascade to revert all of these.")
 
     def _revert(self, backend: _YoyoBackend, migrations: dict, victims: list[Change]) -> None:
         """Run the rollback of each victim, newest first, in the open transaction."""
@@ -719,33 +785,47 @@ class Engine:
 
     # -- seeds -----------------------------------------------------------
     def seed(self, catalog: Path | None = None) -> None:
-        """Load the plan catalog (default seeds/catalog.json) through
-        private.load_catalog, then the SQL seeds, in one transaction, and
-        record the catalog loaded (verify reads it)."""
+        """Load the plan catalog (default seeds/catalog.json, with an app
+        project's merged in) through private.load_catalog, then the SQL
+        seeds (the package's, the app's permissions, the app's SQL seeds),
+        in one transaction, and record the catalog loaded (verify reads it)."""
         st = self.status()
         if st.pending:
             raise TenantdbError(f"cannot seed: changes pending ({', '.join(st.pending)}); run tenantdb migrate first")
-        catalog_path = catalog or self.renderer.root / "seeds" / "catalog.json"
-        try:
-            document = json.loads(catalog_path.read_text())
-        except (OSError, ValueError) as exc:
-            raise TenantdbError(f"{catalog_path}: not a readable JSON catalog: {exc}") from exc
+        document, source = self.catalog_document(catalog)
         with connect(self.dsn) as conn:
             self._writable(conn, "seed")
             self._lock(conn, "seed", search_path=False)
-            self.load_seeds(conn, document, str(catalog_path))
             try:
                 conn.execute(BOOKKEEPING.encode())
+            except psycopg.Error as exc:
+                raise StatementError("tenantdb bookkeeping", BOOKKEEPING, exc) from exc
+            self.load_seeds(conn, document, source)
+            try:
                 conn.execute("insert into tenantdb.seeded_catalog (source, document) values (%s, %s) "
                              "on conflict (only_row) do update set source = excluded.source, document = excluded.document, "
-                             "seeded_at = now()", (str(catalog_path), Jsonb(document)))
+                             "seeded_at = now()", (source, Jsonb(document)))
             except psycopg.Error as exc:
                 raise StatementError("tenantdb bookkeeping", "insert into tenantdb.seeded_catalog ...", exc) from exc
             conn.commit()
         self.mirror_client_grants()  # a seed may make a view (organization_usage_summary)
 
+    def catalog_document(self, catalog: Path | None = None) -> tuple[dict, str]:
+        """(the catalog seed loads, where it came from): the package's
+        seeds/catalog.json (or catalog), with an app project's merged in."""
+        catalog_path = catalog or self.renderer.root / "seeds" / "catalog.json"
+        try:
+            document = json.loads(catalog_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise TenantdbError(f"{catalog_path}: not a readable JSON catalog: {exc}") from exc
+        app = self.renderer.app
+        if app is None:
+            return document, str(catalog_path)
+        return appseed.merged_catalog(document, str(catalog_path), app), f"{catalog_path} + {appseed.catalog_path(app)}"
+
     def load_seeds(self, conn: psycopg.Connection, document: dict, source: str, quiet: bool = False) -> None:
-        """The catalog document through private.load_catalog, then the SQL
+        """The catalog document through private.load_catalog, then the
+        package's SQL seeds, an app project's permissions and its SQL
         seeds, in conn's open transaction (the caller commits or rolls back)."""
         started = time.perf_counter()
         try:
@@ -755,17 +835,34 @@ class Engine:
         ms = int((time.perf_counter() - started) * 1000)
         if not quiet:
             self.log.append({"seed": source, "written": written, "duration_ms": ms})
-            self.echo(f"seeded {Path(source).name}: {json.dumps(written, sort_keys=True)} ({ms} ms)")
-        for relpath, sql in self.renderer.seeds():
-            started = time.perf_counter()
-            try:
-                conn.execute(sql.encode())
-            except psycopg.Error as exc:
-                raise StatementError(relpath, sql, exc) from exc
+            app = self.renderer.app
+            shown = Path(source.split(" + ")[0]).name + (f" + {app.name}:seeds/catalog.json" if app else "")
+            self.echo(f"seeded {shown}: {json.dumps(written, sort_keys=True)} ({ms} ms)")
+        seeds = self.renderer.seeds()
+        app = self.renderer.app
+        for relpath, sql in [s for s in seeds if ":" not in s[0]]:
+            self._run_seed(conn, relpath, sql, quiet)
+        if app is None:
+            return
+        started = time.perf_counter()
+        written = appseed.load_permissions(conn, app)
+        if not quiet:
             ms = int((time.perf_counter() - started) * 1000)
-            if not quiet:
-                self.log.append({"seed": relpath, "duration_ms": ms})
-                self.echo(f"seeded {relpath} ({ms} ms)")
+            self.log.append({"seed": str(appseed.permissions_path(app)), "written": written, "duration_ms": ms})
+            self.echo(f"seeded {app.name}:seeds/permissions.json: {written} permission(s) written ({ms} ms)")
+        for relpath, sql in [s for s in seeds if ":" in s[0]]:
+            self._run_seed(conn, relpath, sql, quiet)
+
+    def _run_seed(self, conn: psycopg.Connection, relpath: str, sql: str, quiet: bool) -> None:
+        started = time.perf_counter()
+        try:
+            conn.execute(sql.encode())
+        except psycopg.Error as exc:
+            raise StatementError(relpath, sql, exc) from exc
+        ms = int((time.perf_counter() - started) * 1000)
+        if not quiet:
+            self.log.append({"seed": relpath, "duration_ms": ms})
+            self.echo(f"seeded {relpath} ({ms} ms)")
 
     # -- adopt: a database deployed from an export (tenantdb/adopt.py) -----
     def stray_overloads(self, conn: psycopg.Connection, repeatables: list[Repeatable]) -> list[tuple[str, str]]:

@@ -16,6 +16,7 @@ from pathlib import Path
 import jinja2
 
 from .paths import sql_root
+from .project import PACKAGE, AppProject
 
 TARGETS = ("postgres", "supabase")
 # A migration whose first lines carry this marker may be left out with
@@ -25,6 +26,9 @@ OPTIONAL_MARKER = "-- tenantdb: optional"
 # data: migrate shows what it would drop (tables with rows, columns with
 # values) and applies it only with --yes.
 DESTRUCTIVE_MARKER = "-- tenantdb: destructive"
+# An app migration's first lines may name the package changes it needs:
+# "-- tenantdb: requires 0021_meter_aggregations" (several: comma-separated).
+REQUIRES_RE = re.compile(r"^--\s*tenantdb:\s*requires\s+(.+)$", re.M)
 _FUNCTION_RE = re.compile(r"create\s+or\s+replace\s+function\s+([a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*)\s*\(", re.I)
 
 
@@ -77,7 +81,7 @@ class Target:
 
 @dataclass
 class Repeatable:
-    path: str  # relative to the SQL root, e.g. functions/0004_access.sql
+    path: str  # the package's: relative to its SQL root (functions/0004_access.sql); an app's: myapp:functions/0001_x.sql
     sql: str
 
     @property
@@ -105,11 +109,22 @@ class Repeatable:
 
 @dataclass
 class Change:
-    id: str  # e.g. 0002_identity
-    path: str
+    id: str  # the package's: 0002_identity; an app's: myapp:0001_documents
+    path: str  # the package's: migrations/0002_identity.sql; an app's: myapp:migrations/0001_documents.sql
     sql: str
     rollback: str
     repeatables: list[Repeatable] = field(default_factory=list)
+    project: str = PACKAGE  # "tenantdb", or the app's name
+    requires: tuple[str, ...] = ()  # an app change: the package changes it names (REQUIRES_RE)
+
+    @property
+    def local_id(self) -> str:
+        """The id inside its project: 0001_documents for myapp:0001_documents."""
+        return self.id.split(":", 1)[-1]
+
+    @property
+    def is_app(self) -> bool:
+        return self.project != PACKAGE
 
     @property
     def functions(self) -> list[str]:
@@ -117,7 +132,7 @@ class Change:
 
     @property
     def number(self) -> str:
-        return self.id.split("_", 1)[0]
+        return self.local_id.split("_", 1)[0]
 
     @property
     def destructive(self) -> bool:
@@ -129,48 +144,129 @@ class Change:
         return checksum(self.sql)
 
 
+class TemplateProblem(ValueError):
+    """A template that cannot be rendered: the message names file and line."""
+
+
+def _located(exc: Exception, filename: str) -> str:
+    """'file:line: message' for a jinja error raised while rendering filename
+    (a syntax error carries its line; a runtime one is found in the
+    traceback, whose template frames jinja rewrites to the template's lines)."""
+    if isinstance(exc, jinja2.TemplateSyntaxError):
+        where = exc.filename or filename
+        return f"{where}:{exc.lineno}: {type(exc).__name__}: {exc.message}"
+    import traceback
+
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.endswith(".sql")]
+    if frames:
+        return f"{frames[-1].filename}:{frames[-1].lineno}: {type(exc).__name__}: {exc}"
+    return f"{filename}: {type(exc).__name__}: {exc}"
+
+
 class Renderer:
-    def __init__(self, target: Target, root: Path | None = None, without: tuple[str, ...] = ()) -> None:
+    """Renders the package's SQL (root) and, with app, an app project's.
+
+    Two jinja environments: the package's files see the package's root
+    only; an app's files see the app's root, and the package's public
+    macros as 'tenantdb/macros.sql'. So nothing of the app can change how
+    a package file renders (its checksum)."""
+
+    def __init__(self, target: Target, root: Path | None = None, without: tuple[str, ...] = (),
+                 app: AppProject | None = None) -> None:
         self.target = target
         self.root = root or sql_root()
         self.without = tuple(without)
-        self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(str(self.root)),
-            undefined=jinja2.StrictUndefined,
-            keep_trailing_newline=True,
-            autoescape=False,
-        )
-        self.env.filters["sqlquote"] = sqlquote
+        self.app = app
+        self.env = self._environment(jinja2.FileSystemLoader(str(self.root)))
+        self.app_env = self._environment(jinja2.ChoiceLoader([
+            jinja2.PrefixLoader({PACKAGE: jinja2.FileSystemLoader(str(self.root / "sql"))}),
+            jinja2.FileSystemLoader(str(app.root)),
+        ])) if app else None
 
-    def render(self, relpath: str) -> str:
-        template = self.env.get_template(relpath)
-        return template.render(target=self.target.name, api=self.target.api)
+    def _environment(self, loader: jinja2.BaseLoader) -> jinja2.Environment:
+        env = jinja2.Environment(loader=loader, undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                                 autoescape=False)
+        env.filters["sqlquote"] = sqlquote
+        # verify's checks cover the app's schemas too (sql/macros.sql: domain_schemas)
+        env.globals["app_schemas"] = list(self.app.schemas) if self.app else []
+        return env
 
-    def _files(self, folder: str, exclude_rollback: bool = True) -> list[str]:
-        base = self.root / folder
+    def render(self, relpath: str, project: str = PACKAGE) -> str:
+        env = self.env if project == PACKAGE else self.app_env
+        root = self.root if project == PACKAGE else self.app.root  # type: ignore[union-attr]
+        try:
+            template = env.get_template(relpath)  # type: ignore[union-attr]
+            return template.render(target=self.target.name, api=self.target.api)
+        except jinja2.TemplateNotFound as exc:
+            raise TemplateProblem(f"{root / relpath}: template {exc.name!r} not found"
+                                  + (" (the package's macros are 'tenantdb/macros.sql')" if project != PACKAGE else "")
+                                  ) from exc
+        except jinja2.TemplateError as exc:
+            raise TemplateProblem(_located(exc, str(root / relpath))) from exc
+
+    def _files(self, folder: str, exclude_rollback: bool = True, base: Path | None = None) -> list[str]:
+        base = (base or self.root) / folder
         names = sorted(p.name for p in base.glob("*.sql"))
         if exclude_rollback:
             names = [n for n in names if not n.endswith(".rollback.sql")]
         return [f"{folder}/{n}" for n in names]
 
-    def changes(self) -> list[Change]:
+    def _project_changes(self, project: str, root: Path) -> list[Change]:
+        """The changes of one history (the package's, or the app's), in order."""
+        prefix = "" if project == PACKAGE else f"{project}:"
         result: list[Change] = []
-        for relpath in self._files("migrations"):
-            change_id = Path(relpath).stem
-            rollback_path = f"migrations/{change_id}.rollback.sql"
-            if not (self.root / rollback_path).exists():
-                raise FileNotFoundError(f"{relpath} has no {rollback_path}")
-            result.append(Change(change_id, relpath, self.render(relpath), self.render(rollback_path)))
-        by_number = {c.number: c for c in result}
-        if len(by_number) != len(result):
-            raise ValueError("two migrations share a number")
+        for relpath in self._files("migrations", base=root):
+            local = Path(relpath).stem
+            if not re.fullmatch(r"\d{4}_[a-z0-9_]+", local):
+                raise ValueError(f"{root / relpath}: a migration is named NNNN_name.sql (tenantdb new migration NAME)")
+            rollback_path = f"migrations/{local}.rollback.sql"
+            if not (root / rollback_path).exists():
+                raise FileNotFoundError(f"{root / relpath} has no {rollback_path}")
+            sql = self.render(relpath, project)
+            requires = tuple(r.strip() for line in REQUIRES_RE.findall("\n".join(sql.splitlines()[:30]))
+                             for r in line.split(",") if r.strip())
+            result.append(Change(prefix + local, prefix + relpath, sql, self.render(rollback_path, project),
+                                 project=project, requires=requires))
+        by_number: dict[str, Change] = {}
+        for change in result:
+            if change.number in by_number:
+                first = by_number[change.number]
+                raise ValueError(f"two migrations share the number {change.number}: "
+                                 f"{root / first.path.removeprefix(prefix)} and {root / change.path.removeprefix(prefix)}")
+            by_number[change.number] = change
         for folder in ("functions", "policies"):
-            for relpath in self._files(folder):
+            for relpath in self._files(folder, base=root):
                 number = Path(relpath).name.split("_", 1)[0]
                 if number not in by_number:
-                    raise ValueError(f"{relpath}: no migration numbered {number} to pair it with")
-                by_number[number].repeatables.append(Repeatable(relpath, self.render(relpath)))
-        return self._leave_out(result)
+                    raise ValueError(f"{root / relpath}: no migration numbered {number} to pair it with")
+                by_number[number].repeatables.append(Repeatable(prefix + relpath, self.render(relpath, project)))
+        return result
+
+    def changes(self) -> list[Change]:
+        """The package's changes, then the app's (the order migrate applies
+        pending ones in: an app change may need any package change)."""
+        package = self._leave_out(self._project_changes(PACKAGE, self.root))
+        if not self.app:
+            return package
+        app = self._project_changes(self.app.name, self.app.root)
+        self._check_requires(package, app)
+        return package + app
+
+    def _check_requires(self, package: list[Change], app: list[Change]) -> None:
+        """Every package change an app change requires is in this package and selected."""
+        from . import __version__
+
+        known = {c.id for c in package}
+        for change in app:
+            for needed in change.requires:
+                if needed in known:
+                    continue
+                if needed in self.without:
+                    raise ValueError(f"{change.path} requires {needed}, which is left out (--without / "
+                                     "database.without): keep it, or drop the requirement")
+                raise ValueError(f"{change.path} requires {needed}, which this tenantdb ({__version__}) does not "
+                                 f"have (its newest change is {package[-1].id if package else 'none'}): "
+                                 "upgrade it (pip install -U tenantdb), or correct the name")
 
     def _leave_out(self, changes: list[Change]) -> list[Change]:
         """The changes without those named by --without (optional ones only)."""
@@ -184,7 +280,12 @@ class Renderer:
         return [c for c in changes if c.id not in self.without]
 
     def seeds(self) -> list[tuple[str, str]]:
-        return [(relpath, self.render(relpath)) for relpath in self._files("seeds")]
+        """The SQL seeds: the package's, then the app's (named myapp:seeds/...)."""
+        found = [(relpath, self.render(relpath)) for relpath in self._files("seeds")]
+        if self.app:
+            found += [(f"{self.app.name}:{relpath}", self.render(relpath, self.app.name))
+                      for relpath in self._files("seeds", base=self.app.root)]
+        return found
 
     def checks(self) -> list[tuple[str, str]]:
         return [(relpath, self.render(relpath)) for relpath in self._files("sql/checks")]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 
 import psycopg
@@ -60,7 +59,8 @@ def problems(engine: Engine) -> list[Problem]:
     found = [Problem("pending", c, "change not applied") for c in st.pending]
     found += [Problem("edited", c, "applied file changed since it ran") for c in st.edited]
     found += [Problem("stale", r, "repeatable changed since it was applied") for r in st.stale_repeatables]
-    found += [Problem("unknown", c, "applied change not in this package") for c in st.unknown]
+    found += [Problem("unknown", c, "applied change of an app project: run verify in that project" if ":" in c
+                      else "applied change not in this package") for c in st.unknown]
     if st.unmanaged:
         return [Problem("unmanaged", st.unmanaged, f"tenantdb's schemas without its history: {engine.adopt_hint()}")]
     if st.pending:
@@ -105,8 +105,10 @@ def missing_seed_rows(engine: Engine, conn: psycopg.Connection, pending: list[st
     recorded = None
     if conn.execute("select to_regclass('tenantdb.seeded_catalog') is not null").fetchone()[0]:
         recorded = conn.execute("select source, document from tenantdb.seeded_catalog").fetchone()
-    source, document = recorded or (str(engine.renderer.root / "seeds" / "catalog.json"),
-                                    json.loads((engine.renderer.root / "seeds" / "catalog.json").read_text()))
+    if recorded:
+        source, document = recorded
+    else:
+        document, source = engine.catalog_document()
     try:
         with conn.transaction(force_rollback=True):
             conn.execute("set local lock_timeout = '5s'")

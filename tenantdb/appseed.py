@@ -1,0 +1,203 @@
+"""An app project's seeds merged with the package's.
+
+The app owns its permissions (seeds/permissions.json: each with the tenant
+roles that hold it) and its part of the plan catalog (seeds/catalog.json:
+meters, features, plans of its own, and features added to the package's
+plans). `tenantdb seed` loads the package's catalog and the app's as one
+document, so private.load_catalog sees the whole catalog it keeps. A key
+the app declares that is already the package's is refused, by name:
+the app cannot redefine what the package seeds.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from .errors import StatementError, TenantdbError
+from .project import AppProject
+
+PERMISSION_KEY = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
+
+
+class SeedConflict(TenantdbError):
+    """An app seed that collides with the package's, or is malformed (exit 1, nothing seeded)."""
+
+
+def _read(path: Path, empty: dict) -> dict:
+    if not path.exists():
+        return copy.deepcopy(empty)
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SeedConflict(f"{path}: not readable JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise SeedConflict(f"{path}: a JSON object, e.g. {json.dumps(empty)}")
+    return document
+
+
+def catalog_path(app: AppProject) -> Path:
+    return app.root / "seeds" / "catalog.json"
+
+
+def permissions_path(app: AppProject) -> Path:
+    return app.root / "seeds" / "permissions.json"
+
+
+def _keys(items: list, section: str, source: str) -> list[str]:
+    keys = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("key"), str):
+            raise SeedConflict(f"{source}: {section}[{i}] needs a \"key\" (a string)")
+        keys.append(item["key"])
+    return keys
+
+
+def merged_catalog(package: dict, package_source: str, app: AppProject) -> dict:
+    """The package's catalog with the app's: the app's meters, features and
+    plans appended; an app plan with a package plan's key adds features to
+    that plan (it may say nothing else). A meter (or alias), feature, plan
+    feature or plan key that is already the package's is refused by name."""
+    source = str(catalog_path(app))
+    mine = _read(catalog_path(app), {"meters": [], "features": [], "plans": []})
+    unknown = sorted(set(mine) - {"$schema", "meters", "features", "plans"})
+    if unknown:
+        raise SeedConflict(f"{source}: unknown key(s) {', '.join(unknown)} (known: meters, features, plans; "
+                           f"permissions go in {permissions_path(app).name})")
+    merged = copy.deepcopy(package)
+    for section in ("meters", "features", "plans"):
+        if not isinstance(mine.get(section, []), list):
+            raise SeedConflict(f"{source}: \"{section}\" must be an array")
+    theirs_meters = set(_keys(package["meters"], "meters", package_source))
+    theirs_meters |= {a for m in package["meters"] for a in m.get("aliases", [])}
+    for key in _keys(mine.get("meters", []), "meters", source):
+        if key in theirs_meters:
+            raise SeedConflict(f"{source}: meter \"{key}\" is already the package's ({package_source}); "
+                               "choose another key for the app's meter")
+    for key in _keys(mine.get("features", []), "features", source):
+        if key in set(_keys(package["features"], "features", package_source)):
+            raise SeedConflict(f"{source}: feature \"{key}\" is already the package's ({package_source}); "
+                               "choose another key for the app's feature")
+    merged["meters"] += mine.get("meters", [])
+    merged["features"] += mine.get("features", [])
+    plans = {p["key"]: p for p in merged["plans"]}
+    for i, plan in zip(range(len(mine.get("plans", []))), _keys(mine.get("plans", []), "plans", source)):
+        entry = mine["plans"][i]
+        if plan not in plans:
+            merged["plans"].append(entry)
+            continue
+        extra = sorted(set(entry) - {"key", "features"})
+        if extra:
+            raise SeedConflict(f"{source}: plan \"{plan}\" is the package's: the app may add features to it "
+                               f"(\"key\" and \"features\" only), not set {', '.join(extra)}")
+        features = entry.get("features", {})
+        if not isinstance(features, dict):
+            raise SeedConflict(f"{source}: plan \"{plan}\": \"features\" must be an object")
+        taken = sorted(set(features) & set(plans[plan].get("features", {})))
+        if taken:
+            raise SeedConflict(f"{source}: plan \"{plan}\", feature(s) {', '.join(taken)}: already set by the "
+                               f"package ({package_source})")
+        plans[plan].setdefault("features", {}).update(features)
+    return merged
+
+
+def permissions(app: AppProject) -> list[dict]:
+    """The app's permissions, checked for shape: key, description, roles."""
+    source = str(permissions_path(app))
+    document = _read(permissions_path(app), {"permissions": []})
+    unknown = sorted(set(document) - {"$schema", "permissions"})
+    if unknown or not isinstance(document.get("permissions", []), list):
+        raise SeedConflict(f"{source}: an object with one key, \"permissions\": "
+                           "[{\"key\": \"document.create\", \"description\": \"...\", \"roles\": [\"tenant_owner\"]}]")
+    found: list[dict] = []
+    for i, item in enumerate(document.get("permissions", [])):
+        where = f"{source}: permissions[{i}]"
+        if not isinstance(item, dict):
+            raise SeedConflict(f"{where}: an object")
+        extra = sorted(set(item) - {"key", "description", "roles"})
+        if extra:
+            raise SeedConflict(f"{where}: unknown key(s) {', '.join(extra)} (known: key, description, roles)")
+        key = item.get("key")
+        if not isinstance(key, str) or not PERMISSION_KEY.match(key):
+            raise SeedConflict(f"{where}: \"key\" is lower-case words joined by dots, e.g. document.create; got {key!r}")
+        if not isinstance(item.get("description"), str) or not item["description"].strip():
+            raise SeedConflict(f"{where} (\"{key}\"): needs a \"description\" (what holding it allows)")
+        roles = item.get("roles", [])
+        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+            raise SeedConflict(f"{where} (\"{key}\"): \"roles\" is a list of tenant role keys, e.g. [\"tenant_owner\"]")
+        if key in {p["key"] for p in found}:
+            raise SeedConflict(f"{where}: \"{key}\" is declared twice")
+        found.append({"key": key, "description": item["description"], "roles": roles})
+    return found
+
+
+# The keys of iam.permissions that exist and are not this app's (the
+# package's seeds made them, or someone else): the app may not take them.
+_TAKEN = """
+select p.key from iam.permissions p
+ where p.key = any (%(keys)s)
+   and not exists (select from tenantdb.app_permissions a where a.key = p.key and a.project = %(project)s)
+ order by 1
+"""
+_UNKNOWN_ROLES = """
+select distinct r.role from jsonb_to_recordset(%(doc)s) as x (key text, roles jsonb)
+ cross join lateral jsonb_array_elements_text(x.roles) as r (role)
+ where not exists (select from iam.roles t where t.key = r.role and not t.is_system)
+ order by 1
+"""
+_UPSERT = """
+with declared as (
+  select x.key, x.description from jsonb_to_recordset(%(doc)s) as x (key text, description text)
+), permissions as (
+  insert into iam.permissions (key, description, is_platform)
+  select key, description, false from declared
+  on conflict (key) do update set description = excluded.description
+   where iam.permissions.description is distinct from excluded.description
+  returning key
+), owned as (
+  insert into tenantdb.app_permissions (key, project)
+  select key, %(project)s from declared
+  on conflict (key) do nothing
+)
+select count(*) from permissions
+"""
+_MAPPINGS = """
+insert into iam.role_permissions (role_key, role_is_system, permission_key, permission_is_platform)
+select r.key, r.is_system, x.key, false
+  from jsonb_to_recordset(%(doc)s) as x (key text, roles jsonb)
+ cross join lateral jsonb_array_elements_text(x.roles) as m (role)
+  join iam.roles r on r.key = m.role and not r.is_system
+on conflict do nothing
+"""
+
+
+def load_permissions(conn: psycopg.Connection, app: AppProject) -> int:
+    """Upsert the app's permissions and add their role mappings, in conn's
+    transaction; refuse (nothing written) a key that is the package's, or
+    a role that is not a tenant role. Returns the permissions written."""
+    declared = permissions(app)
+    if not declared:
+        return 0
+    source = str(permissions_path(app))
+    params = {"doc": Jsonb(declared), "keys": [p["key"] for p in declared], "project": app.name}
+    try:
+        taken = [r[0] for r in conn.execute(_TAKEN, params).fetchall()]
+        if taken:
+            raise SeedConflict(f"{source}: permission(s) {', '.join(taken)} already exist and are not {app.name}'s "
+                               "(the package's seeds declare them): use them as they are, or choose other keys. "
+                               "Nothing was seeded.")
+        roles = [r[0] for r in conn.execute(_UNKNOWN_ROLES, params).fetchall()]
+        if roles:
+            tenant = [r[0] for r in conn.execute("select key from iam.roles where not is_system order by key").fetchall()]
+            raise SeedConflict(f"{source}: role(s) {', '.join(roles)} are not tenant roles (known: {', '.join(tenant)}). "
+                               "Nothing was seeded.")
+        written = conn.execute(_UPSERT, params).fetchone()[0]
+        conn.execute(_MAPPINGS, params)
+    except psycopg.Error as exc:
+        raise StatementError(source, "insert into iam.permissions ...", exc) from exc
+    return written
