@@ -273,3 +273,48 @@ def test_a_number_collision_names_both_files(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert (f"two migrations share the number 0001: {root.resolve() / 'migrations/0001_documents.sql'} and "
             f"{root.resolve() / 'migrations/0001_other.sql'}") in proc.stderr, proc.stderr
+
+
+def test_the_app_table_is_isolated_from_the_attackers_side(app_db: tuple[Path, str]) -> None:
+    """Through the role switch PostgREST makes: another organization's owner,
+    an anonymous caller and a member without the app's permission are
+    refused; the owner is not."""
+    _, db = app_db
+    with psycopg.connect(db, autocommit=True) as conn:
+        def user(email: str) -> str:
+            return str(conn.execute("insert into auth.users (email) values (%s) returning id", (email,)).fetchone()[0])
+
+        def as_user(uid: str | None, query: str, params: tuple = ()) -> tuple[object, int]:
+            with conn.transaction():
+                if uid is None:
+                    conn.execute("select set_config('role', 'anon', true)")
+                else:
+                    conn.execute("select set_config('request.jwt.claims', %s, true), set_config('role', 'authenticated', true)",
+                                 (json.dumps({"sub": uid, "role": "authenticated"}),))
+                cur = conn.execute(query, params)
+                return (cur.fetchone()[0] if cur.description else None), cur.rowcount
+
+        alice, bob, gina = user("alice@shop.test"), user("bob@shop.test"), user("gina@shop.test")
+        org_a, _ = as_user(alice, "select public.create_organization('Shop A', 'shop-a')")
+        as_user(bob, "select public.create_organization('Shop B', 'shop-b')")
+        conn.execute("select public.change_subscription_plan(%s, 'pro')", (org_a,))  # seats for a guest
+        conn.execute("insert into tenancy.memberships (organization_id, user_id, role_key) values (%s, %s, 'tenant_guest')",
+                     (org_a, gina))
+        doc, _ = as_user(alice, "insert into app.documents (organization_id, title) values (%s, 'secret') returning id", (org_a,))
+        assert as_user(alice, "select count(*) from app.documents")[0] == 1
+        # another organization's owner: sees nothing, changes nothing, cannot write into A
+        assert as_user(bob, "select count(*) from app.documents")[0] == 0
+        assert as_user(bob, "update app.documents set title = 'mine' where id = %s", (doc,))[1] == 0
+        assert as_user(bob, "delete from app.documents where id = %s", (doc,))[1] == 0
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as planted:
+            as_user(bob, "insert into app.documents (organization_id, title) values (%s, 'planted')", (org_a,))
+        assert "row-level security" in str(planted.value)
+        # anonymous: no privilege on the table at all
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            as_user(None, "select count(*) from app.documents")
+        # a guest of A reads (tenant.read) but holds none of the app's permissions
+        assert as_user(gina, "select count(*) from app.documents")[0] == 1
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            as_user(gina, "insert into app.documents (organization_id, title) values (%s, 'guest')", (org_a,))
+        assert as_user(gina, "delete from app.documents where id = %s", (doc,))[1] == 0
+        assert conn.execute("select title from app.documents").fetchall() == [("secret",)]
