@@ -24,7 +24,6 @@ import sys
 import sysconfig
 import time
 import venv
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,7 +146,7 @@ def next_release(dest: Path) -> Path:
 @dataclass(frozen=True)
 class Builds:
     today: Path
-    next: Path
+    upgrade: Path
     dependencies: Path  # the test interpreter's site-packages without tenantdb, as symlinks
 
 
@@ -159,21 +158,24 @@ def builds(tmp_path_factory: pytest.TempPathFactory) -> Builds:
     deps = base / "dependencies"
     deps.mkdir()
     skip = re.compile(r"^(tenantdb|_?_?editable|pip|setuptools|pkg_resources|_distutils_hack|__pycache__)|\.pth$")
-    for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
-        if not skip.search(entry.name):
-            (deps / entry.name).symlink_to(entry)
+    for site in dict.fromkeys(Path(sysconfig.get_paths()[key]) for key in ("purelib", "platlib")):
+        for entry in site.iterdir():
+            if not skip.search(entry.name) and not (deps / entry.name).exists():
+                (deps / entry.name).symlink_to(entry)
     return Builds(today, upgrade, deps)
 
 
 @pytest.fixture
-def app_env(builds: Builds, tmp_path: Path, empty_db: str) -> Iterator[tuple[Path, dict[str, str]]]:
+def app_env(builds: Builds, tmp_path: Path, empty_db: str) -> tuple[Path, dict[str, str]]:
     """(an empty directory outside the checkout, the environment of an
     activated virtual environment there: no tenantdb yet, DATABASE_URL
     the empty database, psql on PATH)."""
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
-    site = env_dir / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
-    assert site.is_dir(), site
+    purelib = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    site = Path(subprocess.run([str(env_dir / "bin" / "python"), "-c", purelib],
+                               capture_output=True, text=True, check=True).stdout.strip())
+    assert site.is_dir() and env_dir in site.parents, site
     (site / "zz_dependencies.pth").write_text(f"{builds.dependencies}\n")
     work = tmp_path / "work"
     work.mkdir()
@@ -182,7 +184,7 @@ def app_env(builds: Builds, tmp_path: Path, empty_db: str) -> Iterator[tuple[Pat
            if not k.startswith(("TENANTDB_", "PG", "PYTHON", "VIRTUAL_ENV", "DATABASE_URL"))}
     env.update(VIRTUAL_ENV=str(env_dir), DATABASE_URL=empty_db,
                PATH=os.pathsep.join([str(env_dir / "bin"), str(Path(pg_tool("psql")).parent), env.get("PATH", "")]))
-    yield work, env
+    return work, env
 
 
 def installed(env: dict[str, str], cwd: Path) -> tuple[str, str]:
@@ -215,7 +217,7 @@ def run_recipe(steps: list[Step], work: Path, env: dict[str, str], builds: Build
         pip = PIP.match(command)
         if command.startswith("pip "):
             assert pip, f"{command!r}: the test knows `pip install tenantdb` and `pip install -U tenantdb` only"
-            wheel = builds.next if pip.group(1) else builds.today
+            wheel = builds.upgrade if pip.group(1) else builds.today
             command = f"pip install -q {pip.group(1) or ''}--no-deps {wheel}"
         started = time.perf_counter()
         proc = subprocess.run(["bash", "-c", command], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
@@ -244,7 +246,8 @@ def test_the_recipe_runs_from_an_installed_wheel_and_upgrades_under_the_app(
     # migrate applied the package's changes, then the app's; verify said ok, twice
     first, second = outputs["tenantdb migrate"]
     where = first.splitlines()[0]  # the package's SQL is the wheel's, in the virtual environment
-    assert where.startswith(f"SQL from {env['VIRTUAL_ENV']}/") and where.endswith(f"(the installed package); app myapp in {root}")
+    assert where.startswith(f"SQL from {env['VIRTUAL_ENV']}/"), where
+    assert where.endswith(f"(the installed package); app myapp in {root}"), where
     assert applied_lines(first) == PACKAGE_IDS + ["myapp:0001_documents"]
     assert [out.strip().splitlines()[-1] for out in outputs["tenantdb verify"]] == ["ok", "ok"]
     assert f"-- tenantdb: requires {PACKAGE_IDS[-1]}\n" in (root / "migrations/0001_documents.sql").read_text()
@@ -264,6 +267,7 @@ def test_the_recipe_runs_from_an_installed_wheel_and_upgrades_under_the_app(
     assert f"app myapp ({root}): 1 applied, 0 pending" in status and f"pending  {NEXT_ID}" in status
     assert applied_lines(second) == [NEXT_ID]
     after = subprocess.run(["tenantdb", "status"], capture_output=True, text=True, cwd=root, env=env, timeout=60)
+    assert after.returncode == 0, after.stderr
     assert f"tenantdb {NEXT_VERSION} (the package): {len(PACKAGE_IDS) + 1} applied, 0 pending" in after.stdout
     assert f"app myapp ({root}): 1 applied, 0 pending" in after.stdout
 
