@@ -41,8 +41,9 @@ status=0
 #    CRM trust attacks, the access races, the active organization (its
 #    plan test reads 18's planner), the reads on a hot standby (the
 #    wheel has pg_basebackup: the standby runs 18 too) and the role switch
-#    through pgbouncer, the operations tests (locks, poolers, consent) and
-#    the production role setup of docs/app-guide.md.
+#    through pgbouncer, the operations tests (locks, poolers, consent),
+#    the production role setup of docs/app-guide.md and the app recipe of
+#    docs/getting-started.md (from an installed wheel, upgraded under the app).
 #    pgTAP is plain SQL: Debian's build for 15 is copied into the wheel's
 #    extension directory. TENANTDB_SKIP_PG18=1 skips this part.
 if [ "${TENANTDB_SKIP_PG18:-0}" != 1 ]; then
@@ -52,6 +53,7 @@ if [ "${TENANTDB_SKIP_PG18:-0}" != 1 ]; then
   TENANTDB_PG_BINDIR="$embedded/bin" .venv/bin/python -m pytest "$@" \
     tests/test_smoke_harness.py tests/test_pgtap.py tests/test_isolation.py tests/test_refusal_matrix.py tests/test_crm_trust.py \
     tests/test_access_races.py tests/test_active_organization.py tests/test_standby.py tests/test_pooler.py \
-    tests/test_operations.py tests/test_app_setup.py tests/test_settlement.py tests/test_seats.py tests/test_usage_ingest.py tests/test_release_upgrade.py || status=$?
+    tests/test_operations.py tests/test_app_setup.py tests/test_settlement.py tests/test_seats.py tests/test_usage_ingest.py tests/test_release_upgrade.py \
+    tests/test_app_recipe.py || status=$?
 fi
 exit "$status"
