@@ -74,26 +74,27 @@ create policy {{ name }} on {{ table }}
     read: permission needed to see rows; write: permission needed to insert,
     update and delete them (none = writes only through functions); insert,
     update, delete: a permission of its own for that command (default:
-    write; without write, name all three: a command left with neither
-    gets a policy for the permission 'None', which nobody holds). Two sets: tenant_* for authenticated (the caller's
+    write; a command with neither has no policy: members do not do it).
+    Two sets: tenant_* for authenticated (the caller's
     organizations, = any), scoped_* for organization_scoped (a request
     scoped to its active organization: that organization, an equality). -#}
 {% macro tenant_policies(table, read, write=none, column='organization_id', insert=none, update=none, delete=none) -%}
 {{ rls_on(table) }}
 {{ policy(table, 'tenant_select', 'select', using=in_orgs_with(read, column), role='authenticated') }}
 {{ policy(table, 'scoped_select', 'select', using=in_active_org_with(read, column), role='organization_scoped') }}
-{%- if write or insert %}
-{{ policy(table, 'tenant_insert', 'insert', check=in_orgs_with(insert or write, column), role='authenticated') }}
-{{ policy(table, 'tenant_update', 'update', using=in_orgs_with(update or write, column), check=in_orgs_with(update or write, column), role='authenticated') }}
-{{ policy(table, 'tenant_delete', 'delete', using=in_orgs_with(delete or write, column), role='authenticated') }}
-{{ policy(table, 'scoped_insert', 'insert', check=in_active_org_with(insert or write, column), role='organization_scoped') }}
-{{ policy(table, 'scoped_update', 'update', using=in_active_org_with(update or write, column), check=in_active_org_with(update or write, column), role='organization_scoped') }}
-{{ policy(table, 'scoped_delete', 'delete', using=in_active_org_with(delete or write, column), role='organization_scoped') }}
+{%- for role, prefix, match in [('authenticated', 'tenant_', in_orgs_with), ('organization_scoped', 'scoped_', in_active_org_with)] %}
+{%- for command, permission in [('insert', insert or write), ('update', update or write), ('delete', delete or write)] %}
+{%- if not permission %}
+drop policy if exists {{ prefix ~ command }} on {{ table }};
+{%- elif command == 'insert' %}
+{{ policy(table, prefix ~ command, command, check=match(permission, column), role=role) }}
+{%- elif command == 'update' %}
+{{ policy(table, prefix ~ command, command, using=match(permission, column), check=match(permission, column), role=role) }}
 {%- else %}
-{%- for name in ['tenant_insert', 'tenant_update', 'tenant_delete', 'scoped_insert', 'scoped_update', 'scoped_delete'] %}
-drop policy if exists {{ name }} on {{ table }};
-{%- endfor %}
+{{ policy(table, prefix ~ command, command, using=match(permission, column), role=role) }}
 {%- endif %}
+{%- endfor %}
+{%- endfor %}
 {%- endmacro %}
 
 {#- personal_policies (public): rows that belong to one user, seen (and, with

@@ -318,3 +318,22 @@ def test_the_app_table_is_isolated_from_the_attackers_side(app_db: tuple[Path, s
             as_user(gina, "insert into app.documents (organization_id, title) values (%s, 'guest')", (org_a,))
         assert as_user(gina, "delete from app.documents where id = %s", (doc,))[1] == 0
         assert conn.execute("select title from app.documents").fetchall() == [("secret",)]
+
+
+def test_tenant_policies_gives_a_command_without_a_permission_no_policy(tmp_path: Path) -> None:
+    """insert= alone: members insert; update and delete get no policy (they
+    were given one for a permission named 'None' before)."""
+    from tenantdb.project import load
+
+    root = make_app(tmp_path)
+    (root / "policies/0001_documents.sql").write_text(
+        "{% import 'tenantdb/macros.sql' as m with context %}\n"
+        "{{ m.tenant_policies('app.documents', read='tenant.read', insert='document.create') }}\n")
+    sql = next(r.sql for c in Renderer(Target(), app=load(root)).changes() for r in c.repeatables
+               if r.path == "shop:policies/0001_documents.sql")
+    assert "None" not in sql
+    for prefix in ("tenant_", "scoped_"):
+        assert f"create policy {prefix}insert on app.documents" in sql
+        for command in ("update", "delete"):
+            assert f"drop policy if exists {prefix}{command} on app.documents;" in sql
+            assert f"create policy {prefix}{command} " not in sql
