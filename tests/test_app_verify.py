@@ -1,8 +1,9 @@
 """verify and docs cover an app project: its tables are checked like the
 package's (forced row-level security, keys led by organization_id,
 bounded text, personal columns inventoried), a tenant table in a schema
-verify does not check is named, and every permission and feature a
-policy, function or metered table names must be declared by the seeds."""
+verify does not check is named, every permission and feature a policy,
+function or metered table names must be declared by the seeds, and
+`tenantdb docs` draws the app's tables with the package's."""
 
 from __future__ import annotations
 
@@ -136,6 +137,26 @@ def test_a_tenant_table_in_a_schema_not_listed_is_named_as_not_covered(shop: tup
     assert checks(found) == {("covered", "shop.notes"), ("personal_data", "shop.notes.author_email")}, found
     covered = next(p["detail"] for p in found if p["check"] == "covered")
     assert "schema shop, which verify does not check" in covered and "app.schemas" in covered
+
+
+def test_docs_in_an_app_project_draws_the_apps_tables_with_the_packages(shop: tuple[Path, str], tmp_path: Path) -> None:
+    root, db = shop
+    out = tmp_path / "docs"
+    assert ok(cli("docs", str(out), "--dsn", db, cwd=root)).startswith("wrote ")
+    index = (out / "README.md").read_text()
+    assert "[`shop`](shop.md)" in index and "[`tenancy`](tenancy.md)" in index
+    assert "The schemas the app project lists (`tenantdb.toml`, `app.schemas`) are domain schemas too" in index
+    page = (out / "shop.md").read_text()
+    assert "# Schema `shop`" in page and "The shop's notes." in page
+    assert "### shop.notes" in page and "erDiagram" in page
+    assert "shop.notes" in (out / "access.md").read_text()
+    assert "### app.documents" in (out / "app.md").read_text()
+    # The package alone (no app project) documents its own schemas only
+    alone = tmp_path / "alone"
+    ok(cli("docs", str(alone), "--dsn", db, cwd=tmp_path))
+    assert not (alone / "shop.md").exists()
+    assert "app.schemas" not in (alone / "README.md").read_text()
+    assert sorted(p.name for p in alone.iterdir()) == sorted(p.name for p in out.iterdir() if p.name != "shop.md")
 
 
 def test_a_policy_naming_an_undeclared_permission_fails_verify_until_declared_and_seeded(dsn: str, tmp_path: Path) -> None:
