@@ -547,7 +547,8 @@ def docs_cmd(c: Context, out: Path) -> None:
     """Markdown pages of the live schema in OUT: diagrams, tables, who may do what."""
     from tenantdb import docs
 
-    written = docs.write(resolve_dsn(c.dsn_option), out)
+    app = c.app
+    written = docs.write(resolve_dsn(c.dsn_option), out, app_schemas=app.schemas if app else ())
     click.echo(f"wrote {len(written)} files to {out}")
 
 

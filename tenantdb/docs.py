@@ -6,7 +6,8 @@ whose comment starts with ``tenantdb <schema name>:`` and that hold a
 table or view granted to a client role (anon, authenticated,
 service_role) -- the schemas of ``domain_schemas`` in sql/macros.sql;
 ``private`` (helpers no client reads) and the API schema are left out of
-them.
+them. Run in an app project, the app's schemas (tenantdb.toml,
+``app.schemas``) are domain schemas too, whatever their comment.
 
 Pages: ``README.md`` (the index), ``<schema>.md`` (an entity-relationship
 diagram, then each table and view), ``access.md`` (who may do what, from
@@ -152,6 +153,7 @@ class Catalog:
     roles: list[tuple[str, bool, list[str]]]  # iam role key, is_system, permissions
     bypass_rls: set[str]
     api: Api | None = None  # the API schema's functions and what an app reads
+    app_schemas: tuple[str, ...] = ()  # an app project's schemas documented (tenantdb.toml, app.schemas)
 
     def relation(self, qualified: str) -> Relation:
         for s in self.schemas:
@@ -161,13 +163,16 @@ class Catalog:
         raise KeyError(qualified)
 
 
+# The package's domain schemas, and an app project's (listed: whatever
+# their comment, but never the API schema or tenantdb's own).
 DOMAIN_SCHEMAS = """
-select n.nspname::text, obj_description(n.oid, 'pg_namespace')
+select n.nspname::text, coalesce(obj_description(n.oid, 'pg_namespace'), '')
   from pg_catalog.pg_namespace n
- where obj_description(n.oid, 'pg_namespace') like 'tenantdb ' || n.nspname || ':%%'
-   and exists (select from pg_catalog.pg_class c, aclexplode(c.relacl) a
-                where c.relnamespace = n.oid and c.relkind in ('r', 'p', 'v', 'm')
-                  and a.grantee in (select oid from pg_catalog.pg_roles where rolname = any (%s)))
+ where (obj_description(n.oid, 'pg_namespace') like 'tenantdb ' || n.nspname || ':%%'
+        and exists (select from pg_catalog.pg_class c, aclexplode(c.relacl) a
+                     where c.relnamespace = n.oid and c.relkind in ('r', 'p', 'v', 'm')
+                       and a.grantee in (select oid from pg_catalog.pg_roles where rolname = any (%(roles)s))))
+    or (n.nspname = any (%(app)s) and n.nspname not in (%(api)s, 'private', 'tenantdb'))
  order by 1
 """
 
@@ -254,9 +259,10 @@ select r.key, r.is_system,
 POLICY_COMMANDS = {"r": "select", "a": "insert", "w": "update", "d": "delete", "*": "all"}
 
 
-def read_catalog(conn: psycopg.Connection, api_schema: str | None = None) -> Catalog:
+def read_catalog(conn: psycopg.Connection, api_schema: str | None = None, app_schemas: tuple[str, ...] = ()) -> Catalog:
     """Everything the pages show, from the live catalog. api_schema: the schema
-    holding the callable API (default: the one the database was migrated with)."""
+    holding the callable API (default: the one the database was migrated with);
+    app_schemas: an app project's schemas, documented with the package's."""
     # Every name not in pg_catalog comes out schema-qualified, whatever the
     # caller's search_path: the output does not depend on the connection.
     conn.execute("select pg_catalog.set_config('search_path', 'pg_catalog', false)")
@@ -264,7 +270,9 @@ def read_catalog(conn: psycopg.Connection, api_schema: str | None = None) -> Cat
     policies: dict[str, list[Policy]] = {}
     grants: dict[str, dict[str, list[str]]] = {}
     # Sorted here, not by the server: its collation must not change the output.
-    for name, comment in sorted(conn.execute(DOMAIN_SCHEMAS, (list(CLIENT_ROLES),)).fetchall()):
+    api_schema = api_schema or api_schema_of(conn)
+    listed = {"roles": list(CLIENT_ROLES), "app": list(app_schemas), "api": api_schema}
+    for name, comment in sorted(conn.execute(DOMAIN_SCHEMAS, listed).fetchall()):
         relations = []
         for oid, relname, relkind, rcomment, rls, forced, partkey, options in sorted(conn.execute(RELATIONS, (name,)).fetchall(),
                                                                                       key=lambda r: r[1]):
@@ -310,8 +318,9 @@ def read_catalog(conn: psycopg.Connection, api_schema: str | None = None) -> Cat
         if _has_iam(conn) else []
     bypass = {r for (r,) in conn.execute("select rolname::text from pg_catalog.pg_roles where rolbypassrls and rolname = any (%s)",
                                         (list(CLIENT_ROLES) + ["platform_staff"],)).fetchall()}
-    api = read_api(conn, api_schema or api_schema_of(conn), schemas)
-    return Catalog(schemas, policies, grants, roles, bypass, api)
+    api = read_api(conn, api_schema, schemas)
+    app = tuple(s.name for s in schemas if s.name in app_schemas)
+    return Catalog(schemas, policies, grants, roles, bypass, api, app)
 
 
 def _has_iam(conn: psycopg.Connection) -> bool:
@@ -406,6 +415,9 @@ def index_page(cat: Catalog) -> str:
               "views are granted to a client role (`anon`, `authenticated`, `service_role`); the helpers in "
               "`private`, the API schema (it has [its own page](api.md)) and the bookkeeping schema `tenantdb` are not listed. Partitions "
               "(created month by month) are not listed; their partitioned table is.", ""]
+    if cat.app_schemas:
+        lines[-1:-1] = ["", "The schemas the app project lists (`tenantdb.toml`, `app.schemas`) are domain schemas too, "
+                            "whatever their comment: " + ", ".join(f"`{name}`" for name in cat.app_schemas) + "."]
     return "\n".join(lines)
 
 
@@ -1230,9 +1242,10 @@ def pages(cat: Catalog) -> dict[str, str]:
     return {name: body.rstrip("\n") + "\n" for name, body in out.items()}
 
 
-def generate(dsn: str, api_schema: str | None = None) -> dict[str, str]:
+def generate(dsn: str, api_schema: str | None = None, app_schemas: tuple[str, ...] = ()) -> dict[str, str]:
     """The pages of the database at dsn. api_schema: the --api-schema asked for;
-    by default the one the database was migrated with, which it must match."""
+    by default the one the database was migrated with, which it must match.
+    app_schemas: an app project's schemas, documented with the package's."""
     with connect(dsn, autocommit=True) as conn:
         if not conn.execute("select to_regclass('tenantdb.changes') is not null").fetchone()[0] \
            or not conn.execute("select exists (select from tenantdb.changes)").fetchone()[0]:
@@ -1242,12 +1255,12 @@ def generate(dsn: str, api_schema: str | None = None) -> dict[str, str]:
         if api_schema and api_schema != installed:
             raise TenantdbError(f"tenantdb docs: this database's API schema is {installed}, not {api_schema}: "
                                 f"pass --api-schema {installed}; nothing was written")
-        return pages(read_catalog(conn, installed))
+        return pages(read_catalog(conn, installed, app_schemas))
 
 
-def write(dsn: str, out: Path, api_schema: str | None = None) -> list[Path]:
+def write(dsn: str, out: Path, api_schema: str | None = None, app_schemas: tuple[str, ...] = ()) -> list[Path]:
     """Write the pages to out; remove pages an earlier run wrote that are no longer generated."""
-    generated = generate(dsn, api_schema)
+    generated = generate(dsn, api_schema, app_schemas)
     out.mkdir(parents=True, exist_ok=True)
     for old in sorted(out.glob("*.md")):
         if old.name not in generated and old.read_text(errors="replace").startswith(MARKER):

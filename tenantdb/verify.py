@@ -47,6 +47,11 @@ select format('%I.%I', schemaname, relname), n_tup_ins
 """
 
 
+# Checks that read what the seeds declare: verify runs them after the seeds,
+# in a transaction it rolls back (after_seeds).
+SEEDED_CHECKS = "sql/checks/seeded"
+
+
 @dataclass
 class Problem:
     check: str
@@ -83,25 +88,43 @@ def problems(engine: Engine) -> list[Problem]:
         if conn.execute("select to_regclass('privacy.data_inventory') is not null").fetchone()[0]:
             rows = conn.execute(PERSONAL_DATA_CHECK).fetchall()
             found += [Problem("personal_data", obj, detail) for obj, detail in rows]
-        found += missing_seed_rows(engine, conn, st.pending)
-        for relpath, sql in engine.renderer.checks():
-            try:
-                rows = conn.execute(sql.encode()).fetchall()
-            except psycopg.Error as exc:
-                raise StatementError(relpath, sql, exc) from exc
-            found += [Problem(*row) for row in rows]
+        missing_rows, undeclared = after_seeds(engine, conn)
+        found += missing_rows + run_checks(conn, engine.renderer.checks()) + undeclared
     return found
 
 
-def missing_seed_rows(engine: Engine, conn: psycopg.Connection, pending: list[str]) -> list[Problem]:
-    """Rows the seeds own that are gone (a rollback dropped their table and
-    migrate made it again empty, say): the seeds, with the catalog the last
-    `tenantdb seed` loaded, run in a transaction that is rolled back; every
-    table they would insert into is a problem. Not on a read-only database
-    (a standby), nor before every change is applied."""
-    if pending or conn.execute("select pg_catalog.pg_is_in_recovery() or current_setting('transaction_read_only') = 'on' "
-                               "or to_regprocedure('private.load_catalog(jsonb)') is null").fetchone()[0]:
-        return []
+def run_checks(conn: psycopg.Connection, checks: list[tuple[str, str]]) -> list[Problem]:
+    """The rendered checks' rows (check, object, detail): one per problem."""
+    found = []
+    for relpath, sql in checks:
+        try:
+            rows = conn.execute(sql.encode()).fetchall()
+        except psycopg.Error as exc:
+            raise StatementError(relpath, sql, exc) from exc
+        found += [Problem(*row) for row in rows]
+    return found
+
+
+def seeded_checks(engine: Engine) -> list[tuple[str, str]]:
+    """The checks of what the seeds declare (sql/checks/seeded/), rendered."""
+    folder = engine.renderer.root / SEEDED_CHECKS
+    return [(f"{SEEDED_CHECKS}/{p.name}", engine.renderer.render(f"{SEEDED_CHECKS}/{p.name}"))
+            for p in sorted(folder.glob("*.sql"))]
+
+
+def after_seeds(engine: Engine, conn: psycopg.Connection) -> tuple[list[Problem], list[Problem]]:
+    """(rows the seeds own that are gone, problems of the checks of what the
+    seeds declare). The seeds, with the catalog the last `tenantdb seed`
+    loaded, run in a transaction that is rolled back: every table they
+    would insert into is missing rows (a rollback dropped the table and
+    migrate made it again empty, say), and the checks (a permission a
+    policy names that no seed declares) read what the seeds leave. Where
+    the seeds cannot run (a standby, a read-only database, seeds that
+    fail) the checks read the database as it is."""
+    checks = seeded_checks(engine)
+    if conn.execute("select pg_catalog.pg_is_in_recovery() or current_setting('transaction_read_only') = 'on' "
+                    "or to_regprocedure('private.load_catalog(jsonb)') is null").fetchone()[0]:
+        return [], run_checks(conn, checks)
     recorded = None
     if conn.execute("select to_regclass('tenantdb.seeded_catalog') is not null").fetchone()[0]:
         recorded = conn.execute("select source, document from tenantdb.seeded_catalog").fetchone()
@@ -109,15 +132,18 @@ def missing_seed_rows(engine: Engine, conn: psycopg.Connection, pending: list[st
         source, document = recorded
     else:
         document, source = engine.catalog_document()
-    try:
-        with conn.transaction(force_rollback=True):
-            conn.execute("set local lock_timeout = '5s'")
-            engine.load_seeds(conn, document, source, quiet=True)
-            rows = conn.execute(SEED_INSERTS).fetchall()
-    except StatementError as exc:
-        return [Problem("seeded", source, f"the seeds cannot run here: {exc}")]
-    return [Problem("seeded", table, f"{n} row(s) the seeds own are missing (a rollback took them?): run tenantdb seed")
-            for table, n in rows]
+    with conn.transaction(force_rollback=True):
+        conn.execute("set local lock_timeout = '5s'")
+        try:
+            with conn.transaction():  # a savepoint: seeds that fail leave the checks a usable transaction
+                engine.load_seeds(conn, document, source, quiet=True)
+                rows = conn.execute(SEED_INSERTS).fetchall()
+        except StatementError as exc:
+            missing = [Problem("seeded", source, f"the seeds cannot run here: {exc}")]
+        else:
+            missing = [Problem("seeded", table, f"{n} row(s) the seeds own are missing (a rollback took them?): "
+                               "run tenantdb seed") for table, n in rows]
+        return missing, run_checks(conn, checks)
 
 
 def as_json(found: list[Problem]) -> list[dict[str, str]]:
