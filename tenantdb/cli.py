@@ -370,9 +370,16 @@ def export_sqitch(c: Context, directory: Path) -> None:
     DIRECTORY/<app name>/, requiring the package's: deploy the package's
     project, then the app's, then run seed.sql."""
     renderer = c.renderer
-    written = export.sqitch(renderer.changes(), directory, seed=export.seed_sql(renderer))
+    changes = renderer.changes()
+    written = export.sqitch(changes, directory, seed=export.seed_sql(renderer))
     click.echo(f"wrote {len(written)} files to {directory}"
                + (f" (the app's sqitch project: {directory / c.app.name})" if c.app else ""))
+    newest = next((ch.id for ch in reversed(changes) if not ch.is_app), None)
+    for ch in [ch for ch in changes if ch.is_app and not ch.requires]:
+        click.echo(f"note: {ch.path} names no package change it requires, so in sqitch it requires the newest "
+                   f"({newest}); a package upgrade changes that, and sqitch then refuses to deploy the new export over "
+                   "this one: add a `-- tenantdb: requires CHANGE` line",
+                   err=True)
 
 
 @export_group.command("supabase")

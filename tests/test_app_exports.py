@@ -81,7 +81,11 @@ def test_render_writes_the_apps_files_in_a_folder_of_its_name(tmp_path: Path) ->
 def test_sqitch_export_deploys_as_two_projects_is_adopted_and_reverts(empty_db: str, tmp_path: Path) -> None:
     root, changes = app_project(tmp_path)
     out = tmp_path / "sqitch"
-    assert "the app's sqitch project: " in ok(cli("export", "sqitch", str(out), cwd=root))
+    proc = cli("export", "sqitch", str(out), cwd=root)
+    assert "the app's sqitch project: " in ok(proc)
+    # the app change naming no package change is pointed out (its plan entry follows the package's newest)
+    assert [line.split()[1] for line in proc.stderr.splitlines() if line.startswith("note: ")] == \
+        ["shop:migrations/0001_documents.sql"], proc.stderr
     # The package's project is the one a plain export writes, byte for byte.
     plain = tmp_path / "plain"
     export.sqitch(PACKAGE, plain)
