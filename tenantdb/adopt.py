@@ -16,8 +16,9 @@ What "matches" means, for the changes being adopted (all of them, or up to
   and the tables only one --target creates say it was deployed for this
   target;
 - the registry (where there is one): sqitch's `sqitch.changes` (project
-  tenantdb, then the app's project) or Supabase's `supabase_migrations.schema_migrations` lists
-  exactly the first N changes of the package, and for sqitch each deploy
+  tenantdb, then the app's project) or Supabase's
+  `supabase_migrations.schema_migrations` lists exactly the first N
+  changes of the package (then of the app), and for sqitch each deploy
   script's SHA-1 is the one this package's export writes (so the migration
   SQL itself, columns and constraints included, is byte for byte ours);
 - objects: every schema, table, view and named index the adopted
