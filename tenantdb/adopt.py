@@ -4,7 +4,10 @@ Like Flyway's `baseline` or Alembic's `stamp`, but checked: a database
 deployed with `tenantdb export sqitch` + `sqitch deploy`, or with `tenantdb
 export supabase` + the Supabase CLI (or psql), is recorded as migrated only
 if it matches the package, so that status, verify, seed and migrate work on
-it afterwards.
+it afterwards. In an app project the app's changes are adopted with the
+package's, by the same checks (the app's sqitch project, or its Supabase
+migrations, in the registry; its objects; its repeatables; the reference
+migrated with the app).
 
 What "matches" means, for the changes being adopted (all of them, or up to
 --to, or up to the last one the deploy tool's registry lists):
@@ -13,8 +16,9 @@ What "matches" means, for the changes being adopted (all of them, or up to
   and the tables only one --target creates say it was deployed for this
   target;
 - the registry (where there is one): sqitch's `sqitch.changes` (project
-  tenantdb) or Supabase's `supabase_migrations.schema_migrations` lists
-  exactly the first N changes of the package, and for sqitch each deploy
+  tenantdb, then the app's project) or Supabase's
+  `supabase_migrations.schema_migrations` lists exactly the first N
+  changes of the package (then of the app), and for sqitch each deploy
   script's SHA-1 is the one this package's export writes (so the migration
   SQL itself, columns and constraints included, is byte for byte ours);
 - objects: every schema, table, view and named index the adopted
@@ -56,6 +60,7 @@ from . import export
 from .db import connect
 from .engine import Engine
 from .errors import TenantdbError, UsageProblem
+from .project import PACKAGE
 from .render import Change, Renderer, Target
 
 _RELATION_KINDS = ("table", "view", "index")
@@ -168,13 +173,15 @@ class Report:
 
 
 # -- what the deploy tools recorded ------------------------------------------
-def _sqitch_registry(conn: psycopg.Connection) -> list[tuple[str, str | None]] | None:
-    """(change name, script hash) of the tenantdb project's deployed changes, in order; None without one."""
+def _sqitch_registry(conn: psycopg.Connection, projects: list[str]) -> list[tuple[str, str, str | None]] | None:
+    """(project, change name, script hash) of the deployed changes of the
+    sqitch projects (the package's, then an app's), each project's in order;
+    None without a registry or without the package's project in it."""
     if conn.execute("select to_regclass('sqitch.changes') is null").fetchone()[0]:
         return None
-    rows = conn.execute("select change, script_hash from sqitch.changes where project = 'tenantdb' "
-                        "order by committed_at, change_id").fetchall()
-    return [(r[0], r[1]) for r in rows] or None
+    rows = conn.execute("select project, change, script_hash from sqitch.changes where project = any (%s) "
+                        "order by array_position(%s, project::text), committed_at, change_id", (projects, projects)).fetchall()
+    return [(r[0], r[1], r[2]) for r in rows] if any(r[0] == PACKAGE for r in rows) else None
 
 
 def _supabase_registry(conn: psycopg.Connection) -> list[tuple[str, str | None]] | None:
@@ -194,18 +201,21 @@ def _deployed(conn: psycopg.Connection, everything: list[Change], found: list[Di
     (None: no registry names any); registry problems go to found."""
     sources: list[tuple[str, list[str]]] = []
     by_id = {c.id: c for c in everything}
-    sqitch = _sqitch_registry(conn)
+    projects = [PACKAGE] + sorted({c.project for c in everything if c.is_app})  # sqitch: the app's is a project of its own
+    sqitch = _sqitch_registry(conn, projects)
     if sqitch is not None:
         ids = []
-        for name, script_hash in sqitch:
-            change = by_id.get(name)
+        for project, name, script_hash in sqitch:
+            cid = name if project == PACKAGE else f"{project}:{name}"
+            change = by_id.get(cid)
             if change is None:
-                found.append(Difference(f"sqitch change {name}", "deployed, but not a change of this package"))
+                found.append(Difference(f"sqitch change {cid}", "deployed, but not a change of "
+                                        + ("this package" if project == PACKAGE else f"app {project}")))
                 continue
-            ids.append(name)
+            ids.append(cid)
             if script_hash and script_hash != export.sqitch_script_hash(change):
                 found.append(Difference(
-                    f"sqitch change {name}",
+                    f"sqitch change {cid}",
                     "deployed from another deploy script than this package's export writes (another release, "
                     "--target or --api-schema): adopt with the release and options the export was made with"))
         sources.append(("sqitch registry (sqitch.changes)", ids))
@@ -262,7 +272,7 @@ def _options(conn: psycopg.Connection, renderer: Renderer, selected: list[Change
     mine = renderer.target.name
     other = "supabase" if mine == "postgres" else "postgres"
     ids = {c.id for c in selected}
-    theirs = [c for c in Renderer(Target(other, api), root=renderer.root).changes() if c.id in ids]
+    theirs = [c for c in Renderer(Target(other, api), root=renderer.root, app=renderer.app).changes() if c.id in ids]
 
     def tables(changes: list[Change]) -> set[str]:
         return {name for c in changes for kind, name, unconditional in export.change_objects(c)
@@ -460,7 +470,7 @@ def inspect(engine: Engine, conn: psycopg.Connection, to: str | None,
     conn.execute("set local search_path = tenantdb")  # as yoyo's connection, on which migrate applies the SQL
     conn.execute(f"set local lock_timeout = {int(engine.lock_timeout * 1000)}")
     selection = list(engine.changes)
-    everything = Renderer(renderer.target, root=renderer.root).changes()  # with the changes left out by --without
+    everything = Renderer(renderer.target, root=renderer.root, app=renderer.app).changes()  # with those left out by --without
     ids = [c.id for c in selection]
     report = Report()
     found = report.differences

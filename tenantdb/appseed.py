@@ -17,10 +17,10 @@ import re
 from pathlib import Path
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 from .errors import StatementError, TenantdbError
 from .project import AppProject
+from .render import sqlquote
 
 PERMISSION_KEY = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 
@@ -106,6 +106,19 @@ def merged_catalog(package: dict, package_source: str, app: AppProject) -> dict:
     return merged
 
 
+def catalog_document(root: Path, app: AppProject | None, catalog: Path | None = None) -> tuple[dict, str]:
+    """(the catalog `tenantdb seed` loads, where it came from): the package's
+    seeds/catalog.json under root (or catalog), with the app's merged in."""
+    path = catalog or root / "seeds" / "catalog.json"
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise TenantdbError(f"{path}: not a readable JSON catalog: {exc}") from exc
+    if app is None:
+        return document, str(path)
+    return merged_catalog(document, str(path), app), f"{path} + {catalog_path(app)}"
+
+
 def permissions(app: AppProject) -> list[dict]:
     """The app's permissions, checked for shape: key, description, roles."""
     source = str(permissions_path(app))
@@ -136,23 +149,47 @@ def permissions(app: AppProject) -> list[dict]:
     return found
 
 
-# The keys of iam.permissions that exist and are not this app's (the
-# package's seeds made them, or someone else): the app may not take them.
-_TAKEN = """
-select p.key from iam.permissions p
- where p.key = any (%(keys)s)
-   and not exists (select from tenantdb.app_permissions a where a.key = p.key and a.project = %(project)s)
- order by 1
+# Where tenantdb keeps which permission keys an app declared (part of its
+# bookkeeping; an exported seed.sql makes it too, before loading them).
+OWNERSHIP = """
+create table if not exists tenantdb.app_permissions (
+  key text primary key,
+  project text not null
+);
+comment on table tenantdb.app_permissions is 'The permissions an app project declared (its seeds/permissions.json): the one it may write again; any other existing key is the package''s.';
 """
-_UNKNOWN_ROLES = """
-select distinct r.role from jsonb_to_recordset(%(doc)s) as x (key text, roles jsonb)
- cross join lateral jsonb_array_elements_text(x.roles) as r (role)
- where not exists (select from iam.roles t where t.key = r.role and not t.is_system)
- order by 1
+
+# Loading an app's permissions: refuse (nothing written) a key that exists
+# and is not this app's (the package's seeds made it, or someone else), or
+# a role that is not a tenant role; then upsert the permissions, record them
+# as the app's, and map them to their roles. {doc}, {project} and {source}
+# are SQL literals.
+_CHECK = """do $permissions$
+declare
+  taken text;
+  roles text;
+begin
+  select string_agg(p.key, ', ' order by p.key) into taken
+    from iam.permissions p
+   where p.key in (select x.key from jsonb_to_recordset({doc}) as x (key text))
+     and not exists (select from tenantdb.app_permissions a where a.key = p.key and a.project = {project});
+  if taken is not null then
+    raise exception '%: permission(s) % already exist and are not %''s (the package''s seeds declare them): '
+                    'use them as they are, or choose other keys. Nothing was seeded.', {source}, taken, {project};
+  end if;
+  select string_agg(distinct r.role, ', ' order by r.role) into roles
+    from jsonb_to_recordset({doc}) as x (key text, roles jsonb)
+   cross join lateral jsonb_array_elements_text(x.roles) as r (role)
+   where not exists (select from iam.roles t where t.key = r.role and not t.is_system);
+  if roles is not null then
+    raise exception '%: role(s) % are not tenant roles (known: %). Nothing was seeded.', {source}, roles,
+      (select string_agg(key, ', ' order by key) from iam.roles where not is_system);
+  end if;
+end
+$permissions$;
 """
-_UPSERT = """
-with declared as (
-  select x.key, x.description from jsonb_to_recordset(%(doc)s) as x (key text, description text)
+_UPSERT = """with declared as (
+  select x.key, x.description from jsonb_to_recordset({doc}) as x (key text, description text)
 ), permissions as (
   insert into iam.permissions (key, description, is_platform)
   select key, description, false from declared
@@ -161,19 +198,29 @@ with declared as (
   returning key
 ), owned as (
   insert into tenantdb.app_permissions (key, project)
-  select key, %(project)s from declared
+  select key, {project} from declared
   on conflict (key) do nothing
 )
-select count(*) from permissions
+select count(*) as permissions_written from permissions;
 """
-_MAPPINGS = """
-insert into iam.role_permissions (role_key, role_is_system, permission_key, permission_is_platform)
+_MAPPINGS = """insert into iam.role_permissions (role_key, role_is_system, permission_key, permission_is_platform)
 select r.key, r.is_system, x.key, false
-  from jsonb_to_recordset(%(doc)s) as x (key text, roles jsonb)
+  from jsonb_to_recordset({doc}) as x (key text, roles jsonb)
  cross join lateral jsonb_array_elements_text(x.roles) as m (role)
   join iam.roles r on r.key = m.role and not r.is_system
-on conflict do nothing
+on conflict do nothing;
 """
+
+
+def permissions_statements(app: AppProject, declared: list[dict], source: str) -> list[str]:
+    """The statements loading declared (permissions(app)) with the JSON
+    inlined: a check refusing, with a message naming source, a taken key
+    or an unknown role; the upsert (its one row: the permissions written);
+    the role mappings. `tenantdb seed` runs them (load_permissions); an
+    export writes them into its seed.sql."""
+    literals = {"doc": sqlquote(json.dumps(declared, ensure_ascii=False)) + "::jsonb", "project": sqlquote(app.name),
+                "source": sqlquote(source)}
+    return [template.format(**literals) for template in (_CHECK, _UPSERT, _MAPPINGS)]
 
 
 def load_permissions(conn: psycopg.Connection, app: AppProject) -> int:
@@ -184,20 +231,15 @@ def load_permissions(conn: psycopg.Connection, app: AppProject) -> int:
     if not declared:
         return 0
     source = str(permissions_path(app))
-    params = {"doc": Jsonb(declared), "keys": [p["key"] for p in declared], "project": app.name}
+    check, upsert, mappings = permissions_statements(app, declared, source)
     try:
-        taken = [r[0] for r in conn.execute(_TAKEN, params).fetchall()]
-        if taken:
-            raise SeedConflict(f"{source}: permission(s) {', '.join(taken)} already exist and are not {app.name}'s "
-                               "(the package's seeds declare them): use them as they are, or choose other keys. "
-                               "Nothing was seeded.")
-        roles = [r[0] for r in conn.execute(_UNKNOWN_ROLES, params).fetchall()]
-        if roles:
-            tenant = [r[0] for r in conn.execute("select key from iam.roles where not is_system order by key").fetchall()]
-            raise SeedConflict(f"{source}: role(s) {', '.join(roles)} are not tenant roles (known: {', '.join(tenant)}). "
-                               "Nothing was seeded.")
-        written = conn.execute(_UPSERT, params).fetchone()[0]
-        conn.execute(_MAPPINGS, params)
+        conn.execute(check.encode())
+        written = conn.execute(upsert.encode()).fetchone()[0]
+        conn.execute(mappings.encode())
+    except psycopg.errors.RaiseException as exc:
+        if (exc.diag.message_primary or "").startswith(f"{source}: "):  # the check's refusal
+            raise SeedConflict(exc.diag.message_primary) from exc
+        raise StatementError(source, "insert into iam.permissions ...", exc) from exc
     except psycopg.Error as exc:
         raise StatementError(source, "insert into iam.permissions ...", exc) from exc
     return written

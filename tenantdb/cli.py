@@ -346,10 +346,11 @@ def render(c: Context, out: Path | None) -> None:
     if out is None:
         click.echo("\n".join(export.deploy_sql(ch) for ch in changes), nl=False)
         return
-    out.mkdir(parents=True, exist_ok=True)
     for ch in changes:
-        (out / f"{ch.id}.sql").write_text(export.deploy_sql(ch))
-        (out / f"{ch.id}.rollback.sql").write_text(export.revert_sql(ch))
+        folder = out / ch.project if ch.is_app else out  # an app's: in a folder of its name, as export sqitch writes them
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{ch.local_id}.sql").write_text(export.deploy_sql(ch))
+        (folder / f"{ch.local_id}.rollback.sql").write_text(export.revert_sql(ch))
     click.echo(f"wrote {2 * len(changes)} files to {out}")
 
 
@@ -363,10 +364,22 @@ def export_group() -> None:
 @global_options
 @pass_ctx
 def export_sqitch(c: Context, directory: Path) -> None:
-    """A sqitch project: sqitch.plan, deploy/, revert/, verify/, and seed.sql (run it after sqitch deploy)."""
+    """A sqitch project: sqitch.plan, deploy/, revert/, verify/, and seed.sql (run it after sqitch deploy).
+
+    In an app project the app's changes are a sqitch project of their own in
+    DIRECTORY/<app name>/, requiring the package's: deploy the package's
+    project, then the app's, then run seed.sql."""
     renderer = c.renderer
-    written = export.sqitch(renderer.changes(), directory, seed=export.seed_sql(renderer))
-    click.echo(f"wrote {len(written)} files to {directory}")
+    changes = renderer.changes()
+    written = export.sqitch(changes, directory, seed=export.seed_sql(renderer))
+    click.echo(f"wrote {len(written)} files to {directory}"
+               + (f" (the app's sqitch project: {directory / c.app.name})" if c.app else ""))
+    newest = next((ch.id for ch in reversed(changes) if not ch.is_app), None)
+    for ch in [ch for ch in changes if ch.is_app and not ch.requires]:
+        click.echo(f"note: {ch.path} names no package change it requires, so in sqitch it requires the newest "
+                   f"({newest}); a package upgrade changes that, and sqitch then refuses to deploy the new export over "
+                   "this one: add a `-- tenantdb: requires CHANGE` line",
+                   err=True)
 
 
 @export_group.command("supabase")
@@ -374,9 +387,16 @@ def export_sqitch(c: Context, directory: Path) -> None:
 @global_options
 @pass_ctx
 def export_supabase(c: Context, directory: Path) -> None:
-    """supabase/migrations/<timestamp>_<name>.sql and supabase/seed.sql for the Supabase CLI (supabase target)."""
-    renderer = Renderer(Target("supabase", c.api or "public"), root=c.source.root, without=c.without)
-    written = export.supabase(renderer.changes(), directory, seed=export.seed_sql(renderer))
+    """supabase/migrations/<timestamp>_<name>.sql and supabase/seed.sql for the Supabase CLI (supabase target).
+
+    In an app project the app's migrations follow the package's."""
+    app = c.app  # reads tenantdb.toml first: its api_schema and without are defaults
+    renderer = Renderer(Target("supabase", c.api or "public"), root=c.source.root, without=c.without, app=app)
+    try:
+        changes = renderer.changes()
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    written = export.supabase(changes, directory, seed=export.seed_sql(renderer))
     click.echo(f"wrote {len(written)} files to {directory / 'supabase'} (migrations/, seed.sql)")
 
 

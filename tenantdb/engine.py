@@ -84,12 +84,7 @@ create table if not exists tenantdb.seeded_catalog (
   seeded_at timestamptz not null default now()
 );
 comment on table tenantdb.seeded_catalog is 'The plan catalog the last tenantdb seed loaded: verify checks that the rows the seeds own are still there.';
-create table if not exists tenantdb.app_permissions (
-  key text primary key,
-  project text not null
-);
-comment on table tenantdb.app_permissions is 'The permissions an app project declared (its seeds/permissions.json): the one it may write again; any other existing key is the package''s.';
-"""
+""" + appseed.OWNERSHIP
 
 # yoyo's lock table: earlier releases took yoyo's lock beside the advisory
 # one, and a run killed inside yoyo's setup left its row behind for good.
@@ -813,15 +808,7 @@ class Engine:
     def catalog_document(self, catalog: Path | None = None) -> tuple[dict, str]:
         """(the catalog seed loads, where it came from): the package's
         seeds/catalog.json (or catalog), with an app project's merged in."""
-        catalog_path = catalog or self.renderer.root / "seeds" / "catalog.json"
-        try:
-            document = json.loads(catalog_path.read_text())
-        except (OSError, ValueError) as exc:
-            raise TenantdbError(f"{catalog_path}: not a readable JSON catalog: {exc}") from exc
-        app = self.renderer.app
-        if app is None:
-            return document, str(catalog_path)
-        return appseed.merged_catalog(document, str(catalog_path), app), f"{catalog_path} + {appseed.catalog_path(app)}"
+        return appseed.catalog_document(self.renderer.root, self.renderer.app, catalog)
 
     def load_seeds(self, conn: psycopg.Connection, document: dict, source: str, quiet: bool = False) -> None:
         """The catalog document through private.load_catalog, then the

@@ -1,13 +1,20 @@
 """Write the changes as a sqitch project or as Supabase CLI migrations,
-each with the seed (seed.sql) rendered from the sources `tenantdb seed` loads."""
+each with the seed (seed.sql) rendered from the sources `tenantdb seed` loads.
+
+In an app project both carry the app's changes too: sqitch, as a project of
+the app's own beside the package's, requiring the package's changes across
+projects; Supabase, as migrations numbered after every package migration."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
+from . import appseed
+from .project import PACKAGE
 from .render import Change, Renderer, drop_functions_sql, sqlquote
 
 # Top-level (unindented) statements of a migration that create a named object.
@@ -94,20 +101,32 @@ def verify_sql(change: Change) -> str:
 
 
 def seed_sql(renderer: Renderer) -> str:
-    """The seed as one script: the plan catalog (seeds/catalog.json through
-    private.load_catalog) and the SQL seeds, rendered for the renderer's
-    target from the files `tenantdb seed` loads. Idempotent."""
-    catalog = (renderer.root / "seeds" / "catalog.json").read_text()
-    json.loads(catalog)  # a broken file fails here, not in the deploy
+    """The seed as one script: what `tenantdb seed` loads, in its order,
+    rendered for the renderer's target. The plan catalog (seeds/catalog.json,
+    with an app project's merged in) through private.load_catalog, the
+    package's SQL seeds; in an app project then the app's permissions (with
+    tenantdb's record of which keys are the app's, which `tenantdb seed`
+    reads once the database is adopted) and the app's SQL seeds. Idempotent."""
+    app = renderer.app
+    document, _ = appseed.catalog_document(renderer.root, app)
+    catalog = "seeds/catalog.json" + (f" + {app.name}:seeds/catalog.json" if app else "")
     parts = [
         f"-- tenantdb seed (target {renderer.target.name}, API schema {renderer.target.api}): what `tenantdb seed` loads,\n"
-        "-- rendered from seeds/. Idempotent: run it after each deploy, e.g.\n"
+        f"-- rendered from seeds/{f' and {app.name}:seeds/' if app else ''}. Idempotent: run it after each deploy, e.g.\n"
         "--   psql -X -1 -v ON_ERROR_STOP=1 -f seed.sql\n",
-        "-- seeds/catalog.json\n"
-        f"select private.load_catalog({sqlquote(catalog.strip())}::jsonb) is not null as catalog_loaded;\n",
+        f"-- {catalog}\n"
+        f"select private.load_catalog({sqlquote(json.dumps(document, indent=2, ensure_ascii=False))}::jsonb) is not null as catalog_loaded;\n",
     ]
-    parts += [f"-- {relpath}\n{sql}" for relpath, sql in renderer.seeds()] + [MIRROR_GRANTS]
-    return "\n".join(parts)
+    seeds = renderer.seeds()
+    parts += [f"-- {relpath}\n{sql}" for relpath, sql in seeds if ":" not in relpath]
+    declared = appseed.permissions(app) if app else []
+    if app and declared:
+        source = f"{app.name}:seeds/permissions.json"
+        parts.append(f"-- {source}, and tenantdb's record of the keys that are {app.name}'s\n"
+                     f"create schema if not exists tenantdb;\n{appseed.OWNERSHIP}"
+                     + "".join(appseed.permissions_statements(app, declared, source)))
+    parts += [f"-- {relpath}\n{sql}" for relpath, sql in seeds if ":" in relpath]
+    return "\n".join(parts + [MIRROR_GRANTS])
 
 
 def sqitch_deploy_script(change: Change) -> str:
@@ -119,38 +138,66 @@ def sqitch_script_hash(change: Change) -> str:
     return hashlib.sha1(sqitch_deploy_script(change).encode("utf-8")).hexdigest()
 
 
+# Supabase CLI versions: the package's migrations are 2026010100NNNN (its
+# change numbers), an app's 2026010101NNNN (its own numbers): after every
+# package migration of this release and of later ones, never the same.
+SUPABASE_PACKAGE = "2026010100"
+SUPABASE_APP = "2026010101"
+
+
 def supabase_version(change: Change) -> tuple[str, str]:
-    """(version, name) of the change's Supabase CLI migration file."""
-    number, _, name = change.id.partition("_")
-    return f"2026010100{int(number):04d}", name
+    """(version, name) of the change's Supabase CLI migration file; an app
+    change's name starts with the app's (20260101010001_shop_documents)."""
+    number, _, name = change.local_id.partition("_")
+    prefix = SUPABASE_APP if change.is_app else SUPABASE_PACKAGE
+    return f"{prefix}{int(number):04d}", (f"{change.project}_{name}" if change.is_app else name)
 
 
 def sqitch(changes: list[Change], out: Path, seed: str | None = None) -> list[Path]:
-    """The sqitch project; with seed, also seed.sql beside sqitch.plan (a
-    script to run after `sqitch deploy`, not a change of the plan: a change
+    """The package's changes as a sqitch project (%project=tenantdb) in out;
+    an app project's as a sqitch project of its own in out/<app name>/
+    (%project=<app name>, changes named by their local ids), each change
+    requiring the package changes its requires line names, else the
+    package's last change, as sqitch's cross-project tenantdb:<change>.
+    With seed, also seed.sql beside the package's sqitch.plan: a script to
+    run after `sqitch deploy` of both, not a change of a plan (a change
     after the last migration would change its id with every new migration,
     and sqitch could then no longer deploy a newer export on top)."""
+    package = [c for c in changes if not c.is_app]
+    app = [c for c in changes if c.is_app]
+    written = _sqitch_project(PACKAGE, package, out, lambda change: [])
+    if app:
+        last = package[-1].id
+        written += _sqitch_project(app[0].project, app, out / app[0].project,
+                                   lambda change: [f"{PACKAGE}:{r}" for r in change.requires or (last,)])
+    if seed is not None:
+        (out / "seed.sql").write_text(seed)
+        written.append(out / "seed.sql")
+    return written
+
+
+def _sqitch_project(project: str, changes: list[Change], out: Path, needs: Callable[[Change], list[str]]) -> list[Path]:
+    """sqitch.conf, sqitch.plan and deploy/, revert/, verify/ of one project
+    in out: each change requires the one before it, and needs(change)."""
     for sub in ("deploy", "revert", "verify"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     (out / "sqitch.conf").write_text("[core]\n\tengine = pg\n\tplan_file = sqitch.plan\n\ttop_dir = .\n")
-    lines = ["%syntax-version=1.0.0", "%project=tenantdb", ""]
+    lines = ["%syntax-version=1.0.0", f"%project={project}", ""]
     written = [out / "sqitch.conf", out / "sqitch.plan"]
     previous: str | None = None
     for change in changes:
-        requires = f" [{previous}]" if previous else ""
-        lines.append(f"{change.id}{requires} {PLANNED_AT} {PLANNER} # {change.path}")
+        dependencies = ([previous] if previous else []) + needs(change)
+        requires = f" [{' '.join(dependencies)}]" if dependencies else ""
+        lines.append(f"{change.local_id}{requires} {PLANNED_AT} {PLANNER} # {change.path}")
         scripts = (("deploy", sqitch_deploy_script(change)),
                    ("revert", "BEGIN;\n" + QUIET_LOCAL + revert_sql(change) + "\nCOMMIT;\n"),
                    ("verify", verify_sql(change) + "\n"))
         for sub, text in scripts:
-            path = out / sub / f"{change.id}.sql"
+            path = out / sub / f"{change.local_id}.sql"
             path.write_text(text)
             written.append(path)
-        previous = change.id
+        previous = change.local_id
     (out / "sqitch.plan").write_text("\n".join(lines) + "\n")
-    if seed is not None:
-        (out / "seed.sql").write_text(seed)
-        written.append(out / "seed.sql")
     return written
 
 
