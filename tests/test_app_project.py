@@ -337,3 +337,40 @@ def test_tenant_policies_gives_a_command_without_a_permission_no_policy(tmp_path
         for command in ("update", "delete"):
             assert f"drop policy if exists {prefix}{command} on app.documents;" in sql
             assert f"create policy {prefix}{command} " not in sql
+
+
+def _nodes(plan: dict) -> list[dict]:
+    return [plan] + [n for child in plan.get("Plans", []) for n in _nodes(child)]
+
+
+@pytest.mark.parametrize("role", ["authenticated", "organization_scoped"])
+def test_a_members_read_of_the_app_table_uses_its_organization_index(app_db: tuple[Path, str], role: str) -> None:
+    """The app's table gets the package's policy shape: a member's
+    unfiltered read and a list page are served by the (organization_id, id)
+    index, as the plan says (sequential scans disabled, as the package's
+    own plan test does)."""
+    _, db = app_db
+    with psycopg.connect(db) as conn:
+        uid = str(conn.execute("insert into auth.users (email) values ('plan@shop.test') returning id").fetchone()[0])
+        claims = {"sub": uid, "role": "authenticated"}
+        conn.execute("select set_config('request.jwt.claims', %s, true), set_config('role', 'authenticated', true)",
+                     (json.dumps(claims),))
+        org = conn.execute("select public.create_organization('Plan', 'plan-shop')").fetchone()[0]
+        conn.execute("insert into app.documents (organization_id, title) values (%s, 'one')", (org,))
+        conn.execute("reset role")
+        if role == "organization_scoped":
+            claims = {**claims, "role": role, "organization_id": str(org)}
+        conn.execute("select set_config('request.jwt.claims', %s, true), set_config('role', %s, true)",
+                     (json.dumps(claims), role))
+        conn.execute("set local enable_seqscan = off")
+        for query in ("select count(*) from app.documents",
+                      "select id, title from app.documents order by organization_id, id limit 20"):
+            plan = conn.execute("explain (format json) " + query).fetchone()[0][0]["Plan"]
+            seeks = [n for n in _nodes(plan) if n.get("Index Name") == "documents_pkey"
+                     and "organization_id" in n.get("Index Cond", "")]
+            scans = [n for n in _nodes(plan) if n.get("Relation Name") == "documents" and "Index Cond" not in n
+                     and n.get("Node Type") != "Bitmap Heap Scan"]
+            # an index seek on the organization (not a whole-index scan with a filter, nor a sequential scan)
+            assert len(seeks) == 1 and not scans, json.dumps(plan, indent=1)
+            assert conn.execute(query).fetchone() is not None
+        conn.rollback()
