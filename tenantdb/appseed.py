@@ -163,7 +163,7 @@ comment on table tenantdb.app_permissions is 'The permissions an app project dec
 # and is not this app's (the package's seeds made it, or someone else), or
 # a role that is not a tenant role; then upsert the permissions, record them
 # as the app's, and map them to their roles. {doc}, {project} and {source}
-# are SQL literals.
+# are SQL literals. A taken key: 23505; an unknown role: 23503.
 _CHECK = """do $permissions$
 declare
   taken text;
@@ -175,7 +175,8 @@ begin
      and not exists (select from tenantdb.app_permissions a where a.key = p.key and a.project = {project});
   if taken is not null then
     raise exception '%: permission(s) % already exist and are not %''s (the package''s seeds declare them): '
-                    'use them as they are, or choose other keys. Nothing was seeded.', {source}, taken, {project};
+                    'use them as they are, or choose other keys. Nothing was seeded.', {source}, taken, {project}
+      using errcode = '23505';
   end if;
   select string_agg(distinct r.role, ', ' order by r.role) into roles
     from jsonb_to_recordset({doc}) as x (key text, roles jsonb)
@@ -183,7 +184,8 @@ begin
    where not exists (select from iam.roles t where t.key = r.role and not t.is_system);
   if roles is not null then
     raise exception '%: role(s) % are not tenant roles (known: %). Nothing was seeded.', {source}, roles,
-      (select string_agg(key, ', ' order by key) from iam.roles where not is_system);
+      (select string_agg(key, ', ' order by key) from iam.roles where not is_system)
+      using errcode = '23503';
   end if;
 end
 $permissions$;
@@ -236,10 +238,8 @@ def load_permissions(conn: psycopg.Connection, app: AppProject) -> int:
         conn.execute(check.encode())
         written = conn.execute(upsert.encode()).fetchone()[0]
         conn.execute(mappings.encode())
-    except psycopg.errors.RaiseException as exc:
-        if (exc.diag.message_primary or "").startswith(f"{source}: "):  # the check's refusal
-            raise SeedConflict(exc.diag.message_primary) from exc
-        raise StatementError(source, "insert into iam.permissions ...", exc) from exc
     except psycopg.Error as exc:
+        if (exc.diag.message_primary or "").startswith(f"{source}: "):  # the check's refusal
+            raise SeedConflict(f"SQLSTATE {exc.sqlstate}: {exc.diag.message_primary}") from exc
         raise StatementError(source, "insert into iam.permissions ...", exc) from exc
     return written

@@ -234,13 +234,14 @@ def test_an_app_permission_colliding_with_the_packages_is_refused(tmp_path: Path
     (root / "seeds/permissions.json").write_text(json.dumps(permissions))
     proc = cli("seed", "--dsn", empty_db, cwd=root)
     assert proc.returncode == 1
-    assert "permission(s) project.create already exist and are not shop's" in proc.stderr
+    assert "SQLSTATE 23505: " in proc.stderr and "permission(s) project.create already exist and are not shop's" in proc.stderr
     assert scalar(empty_db, "select description from iam.permissions where key = 'project.create'") == "Create projects."
     # the app's own keys may be seeded again (an edited description), and an unknown role is named
     permissions["permissions"][-1] = {"key": "document.archive", "description": "Archive.", "roles": ["owner"]}
     (root / "seeds/permissions.json").write_text(json.dumps(permissions))
     proc = cli("seed", "--dsn", empty_db, cwd=root)
-    assert proc.returncode == 1 and "role(s) owner are not tenant roles (known: tenant_admin" in proc.stderr
+    assert proc.returncode == 1 and "SQLSTATE 23503: " in proc.stderr
+    assert "role(s) owner are not tenant roles (known: tenant_admin" in proc.stderr
     assert scalar(empty_db, "select count(*) from iam.permissions where key = 'document.archive'") == 0
     permissions["permissions"][-1]["roles"] = ["tenant_owner"]
     permissions["permissions"][0]["description"] = "Create documents, edited."
