@@ -66,6 +66,8 @@ def _redacted(exc: Exception | str, dsn: str) -> str:
     """libpq's message without the connection string, nor any quoted piece of
     it (a bad percent-escape is quoted as written, and it may be the
     password's): "<redacted>" instead."""
+    if not dsn:  # libpq's defaults: nothing to hide (replacing "" would insert the words between every character)
+        return " ".join(str(exc).split())
     text = str(exc).replace(dsn, "<the connection string>")
     text = re.sub(r'"([^"]*)"', lambda m: '"<redacted>"' if m.group(1) and m.group(1) in dsn else m.group(0), text)
     return " ".join(text.split())

@@ -1,0 +1,44 @@
+"""Defects found reviewing app projects as an app team and as a DBA would
+use them: a seed without the app stripping the app's plan limits, a second
+(or renamed) app migrated into a database that holds another app's
+history, a role taken off an app permission that keeps it, a template
+error in an app seed reported as an unexpected error, an app meter alias
+taking the package's, and a connection error garbled when no DSN is set."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from apps import cli, make_app
+from tenantdb import appseed
+from tenantdb.paths import package_root
+from tenantdb.project import load
+
+
+def rows(dsn: str, query: str, params: tuple | None = None) -> list[tuple]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(query, params).fetchall()
+
+
+def ok(proc) -> str:
+    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
+    return proc.stdout
+
+
+def test_a_connection_error_without_a_dsn_is_readable(tmp_path: Path) -> None:
+    """With no --dsn, DATABASE_URL, .env or `tenantdb up` server (libpq's
+    defaults), the message was libpq's with '<the connection string>'
+    between every two characters."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TENANTDB_PROJECT", "TENANTDB_SQL_DIR")}
+    env.update(PGHOST=str(tmp_path / "no-server"), PGPORT="5999", PGCONNECT_TIMEOUT="2")
+    root = make_app(tmp_path, files={})
+    proc = cli("status", cwd=root, env=env)
+    assert proc.returncode == 3, proc.stderr
+    assert "<the connection string>" not in proc.stderr
+    assert f'tenantdb: cannot connect to the database: connection is bad: connection to server on socket ' \
+           f'"{tmp_path / "no-server"}/.s.PGSQL.5999" failed' in proc.stderr, proc.stderr
