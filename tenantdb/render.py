@@ -15,6 +15,7 @@ from pathlib import Path
 
 import jinja2
 
+from .errors import UsageProblem
 from .paths import sql_root
 from .project import PACKAGE, AppProject
 
@@ -144,8 +145,9 @@ class Change:
         return checksum(self.sql)
 
 
-class TemplateProblem(ValueError):
-    """A template that cannot be rendered: the message names file and line."""
+class TemplateProblem(UsageProblem, ValueError):
+    """A template that cannot be rendered: the message names file and line
+    (exit 2, wherever it is rendered: a change, a seed, a check)."""
 
 
 def _located(exc: Exception, filename: str) -> str:

@@ -30,6 +30,28 @@ def ok(proc) -> str:
     return proc.stdout
 
 
+@pytest.fixture
+def app_db(tmp_path: Path, empty_db: str) -> tuple[Path, str]:
+    """The documents recipe in app shop, migrated and seeded."""
+    root = make_app(tmp_path)
+    ok(cli("migrate", "--dsn", empty_db, cwd=root))
+    ok(cli("seed", "--dsn", empty_db, cwd=root))
+    return root, empty_db
+
+
+def test_a_template_error_in_an_app_seed_names_the_file_and_line(app_db: tuple[Path, str]) -> None:
+    """Not "unexpected error ... (rerun with --debug)": the file and line,
+    as for a migration."""
+    root, db = app_db
+    (root / "seeds/extra.sql").write_text("select 1;\n{{ m.updated_at('app.documents') }}\n")
+    for command in ("seed", "verify"):
+        proc = cli(command, "--dsn", db, cwd=root)
+        assert proc.returncode == 2, proc.stderr
+        assert f"tenantdb: {root.resolve() / 'seeds/extra.sql'}:2: UndefinedError: 'm' is undefined" in proc.stderr, \
+            proc.stderr
+        assert "unexpected error" not in proc.stderr
+
+
 def test_a_connection_error_without_a_dsn_is_readable(tmp_path: Path) -> None:
     """With no --dsn, DATABASE_URL, .env or `tenantdb up` server (libpq's
     defaults), the message was libpq's with '<the connection string>'
