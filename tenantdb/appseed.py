@@ -79,6 +79,12 @@ def merged_catalog(package: dict, package_source: str, app: AppProject) -> dict:
         if key in theirs_meters:
             raise SeedConflict(f"{source}: meter \"{key}\" is already the package's ({package_source}); "
                                "choose another key for the app's meter")
+    for meter in mine.get("meters", []):  # an alias the package's meters answer to would be taken from them
+        aliases = meter.get("aliases", [])
+        taken = [a for a in aliases if isinstance(a, str) and a in theirs_meters] if isinstance(aliases, list) else []
+        if taken:
+            raise SeedConflict(f"{source}: meter \"{meter['key']}\", alias \"{taken[0]}\": already the package's "
+                               f"({package_source}); choose another alias")
     for key in _keys(mine.get("features", []), "features", source):
         if key in set(_keys(package["features"], "features", package_source)):
             raise SeedConflict(f"{source}: feature \"{key}\" is already the package's ({package_source}); "

@@ -52,6 +52,21 @@ def test_a_template_error_in_an_app_seed_names_the_file_and_line(app_db: tuple[P
         assert "unexpected error" not in proc.stderr
 
 
+def test_an_app_meter_alias_that_is_the_packages_is_refused_by_name(tmp_path: Path) -> None:
+    """The package's api_call answers to api_calls: an app meter given that
+    alias was loaded (and the alias rewritten at every seed), not refused."""
+    root = make_app(tmp_path)
+    catalog = json.loads((root / "seeds/catalog.json").read_text())
+    catalog["meters"][0]["aliases"] = ["api_calls"]
+    (root / "seeds/catalog.json").write_text(json.dumps(catalog))
+    with pytest.raises(appseed.SeedConflict, match='meter "documents", alias "api_calls": already the package\'s'):
+        appseed.catalog_document(package_root(), load(root))
+    catalog["meters"][0]["aliases"] = ["documents_stored"]
+    (root / "seeds/catalog.json").write_text(json.dumps(catalog))
+    document, _ = appseed.catalog_document(package_root(), load(root))
+    assert next(m for m in document["meters"] if m["key"] == "documents")["aliases"] == ["documents_stored"]
+
+
 def test_a_connection_error_without_a_dsn_is_readable(tmp_path: Path) -> None:
     """With no --dsn, DATABASE_URL, .env or `tenantdb up` server (libpq's
     defaults), the message was libpq's with '<the connection string>'
