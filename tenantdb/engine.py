@@ -832,11 +832,13 @@ class Engine:
         if app is None:
             return
         started = time.perf_counter()
-        written = appseed.load_permissions(conn, app)
+        written, removed = appseed.load_permissions(conn, app)
         if not quiet:
             ms = int((time.perf_counter() - started) * 1000)
-            self.log.append({"seed": str(appseed.permissions_path(app)), "written": written, "duration_ms": ms})
-            self.echo(f"seeded {app.name}:seeds/permissions.json: {written} permission(s) written ({ms} ms)")
+            self.log.append({"seed": str(appseed.permissions_path(app)), "written": written,
+                             "role_mappings_removed": removed, "duration_ms": ms})
+            self.echo(f"seeded {app.name}:seeds/permissions.json: {written} permission(s) written"
+                      + (f", {removed} role mapping(s) removed" if removed else "") + f" ({ms} ms)")
         for relpath, sql in [s for s in seeds if ":" in s[0]]:
             self._run_seed(conn, relpath, sql, quiet)
 

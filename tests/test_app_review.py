@@ -39,6 +39,28 @@ def app_db(tmp_path: Path, empty_db: str) -> tuple[Path, str]:
     return root, empty_db
 
 
+def test_a_role_taken_off_an_app_permission_no_longer_holds_it(app_db: tuple[Path, str]) -> None:
+    """seeds/permissions.json says which tenant roles hold the app's
+    permissions: a role taken off one (or a permission no longer declared)
+    loses it at the next seed; the package's mappings are untouched."""
+    root, db = app_db
+    held = "select permission_key, role_key from iam.role_permissions where permission_key like 'document.%' order by 1, 2"
+    package = "select permission_key, role_key from iam.role_permissions where permission_key not like 'document.%' order by 1, 2"
+    before = rows(db, package)
+    assert ("document.delete", "tenant_admin") in rows(db, held)
+    path = root / "seeds/permissions.json"
+    permissions = json.loads(path.read_text())
+    permissions["permissions"] = [p for p in permissions["permissions"] if p["key"] != "document.update"]
+    next(p for p in permissions["permissions"] if p["key"] == "document.delete")["roles"] = ["tenant_owner"]
+    path.write_text(json.dumps(permissions))
+    out = ok(cli("seed", "--dsn", db, cwd=root))
+    assert "seeded shop:seeds/permissions.json: 0 permission(s) written, 4 role mapping(s) removed" in out, out
+    assert rows(db, held) == [("document.create", "tenant_admin"), ("document.create", "tenant_member"),
+                              ("document.create", "tenant_owner"), ("document.delete", "tenant_owner")]
+    assert rows(db, package) == before
+    assert "role mapping" not in ok(cli("seed", "--dsn", db, cwd=root))  # nothing more to remove
+
+
 def test_a_template_error_in_an_app_seed_names_the_file_and_line(app_db: tuple[Path, str]) -> None:
     """Not "unexpected error ... (rerun with --debug)": the file and line,
     as for a migration."""
