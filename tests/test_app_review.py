@@ -39,6 +39,30 @@ def app_db(tmp_path: Path, empty_db: str) -> tuple[Path, str]:
     return root, empty_db
 
 
+def test_a_second_app_or_a_renamed_one_is_refused_by_migrate(app_db: tuple[Path, str]) -> None:
+    """One app history per database: another app's changes (or the same
+    app's under a new name) would leave both unable to roll back, verify
+    failing for ever, or fail on the app's own tables."""
+    root, db = app_db
+    blog = make_app(root.parent, name="blog", files={
+        "migrations/0001_posts.sql": "create table app.posts (id int);\n",
+        "migrations/0001_posts.rollback.sql": "drop table app.posts;\n"})
+    for args in (("migrate",), ("migrate", "--dry-run")):
+        proc = cli(*args, "--dsn", db, cwd=blog)
+        assert proc.returncode == 2, proc.stderr
+        assert "this database holds app shop's changes (shop:0001_documents), not blog's" in proc.stderr, proc.stderr
+        assert "Nothing was applied" in proc.stderr
+    assert rows(db, "select count(*) from tenantdb.changes where change_id like 'blog:%'") == [(0,)]
+    assert rows(db, "select to_regclass('app.posts')") == [(None,)]
+    config = root / "tenantdb.toml"
+    config.write_text(config.read_text().replace('name = "shop"', 'name = "shop2"'))
+    renamed = cli("migrate", "--dsn", db, cwd=root)
+    assert renamed.returncode == 2 and "holds app shop's changes (shop:0001_documents), not shop2's" in renamed.stderr
+    assert "already exists" not in renamed.stderr
+    # the package alone still migrates a database holding the app (nothing to apply here)
+    assert "nothing to apply" in ok(cli("migrate", "--dsn", db, cwd=root.parent))
+
+
 def test_a_role_taken_off_an_app_permission_no_longer_holds_it(app_db: tuple[Path, str]) -> None:
     """seeds/permissions.json says which tenant roles hold the app's
     permissions: a role taken off one (or a permission no longer declared)
