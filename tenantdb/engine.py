@@ -807,6 +807,12 @@ class Engine:
         st = self.status()
         if st.pending:
             raise TenantdbError(f"cannot seed: changes pending ({', '.join(st.pending)}); run tenantdb migrate first")
+        others = self.other_apps(st.unknown)
+        if others:  # its part of the catalog would be left out: its features removed from every plan
+            raise TenantdbError(
+                f"cannot seed: this database holds {others}, and a seed without that app's seeds would remove its "
+                "features from the plans (every insert its gates count would be refused): run tenantdb seed in that "
+                "app's project (or with --project DIR). Nothing was seeded.")
         document, source = self.catalog_document(catalog)
         with connect(self.dsn) as conn:
             self._writable(conn, "seed")

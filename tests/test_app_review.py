@@ -39,6 +39,27 @@ def app_db(tmp_path: Path, empty_db: str) -> tuple[Path, str]:
     return root, empty_db
 
 
+LIMITS = "select plan_key from catalog.plan_features where feature_key = 'max_documents' order by 1"
+
+
+def test_a_seed_without_the_app_is_refused_and_keeps_the_apps_plan_limits(app_db: tuple[Path, str]) -> None:
+    """The package's catalog alone (seed run outside the app project) or
+    another app's would remove the app's plan features: every insert into
+    the app's metered table would then be refused, and verify said ok."""
+    root, db = app_db
+    assert rows(db, LIMITS) == [("free",), ("pro",)]
+    blog = make_app(root.parent, name="blog", files={})
+    for where in (root.parent, blog):
+        proc = cli("seed", "--dsn", db, cwd=where)
+        assert proc.returncode == 1, proc.stderr
+        assert "holds app shop's changes (shop:0001_documents)" in proc.stderr, proc.stderr
+        assert "run tenantdb seed in that app's project" in proc.stderr and "Nothing was seeded" in proc.stderr
+        assert "seeded " not in proc.stdout  # refused before anything is loaded
+        assert rows(db, LIMITS) == [("free",), ("pro",)]
+    ok(cli("seed", "--dsn", db, cwd=root))
+    assert ok(cli("verify", "--dsn", db, cwd=root)).strip().endswith("ok")
+
+
 def test_a_second_app_or_a_renamed_one_is_refused_by_migrate(app_db: tuple[Path, str]) -> None:
     """One app history per database: another app's changes (or the same
     app's under a new name) would leave both unable to roll back, verify
