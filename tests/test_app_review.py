@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from apps import cli, make_app
+from apps import DOCUMENTS, cli, make_app
 from tenantdb import appseed
 from tenantdb.paths import package_root
 from tenantdb.project import load
@@ -146,3 +146,20 @@ def test_a_connection_error_without_a_dsn_is_readable(tmp_path: Path) -> None:
     assert "<the connection string>" not in proc.stderr
     assert f'tenantdb: cannot connect to the database: connection is bad: connection to server on socket ' \
            f'"{tmp_path / "no-server"}/.s.PGSQL.5999" failed' in proc.stderr, proc.stderr
+
+
+def test_an_app_function_named_like_the_packages_is_refused(tmp_path: Path, empty_db: str) -> None:
+    """An app repeatable defining private.set_updated_at replaced the
+    package's at migrate, and rolling the app change back dropped it with
+    every package trigger that calls it (updated_at on 25 tables), silently."""
+    files = dict(DOCUMENTS)
+    files["functions/0001_documents.sql"] += (
+        "create or replace function private.set_updated_at() returns trigger\n"
+        "language plpgsql as $$ begin new.updated_at := now(); return new; end $$;\n")
+    root = make_app(tmp_path, files=files)
+    for args in (("render",), ("migrate", "--dsn", empty_db)):
+        proc = cli(*args, cwd=root)
+        assert proc.returncode == 2, proc.stderr
+        assert (f"{root.resolve() / 'functions/0001_documents.sql'} defines private.set_updated_at, which is the "
+                "package's (functions/0001_foundation.sql)") in proc.stderr, proc.stderr
+    assert rows(empty_db, "select to_regclass('tenantdb.changes')") == [(None,)]  # nothing applied
