@@ -95,6 +95,8 @@ class Context:
         try:
             renderer.changes()
         except ValueError as exc:
+            if app and app.without and self.without == app.without and str(exc).startswith("--without "):
+                raise click.UsageError(f"{app.config_path}: database.without: {str(exc).removeprefix('--without ')}") from exc
             raise click.UsageError(str(exc)) from exc
         return renderer
 

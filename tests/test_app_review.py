@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import psycopg
@@ -163,3 +164,19 @@ def test_an_app_function_named_like_the_packages_is_refused(tmp_path: Path, empt
         assert (f"{root.resolve() / 'functions/0001_documents.sql'} defines private.set_updated_at, which is the "
                 "package's (functions/0001_foundation.sql)") in proc.stderr, proc.stderr
     assert rows(empty_db, "select to_regclass('tenantdb.changes')") == [(None,)]  # nothing applied
+
+
+@pytest.mark.parametrize("setting, value, expected", [
+    ("target", '"oracle"', "database.target must be postgres or supabase; got 'oracle'"),
+    ("api_schema", '"Api"', "database.api_schema must be a plain lower-case schema name; got 'Api'"),
+    ("without", '["0099_x"]', "database.without: 0099_x: no such change (optional ones: 0016_client_services)"),
+])
+def test_a_bad_database_setting_names_tenantdb_toml(tmp_path: Path, setting: str, value: str, expected: str) -> None:
+    """They said "unknown target 'oracle'", "API schema name 'Api' ..." and
+    "--without 0099_x: no such change", an option nobody gave."""
+    root = make_app(tmp_path, files={})
+    config = root / "tenantdb.toml"
+    config.write_text(re.sub(rf"^{setting} = .*$", f"{setting} = {value}", config.read_text(), flags=re.M))
+    proc = cli("status", "--dsn", "postgresql://nobody@127.0.0.1:1/none", cwd=root)
+    assert proc.returncode == 2, proc.stderr
+    assert f"{config.resolve()}: {expected}" in proc.stderr, proc.stderr
