@@ -180,3 +180,21 @@ def test_a_bad_database_setting_names_tenantdb_toml(tmp_path: Path, setting: str
     proc = cli("status", "--dsn", "postgresql://nobody@127.0.0.1:1/none", cwd=root)
     assert proc.returncode == 2, proc.stderr
     assert f"{config.resolve()}: {expected}" in proc.stderr, proc.stderr
+
+
+def test_a_command_below_the_project_root_finds_its_env_file(tmp_path: Path, empty_db: str) -> None:
+    """tenantdb.toml is found from a subdirectory of the project, and so is
+    the project's .env (init's .gitignore puts it beside tenantdb.toml):
+    run from migrations/, the DSN was libpq's defaults, another database."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TENANTDB_PROJECT", "TENANTDB_SQL_DIR")}
+    env.update(PGHOST=str(tmp_path / "no-server"), PGPORT="5999", PGCONNECT_TIMEOUT="2")
+    root = make_app(tmp_path, files={})
+    (root / ".env").write_text(f"DATABASE_URL='{empty_db}'\n")
+    name = psycopg.conninfo.conninfo_to_dict(empty_db)["dbname"]
+    for where in (root, root / "migrations"):
+        proc = cli("status", cwd=where, env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.startswith(f"database {name} on "), proc.stdout
+    (root / "migrations/.env").write_text("DATABASE_URL='postgresql://nobody@127.0.0.1:1/here'\n")
+    nearest = cli("status", cwd=root / "migrations", env=env)  # the working directory's comes first, as before
+    assert nearest.returncode == 3 and "port 1 failed" in nearest.stderr, nearest.stderr
