@@ -198,3 +198,22 @@ def test_a_command_below_the_project_root_finds_its_env_file(tmp_path: Path, emp
     (root / "migrations/.env").write_text("DATABASE_URL='postgresql://nobody@127.0.0.1:1/here'\n")
     nearest = cli("status", cwd=root / "migrations", env=env)  # the working directory's comes first, as before
     assert nearest.returncode == 3 and "port 1 failed" in nearest.stderr, nearest.stderr
+
+
+def test_verify_names_an_app_table_that_landed_in_the_bookkeeping_schema(tmp_path: Path, empty_db: str) -> None:
+    """Changes run with search_path tenantdb: an app migration's unqualified
+    table went into tenantdb's bookkeeping schema (no row-level security,
+    no API can reach it), and verify said ok."""
+    root = make_app(tmp_path, files={
+        "migrations/0001_notes.sql": (
+            "create table notes (organization_id uuid not null references tenancy.organizations (id),\n"
+            "  id uuid not null default gen_random_uuid(), primary key (organization_id, id));\n"),
+        "migrations/0001_notes.rollback.sql": "drop table notes;\n"})
+    ok(cli("migrate", "--dsn", empty_db, cwd=root))
+    ok(cli("seed", "--dsn", empty_db, cwd=root))
+    proc = cli("verify", "--dsn", empty_db, cwd=root)
+    assert proc.returncode == 1, proc.stdout
+    assert ("covered: tenantdb.notes: table with an organization_id column in tenantdb's bookkeeping schema (where a "
+            "migration's unqualified name lands): name the table with its schema, one of app.schemas") in proc.stdout, \
+        proc.stdout
+    assert proc.stdout.strip().endswith("1 problem(s)")
