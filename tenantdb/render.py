@@ -223,7 +223,7 @@ class Renderer:
                 raise ValueError(f"{root / relpath}: a migration is named NNNN_name.sql (tenantdb new migration NAME)")
             rollback_path = f"migrations/{local}.rollback.sql"
             if not (root / rollback_path).exists():
-                raise FileNotFoundError(f"{root / relpath} has no {rollback_path}")
+                raise ValueError(f"{root / relpath} has no {rollback_path} (tenantdb new migration writes both)")
             sql = self.render(relpath, project)
             requires = tuple(r.strip() for line in REQUIRES_RE.findall("\n".join(sql.splitlines()[:30]))
                              for r in line.split(",") if r.strip())

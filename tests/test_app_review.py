@@ -217,3 +217,14 @@ def test_verify_names_an_app_table_that_landed_in_the_bookkeeping_schema(tmp_pat
             "migration's unqualified name lands): name the table with its schema, one of app.schemas") in proc.stdout, \
         proc.stdout
     assert proc.stdout.strip().endswith("1 problem(s)")
+
+
+def test_an_app_migration_without_its_rollback_is_named(tmp_path: Path) -> None:
+    """It was "unexpected error: FileNotFoundError ... (rerun with --debug)", exit 1."""
+    root = make_app(tmp_path)
+    (root / "migrations/0002_folders.sql").write_text("create table app.folders (id int);\n")
+    proc = cli("status", "--dsn", "postgresql://nobody@127.0.0.1:1/none", cwd=root)
+    assert proc.returncode == 2, proc.stderr
+    assert (f"{root.resolve() / 'migrations/0002_folders.sql'} has no migrations/0002_folders.rollback.sql "
+            "(tenantdb new migration writes both)") in proc.stderr, proc.stderr
+    assert "unexpected error" not in proc.stderr
