@@ -1,9 +1,14 @@
 """Defects found reviewing app projects as an app team and as a DBA would
-use them: a seed without the app stripping the app's plan limits, a second
-(or renamed) app migrated into a database that holds another app's
-history, a role taken off an app permission that keeps it, a template
-error in an app seed reported as an unexpected error, an app meter alias
-taking the package's, and a connection error garbled when no DSN is set."""
+use them: a seed without the app stripping the app's plan limits; a
+second (or renamed) app migrated into a database holding another app's
+history; a role taken off an app permission that keeps it; a template
+error in an app seed, or a migration without its rollback file, reported
+as an unexpected error; an app meter alias taking the package's; an app
+function replacing the package's (and dropped with its triggers at
+rollback); an unqualified app table in the bookkeeping schema that verify
+passed; tenantdb.toml settings not named in their errors; the project's
+.env not found below its root; a connection error garbled when no DSN is
+set."""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ import psycopg
 import pytest
 
 from apps import DOCUMENTS, cli, make_app
+from test_app_project import app_db, ok  # noqa: F401 - app_db: the documents recipe in app shop, migrated and seeded
 from tenantdb import appseed
 from tenantdb.paths import package_root
 from tenantdb.project import load
@@ -24,20 +30,6 @@ from tenantdb.project import load
 def rows(dsn: str, query: str, params: tuple | None = None) -> list[tuple]:
     with psycopg.connect(dsn) as conn:
         return conn.execute(query, params).fetchall()
-
-
-def ok(proc) -> str:
-    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
-    return proc.stdout
-
-
-@pytest.fixture
-def app_db(tmp_path: Path, empty_db: str) -> tuple[Path, str]:
-    """The documents recipe in app shop, migrated and seeded."""
-    root = make_app(tmp_path)
-    ok(cli("migrate", "--dsn", empty_db, cwd=root))
-    ok(cli("seed", "--dsn", empty_db, cwd=root))
-    return root, empty_db
 
 
 LIMITS = "select plan_key from catalog.plan_features where feature_key = 'max_documents' order by 1"
