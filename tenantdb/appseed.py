@@ -79,6 +79,12 @@ def merged_catalog(package: dict, package_source: str, app: AppProject) -> dict:
         if key in theirs_meters:
             raise SeedConflict(f"{source}: meter \"{key}\" is already the package's ({package_source}); "
                                "choose another key for the app's meter")
+    for meter in mine.get("meters", []):  # an alias the package's meters answer to would be taken from them
+        aliases = meter.get("aliases", [])
+        taken = [a for a in aliases if isinstance(a, str) and a in theirs_meters] if isinstance(aliases, list) else []
+        if taken:
+            raise SeedConflict(f"{source}: meter \"{meter['key']}\", alias \"{taken[0]}\": already the package's "
+                               f"({package_source}); choose another alias")
     for key in _keys(mine.get("features", []), "features", source):
         if key in set(_keys(package["features"], "features", package_source)):
             raise SeedConflict(f"{source}: feature \"{key}\" is already the package's ({package_source}); "
@@ -212,34 +218,48 @@ select r.key, r.is_system, x.key, false
   join iam.roles r on r.key = m.role and not r.is_system
 on conflict do nothing;
 """
+# The file says which tenant roles hold the app's permissions: a mapping of
+# a permission the app owns to a role the file no longer lists for it (or
+# of a permission it no longer declares) is removed. Its one row: how many.
+_REVOKE = """with revoked as (
+  delete from iam.role_permissions rp
+   using tenantdb.app_permissions a
+   where a.project = {project} and rp.permission_key = a.key
+     and not exists (select from jsonb_to_recordset({doc}) as x (key text, roles jsonb)
+                      where x.key = rp.permission_key and x.roles ? rp.role_key)
+  returning 1
+)
+select count(*) as mappings_removed from revoked;
+"""
 
 
 def permissions_statements(app: AppProject, declared: list[dict], source: str) -> list[str]:
     """The statements loading declared (permissions(app)) with the JSON
     inlined: a check refusing, with a message naming source, a taken key
     or an unknown role; the upsert (its one row: the permissions written);
-    the role mappings. `tenantdb seed` runs them (load_permissions); an
-    export writes them into its seed.sql."""
+    the role mappings; the removal of the mappings the file no longer
+    lists (its one row: how many). `tenantdb seed` runs them
+    (load_permissions); an export writes them into its seed.sql."""
     literals = {"doc": sqlquote(json.dumps(declared, ensure_ascii=False)) + "::jsonb", "project": sqlquote(app.name),
                 "source": sqlquote(source)}
-    return [template.format(**literals) for template in (_CHECK, _UPSERT, _MAPPINGS)]
+    return [template.format(**literals) for template in (_CHECK, _UPSERT, _MAPPINGS, _REVOKE)]
 
 
-def load_permissions(conn: psycopg.Connection, app: AppProject) -> int:
-    """Upsert the app's permissions and add their role mappings, in conn's
-    transaction; refuse (nothing written) a key that is the package's, or
-    a role that is not a tenant role. Returns the permissions written."""
+def load_permissions(conn: psycopg.Connection, app: AppProject) -> tuple[int, int]:
+    """Upsert the app's permissions and make their role mappings the file's,
+    in conn's transaction; refuse (nothing written) a key that is the
+    package's, or a role that is not a tenant role. Returns (permissions
+    written, role mappings removed)."""
     declared = permissions(app)
-    if not declared:
-        return 0
     source = str(permissions_path(app))
-    check, upsert, mappings = permissions_statements(app, declared, source)
+    check, upsert, mappings, revoke = permissions_statements(app, declared, source)
     try:
         conn.execute(check.encode())
         written = conn.execute(upsert.encode()).fetchone()[0]
         conn.execute(mappings.encode())
+        removed = conn.execute(revoke.encode()).fetchone()[0]
     except psycopg.Error as exc:
         if (exc.diag.message_primary or "").startswith(f"{source}: "):  # the check's refusal
             raise SeedConflict(f"SQLSTATE {exc.sqlstate}: {exc.diag.message_primary}") from exc
         raise StatementError(source, "insert into iam.permissions ...", exc) from exc
-    return written
+    return written, removed

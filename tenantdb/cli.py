@@ -95,6 +95,8 @@ class Context:
         try:
             renderer.changes()
         except ValueError as exc:
+            if app and app.without and self.without == app.without and str(exc).startswith("--without "):
+                raise click.UsageError(f"{app.config_path}: database.without: {str(exc).removeprefix('--without ')}") from exc
             raise click.UsageError(str(exc)) from exc
         return renderer
 
@@ -113,8 +115,15 @@ class Context:
             self.api = self.api or api
         return self.target
 
+    def dsn(self) -> str:
+        """The connection string: --dsn, DATABASE_URL, .env, `tenantdb up`'s
+        server, libpq's defaults (tenantdb.db); in an app project, its .env
+        and .tenantdb beside tenantdb.toml where the working directory has none."""
+        app = self.app
+        return resolve_dsn(self.dsn_option, project=app.root if app else None)
+
     def engine(self, lock_timeout: float = 60.0, dsn: str | None = None) -> Engine:
-        dsn = dsn or resolve_dsn(self.dsn_option)
+        dsn = dsn or self.dsn()
         self.settle(dsn)
         return Engine(dsn, self.renderer, echo=self.say, lock_timeout=lock_timeout)
 
@@ -512,7 +521,7 @@ def reset(c: Context, yes: bool, force: bool) -> None:
     with a comment on the database), or marked so by hand, unless --force."""
     from tenantdb import devdb, pooling
 
-    dsn = resolve_dsn(c.dsn_option)
+    dsn = c.dsn()
     if c.settle(dsn).name == "supabase":  # --target supabase, or a database migrated for it
         raise click.UsageError("tenantdb reset drops the database, and with it Supabase's own auth schema: "
                                "use `supabase db reset` for a Supabase database")
@@ -568,7 +577,7 @@ def docs_cmd(c: Context, out: Path) -> None:
     from tenantdb import docs
 
     app = c.app
-    written = docs.write(resolve_dsn(c.dsn_option), out, app_schemas=app.schemas if app else ())
+    written = docs.write(c.dsn(), out, app_schemas=app.schemas if app else ())
     click.echo(f"wrote {len(written)} files to {out}")
 
 
@@ -584,7 +593,7 @@ def types_cmd(c: Context, lang: str, out: Path | None) -> None:
     with a table or view role authenticated may read."""
     from tenantdb import typegen
 
-    text = typegen.generate(resolve_dsn(c.dsn_option), c.api, lang)
+    text = typegen.generate(c.dsn(), c.api, lang)
     if out is None:
         click.echo(text, nl=False)
         return

@@ -3,7 +3,8 @@
 The DSN is, in order: --dsn; DATABASE_URL from the environment; DATABASE_URL
 from a .env file in the working directory (as dbmate reads it); the server
 `tenantdb up` started in ./.tenantdb (its record); else libpq's PG*
-variables (an empty conninfo).
+variables (an empty conninfo). Below an app project's root, its .env and
+.tenantdb (beside tenantdb.toml) count where the working directory has none.
 """
 
 from __future__ import annotations
@@ -38,18 +39,23 @@ def dotenv_value(name: str, path: Path = Path(".env")) -> str | None:
     return None
 
 
-def resolve_dsn(dsn: str | None, data_dir: Path | None = None) -> str:
-    """The conninfo to use (see the module's docstring); refuses a malformed one (exit 2)."""
+def resolve_dsn(dsn: str | None, data_dir: Path | None = None, project: Path | None = None) -> str:
+    """The conninfo to use (see the module's docstring); refuses a malformed
+    one (exit 2). project: the app project's root, if any."""
     if dsn:
         chosen, source = dsn, "--dsn"
     elif os.environ.get("DATABASE_URL"):
         chosen, source = os.environ["DATABASE_URL"], "DATABASE_URL"
     elif (from_file := dotenv_value("DATABASE_URL")):
         chosen, source = from_file, "DATABASE_URL in .env"
+    elif project and (from_file := dotenv_value("DATABASE_URL", project / ".env")):
+        chosen, source = from_file, f"DATABASE_URL in {project / '.env'}"
     else:
         from . import embedded  # no import of the optional wheel: reading the record needs none
 
         directory = (data_dir or embedded.DEFAULT_DATA_DIR).resolve()
+        if data_dir is None and project and not (directory / embedded.RECORD).is_file():
+            directory = (project / embedded.DEFAULT_DATA_DIR).resolve()
         server = embedded.recorded(directory)
         if server is None and (directory / embedded.RECORD).is_file():
             raise ConnectError(f"the server `tenantdb up` started in {directory} is stopped: `tenantdb up` starts it again "
@@ -66,6 +72,8 @@ def _redacted(exc: Exception | str, dsn: str) -> str:
     """libpq's message without the connection string, nor any quoted piece of
     it (a bad percent-escape is quoted as written, and it may be the
     password's): "<redacted>" instead."""
+    if not dsn:  # libpq's defaults: nothing to hide (replacing "" would insert the words between every character)
+        return " ".join(str(exc).split())
     text = str(exc).replace(dsn, "<the connection string>")
     text = re.sub(r'"([^"]*)"', lambda m: '"<redacted>"' if m.group(1) and m.group(1) in dsn else m.group(0), text)
     return " ".join(text.split())

@@ -370,15 +370,35 @@ class Engine:
             raise UsageProblem(f"--to {to}: no such change (known: {', '.join(ids)})")
         return self.changes[: ids.index(to) + 1]
 
+    def other_apps(self, recorded: list[str]) -> str:
+        """"app shop's changes (shop:0001_documents)" for each app project
+        other than this run's one whose changes are among recorded; "" if none."""
+        mine = self.renderer.app.name if self.renderer.app else None
+        found: dict[str, list[str]] = {}
+        for cid in sorted(recorded):
+            if Status.project_of(cid) not in ("tenantdb", mine):
+                found.setdefault(Status.project_of(cid), []).append(cid)
+        return "; ".join(f"app {name}'s changes ({', '.join(ids)})" for name, ids in found.items())
+
     def _preflight(self, conn: psycopg.Connection, recorded: dict[str, str], selected: list[Change]) -> None:
         """What migrate checks before its first change (a dry run too): no
-        applied change edited, and the target's prerequisites in place."""
+        applied change edited, no other app's history in the database (one
+        app project per database: its name never changes), and the
+        target's prerequisites in place."""
         unmanaged = conn.execute(_UNMANAGED).fetchone()[0]
         if unmanaged:
             raise UsageProblem(
                 f"this database holds tenantdb's schemas ({unmanaged}) but no tenantdb history: it was deployed from an "
                 f"export (sqitch, the Supabase CLI) or by hand, and migrate would fail on the first of them. Take it over "
                 f"with: {self.adopt_hint()}. Nothing was applied.")
+        app = self.renderer.app
+        others = self.other_apps(list(recorded)) if app else ""
+        if app and others:
+            raise UsageProblem(
+                f"this database holds {others}, not {app.name}'s: it takes one app project (rollback and verify need "
+                f"every applied change in one project). Run tenantdb in that app's project, or use another database; "
+                f"if {app.name} is that app renamed, put its name back in {app.config_path} (an app's name never "
+                "changes once a database holds its changes). Nothing was applied.")
         edited = [c.id for c in self.changes if c.id in recorded and recorded[c.id] != c.checksum]
         if edited:
             raise EditedChange(
@@ -787,6 +807,12 @@ class Engine:
         st = self.status()
         if st.pending:
             raise TenantdbError(f"cannot seed: changes pending ({', '.join(st.pending)}); run tenantdb migrate first")
+        others = self.other_apps(st.unknown)
+        if others:  # its part of the catalog would be left out: its features removed from every plan
+            raise TenantdbError(
+                f"cannot seed: this database holds {others}, and a seed without that app's seeds would remove its "
+                "features from the plans (every insert its gates count would be refused): run tenantdb seed in that "
+                "app's project (or with --project DIR). Nothing was seeded.")
         document, source = self.catalog_document(catalog)
         with connect(self.dsn) as conn:
             self._writable(conn, "seed")
@@ -832,11 +858,13 @@ class Engine:
         if app is None:
             return
         started = time.perf_counter()
-        written = appseed.load_permissions(conn, app)
+        written, removed = appseed.load_permissions(conn, app)
         if not quiet:
             ms = int((time.perf_counter() - started) * 1000)
-            self.log.append({"seed": str(appseed.permissions_path(app)), "written": written, "duration_ms": ms})
-            self.echo(f"seeded {app.name}:seeds/permissions.json: {written} permission(s) written ({ms} ms)")
+            self.log.append({"seed": str(appseed.permissions_path(app)), "written": written,
+                             "role_mappings_removed": removed, "duration_ms": ms})
+            self.echo(f"seeded {app.name}:seeds/permissions.json: {written} permission(s) written"
+                      + (f", {removed} role mapping(s) removed" if removed else "") + f" ({ms} ms)")
         for relpath, sql in [s for s in seeds if ":" in s[0]]:
             self._run_seed(conn, relpath, sql, quiet)
 

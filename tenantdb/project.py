@@ -81,6 +81,12 @@ def load(root: Path) -> AppProject:
     for key, value in (("target", target), ("api_schema", api)):
         if value is not None and not isinstance(value, str):
             raise ProjectError(f"{path}: database.{key} must be a string")
+    from .render import TARGETS  # render imports this module
+
+    if target is not None and target not in TARGETS:
+        raise ProjectError(f"{path}: database.target must be {' or '.join(TARGETS)}; got {target!r}")
+    if api is not None and not re.fullmatch(r"[a-z_][a-z0-9_]*", api):
+        raise ProjectError(f"{path}: database.api_schema must be a plain lower-case schema name; got {api!r}")
     without = _strings(database.get("without", []), f"{path}: database.without")
     return AppProject(root.resolve(), name, schemas, target, api, without, data)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import jinja2
 
+from .errors import UsageProblem
 from .paths import sql_root
 from .project import PACKAGE, AppProject
 
@@ -144,8 +145,9 @@ class Change:
         return checksum(self.sql)
 
 
-class TemplateProblem(ValueError):
-    """A template that cannot be rendered: the message names file and line."""
+class TemplateProblem(UsageProblem, ValueError):
+    """A template that cannot be rendered: the message names file and line
+    (exit 2, wherever it is rendered: a change, a seed, a check)."""
 
 
 def _located(exc: Exception, filename: str) -> str:
@@ -221,7 +223,7 @@ class Renderer:
                 raise ValueError(f"{root / relpath}: a migration is named NNNN_name.sql (tenantdb new migration NAME)")
             rollback_path = f"migrations/{local}.rollback.sql"
             if not (root / rollback_path).exists():
-                raise FileNotFoundError(f"{root / relpath} has no {rollback_path}")
+                raise ValueError(f"{root / relpath} has no {rollback_path} (tenantdb new migration writes both)")
             sql = self.render(relpath, project)
             requires = tuple(r.strip() for line in REQUIRES_RE.findall("\n".join(sql.splitlines()[:30]))
                              for r in line.split(",") if r.strip())
@@ -250,7 +252,21 @@ class Renderer:
             return package
         app = self._project_changes(self.app.name, self.app.root)
         self._check_requires(package, app)
+        self._check_functions(package, app)
         return package + app
+
+    def _check_functions(self, package: list[Change], app: list[Change]) -> None:
+        """No app repeatable defines a function a package repeatable defines:
+        migrate would replace the package's, and a rollback of the app change
+        would drop it, with the package's triggers and policies that call it."""
+        theirs = {name: rep.path for change in package for rep in change.repeatables for name in rep.functions}
+        for change in app:
+            for rep in change.repeatables:
+                for name in [n for n in rep.functions if n in theirs]:
+                    raise ValueError(f"{self.app.root / rep.path.split(':', 1)[1]} defines {name}, which is the "  # type: ignore[union-attr]
+                                     f"package's ({theirs[name]}): migrate would replace it, and a rollback of "
+                                     f"{change.id} would drop it with the package's triggers and policies that call "
+                                     "it; give the app's function a name of its own, in the app's schema")
 
     def _check_requires(self, package: list[Change], app: list[Change]) -> None:
         """Every package change an app change requires is in this package and selected."""
