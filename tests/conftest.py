@@ -145,3 +145,58 @@ def standby(postgresql_proc, tmp_path_factory) -> Iterator:
                            tmp_path_factory.mktemp("standby"), password=postgresql_proc.password)
     yield server
     server.stop()
+
+
+# -- app projects (tests/apps.py): the documents recipe in app "shop" -----------
+@pytest.fixture(scope="session")
+def app_templates(postgresql_proc, tmp_path_factory) -> Iterator[dict[str, str]]:
+    """Two template databases of the documents recipe (tests/apps.py), made
+    once through the CLI: "migrated" (package and app applied) and "seeded"
+    (then seeded). Tests get copies (app_db, app_migrated_db)."""
+    from apps import cli, make_app
+
+    admin = conninfo(postgresql_proc.host, postgresql_proc.port, postgresql_proc.user, "postgres")
+    root = make_app(tmp_path_factory.mktemp("app-template"))
+    names = {"migrated": f"app_migrated_{uuid.uuid4().hex[:8]}", "seeded": f"app_seeded_{uuid.uuid4().hex[:8]}"}
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'create database "{names["migrated"]}"')
+    migrated = conninfo(postgresql_proc.host, postgresql_proc.port, postgresql_proc.user, names["migrated"])
+    proc = cli("migrate", "--dsn", migrated, cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'create database "{names["seeded"]}" template "{names["migrated"]}"')
+    proc = cli("seed", "--dsn", conninfo(postgresql_proc.host, postgresql_proc.port, postgresql_proc.user, names["seeded"]),
+               cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    yield names
+    with psycopg.connect(admin, autocommit=True) as conn:
+        for name in names.values():
+            conn.execute(f'drop database if exists "{name}" with (force)')
+
+
+def _app_copy(postgresql_proc, template: str) -> Iterator[str]:
+    admin = conninfo(postgresql_proc.host, postgresql_proc.port, postgresql_proc.user, "postgres")
+    name = f"app_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'create database "{name}" template "{template}"')
+    yield conninfo(postgresql_proc.host, postgresql_proc.port, postgresql_proc.user, name)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'drop database if exists "{name}" with (force)')
+
+
+@pytest.fixture
+def app_db(tmp_path: Path, postgresql_proc, app_templates: dict[str, str]) -> Iterator[tuple[Path, str]]:
+    """(an app project with the documents recipe, a database where it is migrated and seeded)."""
+    from apps import make_app
+
+    root = make_app(tmp_path)
+    yield from ((root, dsn) for dsn in _app_copy(postgresql_proc, app_templates["seeded"]))
+
+
+@pytest.fixture
+def app_migrated_db(tmp_path: Path, postgresql_proc, app_templates: dict[str, str]) -> Iterator[tuple[Path, str]]:
+    """(an app project with the documents recipe, a database where it is migrated, not seeded)."""
+    from apps import make_app
+
+    root = make_app(tmp_path)
+    yield from ((root, dsn) for dsn in _app_copy(postgresql_proc, app_templates["migrated"]))

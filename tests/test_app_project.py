@@ -69,22 +69,13 @@ def test_new_refuses_outside_a_project(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "tenantdb init" in proc.stderr
 
 
-@pytest.fixture
-def app_db(tmp_path: Path, empty_db: str) -> tuple[Path, str]:
-    """An app project with the documents recipe, migrated and seeded."""
-    root = make_app(tmp_path)
-    ok(cli("migrate", "--dsn", empty_db, cwd=root))
-    ok(cli("seed", "--dsn", empty_db, cwd=root))
-    return root, empty_db
-
-
 def test_two_histories_in_one_database(app_db: tuple[Path, str]) -> None:
     root, db = app_db
     ids = [r[0] for r in psycopg.connect(db).execute("select change_id from tenantdb.changes order by applied_at, change_id")]
     assert ids[-1] == "shop:0001_documents" and set(PACKAGE_IDS) <= set(ids)
     assert scalar(db, "select count(*) from tenantdb.repeatables where path like 'shop:%'") == 2
     out = ok(cli("status", "--dsn", db, cwd=root))
-    assert f"tenantdb " in out and f"(the package): {len(PACKAGE_IDS)} applied, 0 pending" in out
+    assert "tenantdb " in out and f"(the package): {len(PACKAGE_IDS)} applied, 0 pending" in out
     assert f"app shop ({root.resolve()}): 1 applied, 0 pending" in out
     assert "applied  shop:0001_documents" in out
     status = json.loads(ok(cli("status", "--json", "--dsn", db, cwd=root)))
@@ -216,19 +207,16 @@ def test_the_config_file_gives_the_target_and_without(tmp_path: Path, empty_db: 
      'meters[8] ("documents") needs "name"'),
 ])
 def test_an_app_catalog_key_colliding_with_the_packages_is_refused_by_name(
-        tmp_path: Path, empty_db: str, catalog: dict, message: str) -> None:
-    root = make_app(tmp_path)
-    ok(cli("migrate", "--dsn", empty_db, cwd=root))
+        app_migrated_db: tuple[Path, str], catalog: dict, message: str) -> None:
+    root, empty_db = app_migrated_db
     (root / "seeds/catalog.json").write_text(json.dumps({"meters": [], "features": [], "plans": [], **catalog}))
     proc = cli("seed", "--dsn", empty_db, cwd=root)
     assert proc.returncode == 1 and message in proc.stderr, proc.stderr
     assert scalar(empty_db, "select count(*) from catalog.plans") == 0  # nothing seeded
 
 
-def test_an_app_permission_colliding_with_the_packages_is_refused(tmp_path: Path, empty_db: str) -> None:
-    root = make_app(tmp_path)
-    ok(cli("migrate", "--dsn", empty_db, cwd=root))
-    ok(cli("seed", "--dsn", empty_db, cwd=root))
+def test_an_app_permission_colliding_with_the_packages_is_refused(app_db: tuple[Path, str]) -> None:
+    root, empty_db = app_db
     permissions = json.loads(DOCUMENTS["seeds/permissions.json"])
     permissions["permissions"].append({"key": "project.create", "description": "Mine.", "roles": ["tenant_owner"]})
     (root / "seeds/permissions.json").write_text(json.dumps(permissions))

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 
 from apps import DOCUMENTS, cli, make_app
-from test_app_project import app_db, ok  # noqa: F401 - app_db: the documents recipe in app shop, migrated and seeded
+from test_app_project import ok
 from tenantdb import appseed
 from tenantdb.paths import package_root
 from tenantdb.project import load
