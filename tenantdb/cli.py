@@ -20,7 +20,7 @@ from tenantdb.db import resolve_dsn
 from tenantdb.engine import Engine, recorded_target
 from tenantdb.errors import EXIT_FAILED, DataLoss, TenantdbError
 from tenantdb.paths import SqlSource, find_sql, package_root
-from tenantdb.render import TARGETS, Renderer, Target
+from tenantdb.render import PACKAGE, TARGETS, Renderer, Target, project_of
 
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 
@@ -260,11 +260,11 @@ def status(c: Context) -> None:
     if st.unmanaged:
         click.echo(f"no tenantdb history, but tenantdb's schemas are here ({st.unmanaged}): deployed from an export? "
                    f"take it over with: {engine.adopt_hint()}")
-    histories = ["tenantdb"] + ([c.app.name] if c.app else [])
-    histories += sorted({st.project_of(cid) for cid in st.unknown} - set(histories))
+    histories = [PACKAGE] + ([c.app.name] if c.app else [])
+    histories += sorted({project_of(cid) for cid in st.unknown} - set(histories))
     for name in histories if len(histories) > 1 else []:  # one line per history: the package's, the app's
-        count = lambda ids: sum(1 for cid in ids if st.project_of(cid) == name)  # noqa: E731
-        what = f"tenantdb {__version__} (the package)" if name == "tenantdb" else \
+        count = lambda ids: sum(1 for cid in ids if project_of(cid) == name)  # noqa: E731
+        what = f"tenantdb {__version__} (the package)" if name == PACKAGE else \
             f"app {name}" + (f" ({c.app.root})" if c.app and c.app.name == name else " (not this project's)")
         click.echo(f"{what}: {count(st.applied)} applied, {count(st.pending)} pending"
                    + (f", {count(st.unknown)} unknown" if count(st.unknown) else ""))
@@ -276,7 +276,7 @@ def status(c: Context) -> None:
     for path in st.stale_repeatables:
         click.echo(f"changed  {path}  (re-applied by the next migrate)")
     for cid in st.unknown:
-        why = "applied by that app project: run status in it" if ":" in cid else \
+        why = "applied by that app project: run status in it" if project_of(cid) != PACKAGE else \
             "applied, not in this package or left out with --without"
         click.echo(f"unknown  {cid}  ({why})")
 

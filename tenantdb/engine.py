@@ -28,7 +28,7 @@ from yoyo.connections import parse_uri
 from . import appseed, dataloss, pooling
 from .db import connect
 from .errors import EditedChange, LockTimeout, StatementError, TenantdbError, UsageProblem
-from .render import Change, Renderer, Repeatable, drop_functions_sql
+from .render import PACKAGE, Change, Renderer, Repeatable, drop_functions_sql, project_of
 from .sqlsplit import split_statements
 
 LOCK_KEY = 7_461_353_217  # pg_advisory_lock key of tenantdb's migration lock
@@ -216,15 +216,10 @@ class Status:
     duration_ms: dict[str, int] = field(default_factory=dict)  # change id -> how long it took
     unmanaged: str = ""  # tenantdb's schemas present without its history (deployed from an export)
 
-    @staticmethod
-    def project_of(change_id: str) -> str:
-        """The history a change id belongs to: "tenantdb" (the package's), or an app's name (myapp:0001_x)."""
-        return change_id.split(":", 1)[0] if ":" in change_id else "tenantdb"
-
     def as_dict(self) -> dict:
         """The status for --json: one entry per change, in order, and the repeatables to re-apply."""
         def entry(c: str, state: str) -> dict:
-            return {"change": c, "project": self.project_of(c), "state": state,
+            return {"change": c, "project": project_of(c), "state": state,
                     "applied_at": self.applied_at.get(c), "duration_ms": self.duration_ms.get(c)}
         changes = [entry(c, "edited" if c in self.edited else "applied") for c in self.applied]
         changes += [entry(c, "pending") for c in self.pending]
@@ -376,8 +371,8 @@ class Engine:
         mine = self.renderer.app.name if self.renderer.app else None
         found: dict[str, list[str]] = {}
         for cid in sorted(recorded):
-            if Status.project_of(cid) not in ("tenantdb", mine):
-                found.setdefault(Status.project_of(cid), []).append(cid)
+            if project_of(cid) not in (PACKAGE, mine):
+                found.setdefault(project_of(cid), []).append(cid)
         return "; ".join(f"app {name}'s changes ({', '.join(ids)})" for name, ids in found.items())
 
     def _preflight(self, conn: psycopg.Connection, recorded: dict[str, str], selected: list[Change]) -> None:
@@ -726,7 +721,7 @@ class Engine:
             applied.sort(key=lambda c: order[c.id])
         hidden = sorted(set(recorded) - {c.id for c in self.changes})
         if hidden:
-            apps = sorted({Status.project_of(c) for c in hidden} - {"tenantdb"})
+            apps = sorted({project_of(c) for c in hidden} - {PACKAGE})
             where = (f" (app change(s) of {', '.join(apps)}: run tenantdb in that app's project, where its "
                      "tenantdb.toml is)") if apps else ""
             raise TenantdbError(
@@ -851,9 +846,8 @@ class Engine:
             app = self.renderer.app
             shown = Path(source.split(" + ")[0]).name + (f" + {app.name}:seeds/catalog.json" if app else "")
             self.echo(f"seeded {shown}: {json.dumps(written, sort_keys=True)} ({ms} ms)")
-        seeds = self.renderer.seeds()
         app = self.renderer.app
-        for relpath, sql in [s for s in seeds if ":" not in s[0]]:
+        for relpath, sql in self.renderer.seeds():
             self._run_seed(conn, relpath, sql, quiet)
         if app is None:
             return
@@ -865,7 +859,7 @@ class Engine:
                              "role_mappings_removed": removed, "duration_ms": ms})
             self.echo(f"seeded {app.name}:seeds/permissions.json: {written} permission(s) written"
                       + (f", {removed} role mapping(s) removed" if removed else "") + f" ({ms} ms)")
-        for relpath, sql in [s for s in seeds if ":" in s[0]]:
+        for relpath, sql in self.renderer.app_seeds():
             self._run_seed(conn, relpath, sql, quiet)
 
     def _run_seed(self, conn: psycopg.Connection, relpath: str, sql: str, quiet: bool) -> None:

@@ -117,15 +117,14 @@ def seed_sql(renderer: Renderer) -> str:
         f"-- {catalog}\n"
         f"select private.load_catalog({sqlquote(json.dumps(document, indent=2, ensure_ascii=False))}::jsonb) is not null as catalog_loaded;\n",
     ]
-    seeds = renderer.seeds()
-    parts += [f"-- {relpath}\n{sql}" for relpath, sql in seeds if ":" not in relpath]
+    parts += [f"-- {relpath}\n{sql}" for relpath, sql in renderer.seeds()]
     declared = appseed.permissions(app) if app else []
     if app and declared:
         source = f"{app.name}:seeds/permissions.json"
         parts.append(f"-- {source}, and tenantdb's record of the keys that are {app.name}'s\n"
                      f"create schema if not exists tenantdb;\n{appseed.OWNERSHIP}"
                      + "".join(appseed.permissions_statements(app, declared, source)))
-    parts += [f"-- {relpath}\n{sql}" for relpath, sql in seeds if ":" in relpath]
+    parts += [f"-- {relpath}\n{sql}" for relpath, sql in renderer.app_seeds()]
     return "\n".join(parts + [MIRROR_GRANTS])
 
 

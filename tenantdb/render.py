@@ -27,6 +27,13 @@ OPTIONAL_MARKER = "-- tenantdb: optional"
 # data: migrate shows what it would drop (tables with rows, columns with
 # values) and applies it only with --yes.
 DESTRUCTIVE_MARKER = "-- tenantdb: destructive"
+def project_of(key: str) -> str:
+    """The history a change id (or repeatable or seed path) belongs to:
+    PACKAGE for the package's (no prefix), else the app's name, the prefix
+    of <app>:0001_documents."""
+    return key.split(":", 1)[0] if ":" in key else PACKAGE
+
+
 # An app migration's first lines may name the package changes it needs:
 # "-- tenantdb: requires 0021_meter_aggregations" (several: comma-separated).
 REQUIRES_RE = re.compile(r"^--\s*tenantdb:\s*requires\s+(.+)$", re.M)
@@ -296,12 +303,18 @@ class Renderer:
         return [c for c in changes if c.id not in self.without]
 
     def seeds(self) -> list[tuple[str, str]]:
-        """The SQL seeds: the package's, then the app's (named myapp:seeds/...)."""
-        found = [(relpath, self.render(relpath)) for relpath in self._files("seeds")]
-        if self.app:
-            found += [(f"{self.app.name}:{relpath}", self.render(relpath, self.app.name))
-                      for relpath in self._files("seeds", base=self.app.root)]
-        return found
+        """The package's SQL seeds."""
+        return [(relpath, self.render(relpath)) for relpath in self._files("seeds")]
 
-    def checks(self) -> list[tuple[str, str]]:
-        return [(relpath, self.render(relpath)) for relpath in self._files("sql/checks")]
+    def app_seeds(self) -> list[tuple[str, str]]:
+        """The app project's SQL seeds (named myapp:seeds/...), run after the
+        package's seeds and the app's permissions; none without an app."""
+        if not self.app:
+            return []
+        return [(f"{self.app.name}:{relpath}", self.render(relpath, self.app.name))
+                for relpath in self._files("seeds", base=self.app.root)]
+
+    def checks(self, folder: str = "sql/checks") -> list[tuple[str, str]]:
+        """verify's checks in folder (sql/checks; sql/checks/seeded: those
+        that read what the seeds declare), rendered."""
+        return [(relpath, self.render(relpath)) for relpath in self._files(folder)]

@@ -6,9 +6,11 @@ from dataclasses import asdict, dataclass
 
 import psycopg
 
+from .appseed import SeedConflict
 from .db import connect
 from .engine import Engine
 from .errors import StatementError
+from .render import PACKAGE, project_of
 
 
 PERSONAL_DATA_CHECK = """
@@ -64,7 +66,7 @@ def problems(engine: Engine) -> list[Problem]:
     found = [Problem("pending", c, "change not applied") for c in st.pending]
     found += [Problem("edited", c, "applied file changed since it ran") for c in st.edited]
     found += [Problem("stale", r, "repeatable changed since it was applied") for r in st.stale_repeatables]
-    found += [Problem("unknown", c, "applied change of an app project: run verify in that project" if ":" in c
+    found += [Problem("unknown", c, "applied change of an app project: run verify in that project" if project_of(c) != PACKAGE
                       else "applied change not in this package") for c in st.unknown]
     if st.unmanaged:
         return [Problem("unmanaged", st.unmanaged, f"tenantdb's schemas without its history: {engine.adopt_hint()}")]
@@ -105,13 +107,6 @@ def run_checks(conn: psycopg.Connection, checks: list[tuple[str, str]]) -> list[
     return found
 
 
-def seeded_checks(engine: Engine) -> list[tuple[str, str]]:
-    """The checks of what the seeds declare (sql/checks/seeded/), rendered."""
-    folder = engine.renderer.root / SEEDED_CHECKS
-    return [(f"{SEEDED_CHECKS}/{p.name}", engine.renderer.render(f"{SEEDED_CHECKS}/{p.name}"))
-            for p in sorted(folder.glob("*.sql"))]
-
-
 def after_seeds(engine: Engine, conn: psycopg.Connection) -> tuple[list[Problem], list[Problem]]:
     """(rows the seeds own that are gone, problems of the checks of what the
     seeds declare). The seeds, with the catalog the last `tenantdb seed`
@@ -121,7 +116,7 @@ def after_seeds(engine: Engine, conn: psycopg.Connection) -> tuple[list[Problem]
     policy names that no seed declares) read what the seeds leave. Where
     the seeds cannot run (a standby, a read-only database, seeds that
     fail) the checks read the database as it is."""
-    checks = seeded_checks(engine)
+    checks = engine.renderer.checks(SEEDED_CHECKS)
     if conn.execute("select pg_catalog.pg_is_in_recovery() or current_setting('transaction_read_only') = 'on' "
                     "or to_regprocedure('private.load_catalog(jsonb)') is null").fetchone()[0]:
         return [], run_checks(conn, checks)
@@ -138,7 +133,7 @@ def after_seeds(engine: Engine, conn: psycopg.Connection) -> tuple[list[Problem]
             with conn.transaction():  # a savepoint: seeds that fail leave the checks a usable transaction
                 engine.load_seeds(conn, document, source, quiet=True)
                 rows = conn.execute(SEED_INSERTS).fetchall()
-        except StatementError as exc:
+        except (StatementError, SeedConflict) as exc:
             missing = [Problem("seeded", source, f"the seeds cannot run here: {exc}")]
         else:
             missing = [Problem("seeded", table, f"{n} row(s) the seeds own are missing (a rollback took them?): "

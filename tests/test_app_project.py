@@ -363,3 +363,18 @@ def test_a_members_read_of_the_app_table_uses_its_organization_index(app_db: tup
             assert len(seeks) == 1 and not scans, json.dumps(plan, indent=1)
             assert conn.execute(query).fetchone() is not None
         conn.rollback()
+
+
+def test_verify_reports_app_seeds_that_cannot_run_as_a_problem(app_db: tuple[Path, str]) -> None:
+    """An app permission that collides with the package's makes the seeds
+    fail: verify says so as one of its problems (and goes on with its
+    checks), not as an error that stops it."""
+    root, db = app_db
+    permissions = json.loads(DOCUMENTS["seeds/permissions.json"])
+    permissions["permissions"].append({"key": "project.create", "description": "Mine.", "roles": ["tenant_owner"]})
+    (root / "seeds/permissions.json").write_text(json.dumps(permissions))
+    proc = cli("verify", "--dsn", db, cwd=root)
+    assert proc.returncode == 1, proc.stderr
+    assert "seeded: " in proc.stdout and "the seeds cannot run here" in proc.stdout
+    assert "permission(s) project.create already exist and are not shop's" in proc.stdout
+    assert proc.stdout.strip().endswith("1 problem(s)"), proc.stdout
