@@ -75,16 +75,23 @@ def dsn(postgresql: psycopg.Connection) -> str:
     return conninfo(info.host, info.port, info.user, info.dbname)
 
 
+def scratch_database(proc, prefix: str = "empty", template: str | None = None) -> Iterator[str]:
+    """Conninfo of a new database on the harness's server (empty, or a copy
+    of template), dropped when the generator is closed: the body of the
+    fixtures that hand a test a database of its own."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = conninfo(proc.host, proc.port, proc.user, "postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'create database "{name}"' + (f' template "{template}"' if template else ""))
+    yield conninfo(proc.host, proc.port, proc.user, name)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'drop database if exists "{name}" with (force)')
+
+
 @pytest.fixture
 def empty_db(postgresql_proc) -> Iterator[str]:
     """Conninfo of a new, empty database (for engine tests)."""
-    name = f"empty_{uuid.uuid4().hex[:10]}"
-    admin = conninfo(postgresql_proc.host, postgresql_proc.port, postgresql_proc.user, "postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'create database "{name}"')
-    yield conninfo(postgresql_proc.host, postgresql_proc.port, postgresql_proc.user, name)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'drop database if exists "{name}" with (force)')
+    yield from scratch_database(postgresql_proc)
 
 
 @pytest.fixture
@@ -174,23 +181,13 @@ def app_templates(postgresql_proc, tmp_path_factory) -> Iterator[dict[str, str]]
             conn.execute(f'drop database if exists "{name}" with (force)')
 
 
-def _app_copy(postgresql_proc, template: str) -> Iterator[str]:
-    admin = conninfo(postgresql_proc.host, postgresql_proc.port, postgresql_proc.user, "postgres")
-    name = f"app_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'create database "{name}" template "{template}"')
-    yield conninfo(postgresql_proc.host, postgresql_proc.port, postgresql_proc.user, name)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'drop database if exists "{name}" with (force)')
-
-
 @pytest.fixture
 def app_db(tmp_path: Path, postgresql_proc, app_templates: dict[str, str]) -> Iterator[tuple[Path, str]]:
     """(an app project with the documents recipe, a database where it is migrated and seeded)."""
     from apps import make_app
 
     root = make_app(tmp_path)
-    yield from ((root, dsn) for dsn in _app_copy(postgresql_proc, app_templates["seeded"]))
+    yield from ((root, dsn) for dsn in scratch_database(postgresql_proc, "app", app_templates["seeded"]))
 
 
 @pytest.fixture
@@ -199,4 +196,4 @@ def app_migrated_db(tmp_path: Path, postgresql_proc, app_templates: dict[str, st
     from apps import make_app
 
     root = make_app(tmp_path)
-    yield from ((root, dsn) for dsn in _app_copy(postgresql_proc, app_templates["migrated"]))
+    yield from ((root, dsn) for dsn in scratch_database(postgresql_proc, "app", app_templates["migrated"]))

@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import ROOT, TESTS, conninfo, pg_tool
+from conftest import ROOT, TESTS, conninfo, pg_tool, scratch_database
 from tenantdb import export
 from tenantdb.paths import SQL_DIRS
 from tenantdb.render import Renderer, Target
@@ -177,13 +177,7 @@ def deployed_template(postgresql_proc, tmp_path_factory) -> str:
 @pytest.fixture
 def deployed(postgresql_proc, deployed_template: str) -> str:
     """A fresh copy of the deployed template."""
-    admin = conninfo(postgresql_proc.host, postgresql_proc.port, postgresql_proc.user, "postgres")
-    name = f"copy_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'create database "{name}" template "{deployed_template}"')
-    yield conninfo(postgresql_proc.host, postgresql_proc.port, postgresql_proc.user, name)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'drop database if exists "{name}" with (force)')
+    yield from scratch_database(postgresql_proc, "copy", deployed_template)
 
 
 def test_an_altered_function_is_refused_and_nothing_recorded(deployed: str) -> None:
