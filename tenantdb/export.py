@@ -14,11 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import appseed
-from .project import PACKAGE
+from .project import IDENTIFIER, PACKAGE
 from .render import Change, Renderer, drop_functions_sql, sqlquote
 
 # Top-level (unindented) statements of a migration that create a named object.
-_IDENT = r"[a-z_][a-z0-9_]*"
+_IDENT = IDENTIFIER.pattern
 _SCHEMA_RE = re.compile(rf"^create schema (if not exists )?({_IDENT})\s*;", re.I | re.M)
 _TABLE_RE = re.compile(rf"^create (?:unlogged )?table (if not exists )?({_IDENT}\.{_IDENT})", re.I | re.M)
 _VIEW_RE = re.compile(rf"^create (?:or replace )?(?:materialized )?view (if not exists )?({_IDENT}\.{_IDENT})", re.I | re.M)

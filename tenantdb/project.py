@@ -22,6 +22,8 @@ else:  # pragma: no cover - Python 3.10
 
 CONFIG = "tenantdb.toml"
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+# A schema name tenantdb writes unquoted (app.schemas, the API schema).
+IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
 PACKAGE = "tenantdb"  # the package's own history: its change ids carry no prefix
 FOLDERS = ("migrations", "functions", "policies", "seeds")
 
@@ -74,7 +76,7 @@ def load(root: Path) -> AppProject:
                            f"got {name!r}")
     schemas = _strings(app.get("schemas", ["app"]), f"{path}: app.schemas")
     for schema in schemas:
-        if not re.fullmatch(r"[a-z_][a-z0-9_]*", schema):
+        if not IDENTIFIER.fullmatch(schema):
             raise ProjectError(f"{path}: app.schemas: {schema!r} is not a plain lower-case schema name")
     target = database.get("target")
     api = database.get("api_schema")
@@ -85,7 +87,7 @@ def load(root: Path) -> AppProject:
 
     if target is not None and target not in TARGETS:
         raise ProjectError(f"{path}: database.target must be {' or '.join(TARGETS)}; got {target!r}")
-    if api is not None and not re.fullmatch(r"[a-z_][a-z0-9_]*", api):
+    if api is not None and not IDENTIFIER.fullmatch(api):
         raise ProjectError(f"{path}: database.api_schema must be a plain lower-case schema name; got {api!r}")
     without = _strings(database.get("without", []), f"{path}: database.without")
     return AppProject(root.resolve(), name, schemas, target, api, without, data)

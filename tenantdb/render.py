@@ -17,7 +17,7 @@ import jinja2
 
 from .errors import UsageProblem
 from .paths import sql_root
-from .project import PACKAGE, AppProject
+from .project import IDENTIFIER, PACKAGE, AppProject
 
 TARGETS = ("postgres", "supabase")
 # A migration whose first lines carry this marker may be left out with
@@ -83,7 +83,7 @@ class Target:
     def __post_init__(self) -> None:
         if self.name not in TARGETS:
             raise ValueError(f"unknown target {self.name!r} (choose from {', '.join(TARGETS)})")
-        if not re.fullmatch(r"[a-z_][a-z0-9_]*", self.api):
+        if not IDENTIFIER.fullmatch(self.api):
             raise ValueError(f"API schema name {self.api!r} is not a plain lower-case identifier")
 
 

@@ -147,11 +147,11 @@ def init_project(directory: Path, name: str, target: str, api: str) -> list[Path
     migrations/, functions/, policies/ and seeds/ (its permissions and
     catalog files, empty). Refuses a directory that holds one already,
     or any file it would overwrite."""
-    from .project import CONFIG, NAME, PACKAGE
+    from .project import CONFIG, IDENTIFIER, NAME, PACKAGE
 
     if not NAME.match(name) or name == PACKAGE:
         raise ValueError(f"--name {name!r}: lower-case letters, digits and _, starting with a letter (not {PACKAGE!r})")
-    if not re.fullmatch(r"[a-z_][a-z0-9_]*", api):
+    if not IDENTIFIER.fullmatch(api):
         raise ValueError(f"--api-schema {api!r}: a plain lower-case schema name")
     files = {
         CONFIG: CONFIG_TEXT.format(name=name, target=target, api=api),
