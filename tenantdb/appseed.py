@@ -92,8 +92,7 @@ def merged_catalog(package: dict, package_source: str, app: AppProject) -> dict:
     merged["meters"] += mine.get("meters", [])
     merged["features"] += mine.get("features", [])
     plans = {p["key"]: p for p in merged["plans"]}
-    for i, plan in zip(range(len(mine.get("plans", []))), _keys(mine.get("plans", []), "plans", source)):
-        entry = mine["plans"][i]
+    for entry, plan in zip(mine.get("plans", []), _keys(mine.get("plans", []), "plans", source)):
         if plan not in plans:
             merged["plans"].append(entry)
             continue
