@@ -61,7 +61,7 @@ from .db import connect
 from .engine import Engine
 from .errors import TenantdbError, UsageProblem
 from .project import PACKAGE
-from .render import Change, Renderer, Target
+from .render import Change, Renderer, Target, history_key
 
 _RELATION_KINDS = ("table", "view", "index")
 
@@ -206,7 +206,7 @@ def _deployed(conn: psycopg.Connection, everything: list[Change], found: list[Di
     if sqitch is not None:
         ids = []
         for project, name, script_hash in sqitch:
-            cid = name if project == PACKAGE else f"{project}:{name}"
+            cid = history_key(project, name)
             change = by_id.get(cid)
             if change is None:
                 found.append(Difference(f"sqitch change {cid}", "deployed, but not a change of "

@@ -27,6 +27,18 @@ OPTIONAL_MARKER = "-- tenantdb: optional"
 # data: migrate shows what it would drop (tables with rows, columns with
 # values) and applies it only with --yes.
 DESTRUCTIVE_MARKER = "-- tenantdb: destructive"
+def history_key(project: str, local: str) -> str:
+    """The key of a change id (or repeatable or seed path) in tenantdb's
+    history: the package's as it is (0001_foundation), an app's prefixed
+    with the app's name (shop:0001_documents, shop:functions/0001_x.sql)."""
+    return local if project == PACKAGE else f"{project}:{local}"
+
+
+def local_part(key: str) -> str:
+    """A history key without its app prefix: 0001_documents, functions/0001_x.sql."""
+    return key.split(":", 1)[-1]
+
+
 def project_of(key: str) -> str:
     """The history a change id (or repeatable or seed path) belongs to:
     PACKAGE for the package's (no prefix), else the app's name, the prefix
@@ -128,7 +140,7 @@ class Change:
     @property
     def local_id(self) -> str:
         """The id inside its project: 0001_documents for myapp:0001_documents."""
-        return self.id.split(":", 1)[-1]
+        return local_part(self.id)
 
     @property
     def is_app(self) -> bool:
@@ -222,7 +234,6 @@ class Renderer:
 
     def _project_changes(self, project: str, root: Path) -> list[Change]:
         """The changes of one history (the package's, or the app's), in order."""
-        prefix = "" if project == PACKAGE else f"{project}:"
         result: list[Change] = []
         for relpath in self._files("migrations", base=root):
             local = Path(relpath).stem
@@ -234,21 +245,23 @@ class Renderer:
             sql = self.render(relpath, project)
             requires = tuple(r.strip() for line in REQUIRES_RE.findall("\n".join(sql.splitlines()[:30]))
                              for r in line.split(",") if r.strip())
-            result.append(Change(prefix + local, prefix + relpath, sql, self.render(rollback_path, project),
+            result.append(Change(history_key(project, local), history_key(project, relpath), sql,
+                                 self.render(rollback_path, project),
                                  project=project, requires=requires))
         by_number: dict[str, Change] = {}
         for change in result:
             if change.number in by_number:
                 first = by_number[change.number]
                 raise ValueError(f"two migrations share the number {change.number}: "
-                                 f"{root / first.path.removeprefix(prefix)} and {root / change.path.removeprefix(prefix)}")
+                                 f"{root / local_part(first.path)} and {root / local_part(change.path)}")
             by_number[change.number] = change
         for folder in ("functions", "policies"):
             for relpath in self._files(folder, base=root):
                 number = Path(relpath).name.split("_", 1)[0]
                 if number not in by_number:
                     raise ValueError(f"{root / relpath}: no migration numbered {number} to pair it with")
-                by_number[number].repeatables.append(Repeatable(prefix + relpath, self.render(relpath, project)))
+                by_number[number].repeatables.append(Repeatable(history_key(project, relpath),
+                                                                self.render(relpath, project)))
         return result
 
     def changes(self) -> list[Change]:
@@ -270,7 +283,7 @@ class Renderer:
         for change in app:
             for rep in change.repeatables:
                 for name in [n for n in rep.functions if n in theirs]:
-                    raise ValueError(f"{self.app.root / rep.path.split(':', 1)[1]} defines {name}, which is the "  # type: ignore[union-attr]
+                    raise ValueError(f"{self.app.root / local_part(rep.path)} defines {name}, which is the "  # type: ignore[union-attr]
                                      f"package's ({theirs[name]}): migrate would replace it, and a rollback of "
                                      f"{change.id} would drop it with the package's triggers and policies that call "
                                      "it; give the app's function a name of its own, in the app's schema")
@@ -311,7 +324,7 @@ class Renderer:
         package's seeds and the app's permissions; none without an app."""
         if not self.app:
             return []
-        return [(f"{self.app.name}:{relpath}", self.render(relpath, self.app.name))
+        return [(history_key(self.app.name, relpath), self.render(relpath, self.app.name))
                 for relpath in self._files("seeds", base=self.app.root)]
 
     def checks(self, folder: str = "sql/checks") -> list[tuple[str, str]]:
