@@ -2,7 +2,7 @@
 -- SQLSTATE, message where it matters, and nothing written.
 begin;
 \ir _helpers.psql
-select plan(22);
+select plan(24);
 
 select tests.user('rita@r.test') as rita \gset
 select tests.user('out@r.test') as outsider \gset
@@ -31,6 +31,9 @@ select throws_ok($$select open_incident('Outage', 'apocalyptic')$$, '23514', nul
 select is((select count(*)::int from audit.incidents), 0, 'and writes nothing');
 select throws_ok($$select private.load_catalog('{"plans": []}')$$, '22023',
   'load_catalog: the document needs arrays "meters", "features" and "plans"', 'a catalog without meters and features is refused');
+select throws_ok($$select private.load_catalog('{"meters": [{"key": "documents", "aggregation": "live_count"}], "features": [], "plans": []}')$$,
+  '22023', 'load_catalog: meters[0] ("documents") needs "name"', 'a catalog item without a key it needs is refused, named');
+select is((select count(*)::int from catalog.meters where key = 'documents'), 0, 'and writes nothing');
 
 -- Reading money and usage needs membership.
 select tests.act_as(:'outsider');
